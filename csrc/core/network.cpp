@@ -1,0 +1,82 @@
+#include "network.h"
+
+#include <stdexcept>
+
+namespace ttfs {
+
+namespace {
+void require(bool ok, const Node& node, const std::string& what) {
+  if (!ok) throw std::invalid_argument("node '" + node.name + "': " + what);
+}
+}  // namespace
+
+void validate_node(const Network& net, const Node& node) {
+  const int index = int(net.nodes.size());  // the node is about to be appended
+  const Geometry& g = node.geom;
+  require(node.size > 0, node, "empty output");
+  for (int src : node.inbound) require(src >= 0 && src < index, node, "inbound index out of range");
+  require(g.in_h > 0 && g.in_w > 0 && g.in_c > 0 && g.out_h > 0 && g.out_w > 0 && g.out_c > 0 &&
+              g.kernel_h > 0 && g.kernel_w > 0 && g.stride_h > 0 && g.stride_w > 0 &&
+              g.dilation_h > 0 && g.dilation_w > 0 && g.pad_top >= 0 && g.pad_left >= 0 &&
+              g.multiplier > 0,
+          node, "invalid geometry");
+  switch (node.kind) {
+    case NodeKind::Input:
+      require(index == 0 && node.inbound.empty(), node, "the input must be node 0");
+      return;
+    case NodeKind::Gather: {
+      require(!node.inbound.empty(), node, "gather without inputs");
+      require(int64_t(node.gather_input.size()) == node.size &&
+                  int64_t(node.gather_element.size()) == node.size,
+              node, "gather map size differs from the node size");
+      for (int64_t i = 0; i < node.size; ++i) {
+        const int src = node.gather_input[i];
+        if (src < 0) continue;
+        require(src < int(node.inbound.size()), node, "gather map names a missing inbound");
+        const int64_t e = node.gather_element[i];
+        require(e >= 0 && e < net.nodes[node.inbound[src]].size, node, "gather element out of range");
+      }
+      return;
+    }
+    default:
+      break;
+  }
+  require(index > 0 && node.inbound.size() == 1, node, "a layer needs exactly one inbound node");
+  require(net.nodes[node.inbound[0]].size == g.in_size(), node, "input size differs from the inbound node");
+  require(node.size == g.out_size(), node, "output size differs from the geometry");
+  require(int64_t(node.fanout.size()) == node.size, node, "fan-out array has the wrong size");
+  const int64_t taps = int64_t(g.kernel_h) * g.kernel_w;
+  switch (node.kind) {
+    case NodeKind::Dense:
+      require(g.in_h == g.out_h && g.in_w == g.out_w && g.out_c == g.multiplier, node, "dense geometry");
+      require(int64_t(node.kernel.size()) == int64_t(g.in_c) * g.multiplier, node, "kernel size");
+      break;
+    case NodeKind::Conv2D:
+      require(g.out_c == g.multiplier, node, "conv output channels differ from filters");
+      require(int64_t(node.kernel.size()) == taps * g.in_c * g.multiplier, node, "kernel size");
+      break;
+    case NodeKind::DepthwiseConv2D:
+      require(g.out_c == g.in_c * g.multiplier, node, "depthwise output channels");
+      require(int64_t(node.kernel.size()) == taps * g.in_c * g.multiplier, node, "kernel size");
+      break;
+    case NodeKind::AveragePooling2D:
+      require(int64_t(node.pool_count.size()) == int64_t(g.out_h) * g.out_w, node, "pool counts size");
+      for (float c : node.pool_count) require(c >= 1.0f, node, "pool count below 1");
+      [[fallthrough]];
+    case NodeKind::MaxPooling2D:
+      require(g.out_c == g.in_c, node, "pooling changes the channel count");
+      break;
+    default:
+      require(false, node, "unknown node kind");
+  }
+  if (node.kind == NodeKind::Dense || node.kind == NodeKind::Conv2D ||
+      node.kind == NodeKind::DepthwiseConv2D) {
+    require(node.bias.empty() || int64_t(node.bias.size()) == g.out_c, node, "bias size");
+    require(node.abs_kernel.size() == node.kernel.size(), node, "|kernel| size");
+  }
+  require(!node.softmax || node.kind == NodeKind::Dense || node.kind == NodeKind::Conv2D ||
+              node.kind == NodeKind::DepthwiseConv2D,
+          node, "softmax output on a layer without weights");
+}
+
+}  // namespace ttfs

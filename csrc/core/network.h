@@ -1,0 +1,74 @@
+// The network as the native backends see it: a list of nodes in topological
+// order, built by python/ttfs_native/plan.py. Node 0 is the input. Structural
+// layers (Flatten, Reshape, ZeroPadding2D, Concatenate) arrive as Gather
+// nodes with an index map, so the backends know only six kinds.
+#pragma once
+
+#include <cstdint>
+#include <string>
+#include <vector>
+
+namespace ttfs {
+
+enum class NodeKind : int {
+  Input = 0,
+  Dense = 1,
+  Conv2D = 2,
+  DepthwiseConv2D = 3,
+  AveragePooling2D = 4,
+  MaxPooling2D = 5,
+  Gather = 6,
+};
+
+// Channels-last geometry of a layer with a single input. Dense acts on the
+// last axis: in_h * in_w positions of in_c features each.
+struct Geometry {
+  int in_h = 1, in_w = 1, in_c = 1;
+  int out_h = 1, out_w = 1, out_c = 1;
+  int kernel_h = 1, kernel_w = 1;
+  int stride_h = 1, stride_w = 1;
+  int dilation_h = 1, dilation_w = 1;
+  int pad_top = 0, pad_left = 0;
+  int multiplier = 1;  // Dense units, Conv2D filters, DepthwiseConv2D depth multiplier
+
+  int64_t in_size() const { return int64_t(in_h) * in_w * in_c; }
+  int64_t out_size() const { return int64_t(out_h) * out_w * out_c; }
+};
+
+struct Node {
+  NodeKind kind = NodeKind::Input;
+  std::string name;
+  std::vector<int> inbound;        // node indices, earlier in the list
+  Geometry geom;
+  int64_t size = 0;                // number of output elements
+  bool softmax = false;            // stochastic softmax output layer
+  std::vector<float> kernel;       // Keras layout, flattened
+  std::vector<float> abs_kernel;   // |kernel|, for the missing impulse
+  std::vector<float> bias;         // as stored (multiplied by dt per run)
+  std::vector<float> pool_count;   // AveragePooling2D: cells per window (out_h*out_w)
+  std::vector<int32_t> gather_input;    // Gather: which inbound (-1: zero padding)
+  std::vector<int64_t> gather_element;  // Gather: element in that inbound
+  std::vector<double> fanout;      // spiking nodes: synaptic ops per spike
+
+  bool is_spiking() const {
+    return kind != NodeKind::Input && kind != NodeKind::Gather;
+  }
+  bool integrates() const { return is_spiking() && kind != NodeKind::MaxPooling2D; }
+};
+
+struct Network {
+  std::vector<Node> nodes;
+  int64_t num_classes() const { return nodes.empty() ? 0 : nodes.back().size; }
+  std::vector<int> spiking_nodes() const {
+    std::vector<int> out;
+    for (int i = 0; i < int(nodes.size()); ++i)
+      if (nodes[i].is_spiking()) out.push_back(i);
+    return out;
+  }
+};
+
+// Throws std::invalid_argument if the node is inconsistent (checked once,
+// when the plan is built, so the kernels can trust the indices).
+void validate_node(const Network& net, const Node& node);
+
+}  // namespace ttfs

@@ -1,0 +1,68 @@
+// The per-neuron update of one time step (SEMANTICS.md, "One step of a
+// spiking layer"), written once for the CPU and the CUDA backends. All
+// arithmetic is float32 and matches the numpy reference operation by
+// operation; no multiply-add pairs exist here, so FMA contraction cannot
+// change a result.
+#pragma once
+
+#include "common.h"
+
+namespace ttfs {
+
+// Scalars of one step, computed once on the host as SEMANTICS.md defines them.
+struct StepConstants {
+  float tau;         // t * dt
+  float dt;          // output signal of a neuron that has fired
+  float v0;          // base threshold
+  float refrac_end;  // tau + tau_refrac
+  float leak_step;   // 0.1 * dt
+  bool leak;
+};
+
+// Steps 3-4: refractory mask, integrate, leak. Returns the new membrane V'.
+TTFS_HD float integrate(float current, float membrane, float refrac_until,
+                        const StepConstants& k) {
+  const float masked = refrac_until > k.tau ? 0.0f : current;
+  float v = membrane + masked;
+  if (k.leak && v > 0.0f) v = v - k.leak_step;
+  return v;
+}
+
+// Steps 3-11 for a ReLU neuron. `current` is I (already 0 while the sample's
+// input is silent), `missing` is M of this step. Returns true if it spiked.
+TTFS_HD bool ttfs_neuron_step(float current, float missing, const StepConstants& k,
+                              float& membrane, float& threshold, float& refrac_until,
+                              float& last_spike, float& prospective) {
+  const float v = integrate(current, membrane, refrac_until, k);
+  const bool spiked = v >= threshold;   // 5: threshold left by the previous step
+  membrane = spiked ? 0.0f : v;         // 6: reset
+  if (spiked) {
+    refrac_until = k.refrac_end;        // 7
+    last_spike = k.tau;                 // 11
+  }
+  // 9: prospective flag uses the new refractory end
+  prospective = (current > 0.0f && refrac_until <= k.tau) ? 1.0f : 0.0f;
+  threshold = k.v0 + missing;           // 10: threshold for the next step
+  return spiked;
+}
+
+// Step 11's output signal: dt once the neuron has fired.
+TTFS_HD float relu_signal(float last_spike, float dt) { return last_spike > 0.0f ? dt : 0.0f; }
+
+// Steps 9-10 for a softmax output neuron (no reset, no refractory update);
+// the spike itself is decided by the caller from the layer's softmax.
+TTFS_HD void softmax_neuron_flags(float current, float missing, const StepConstants& k,
+                                  float refrac_until, float& threshold, float& prospective) {
+  prospective = (current > 0.0f && refrac_until <= k.tau) ? 1.0f : 0.0f;
+  threshold = k.v0 + missing;
+}
+
+// MaxPooling2D (no membrane): record where (m > 0) xor (S > 0) with S before
+// the update, then S = tau where m != 0. Returns true if recorded.
+TTFS_HD bool maxpool_step(float m, float tau, float& last_spike) {
+  const bool record = (m > 0.0f) != (last_spike > 0.0f);
+  if (m != 0.0f) last_spike = tau;
+  return record;
+}
+
+}  // namespace ttfs

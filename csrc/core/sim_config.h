@@ -1,0 +1,44 @@
+// Run parameters shared by every native backend (validated in Python).
+#pragma once
+
+#include <cstdint>
+#include <vector>
+
+#include "neuron_step.h"
+
+namespace ttfs {
+
+struct SimConfig {
+  int steps = 1;
+  float dt = 1.0f;
+  float v_thresh = 1.0f;
+  float tau_refrac = 1.0f;
+  bool leak = false;
+  uint64_t seed = 0;
+  bool early_stop = false;
+
+  // SEMANTICS.md "Arithmetic": tau = f32(t) * f32(dt), R = tau + f32(tau_refrac),
+  // leak step = f32(0.1) * f32(dt).
+  StepConstants step(int t) const {
+    StepConstants k;
+    k.tau = float(t) * dt;
+    k.dt = dt;
+    k.v0 = v_thresh;
+    k.refrac_end = k.tau + tau_refrac;
+    k.leak_step = 0.1f * dt;
+    k.leak = leak;
+    return k;
+  }
+};
+
+// Where a backend writes the results of a batch (host memory, row-major).
+struct ResultViews {
+  int64_t samples = 0;
+  int32_t* counts = nullptr;                // (N, classes, steps) cumulative
+  std::vector<float*> first_spike;          // per spiking node: (N, size), 0 = never
+  int64_t* spike_counts = nullptr;          // (N, spiking nodes)
+  double* synops = nullptr;                 // (N, steps)
+  int32_t* stop_step = nullptr;             // (N,)
+};
+
+}  // namespace ttfs

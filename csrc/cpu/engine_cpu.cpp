@@ -1,0 +1,341 @@
+#include "engine_cpu.h"
+
+#include <algorithm>
+#include <cmath>
+#include <vector>
+
+#ifdef _OPENMP
+#include <omp.h>
+#endif
+
+#include "../core/neuron_step.h"
+#include "../core/philox.h"
+#include "../core/synapse.h"
+
+namespace ttfs {
+
+int max_threads() {
+#ifdef _OPENMP
+  return omp_get_max_threads();
+#else
+  return 1;
+#endif
+}
+
+bool openmp_enabled() {
+#ifdef _OPENMP
+  return true;
+#else
+  return false;
+#endif
+}
+
+namespace {
+
+// State of one node for the sample a thread is simulating.
+struct NodeState {
+  std::vector<float> signal, prospective;  // a_out, p_out
+  bool changed = false;                    // did signal or prospective change this step
+  std::vector<uint8_t> recorded;           // spike-train record non-zero this step
+  // Integrating layers: input already scattered, and the sums it produced.
+  std::vector<float> seen_signal, seen_prospective;
+  std::vector<double> current_sum, missing_sum;
+  int64_t nonzero_inputs = 0;
+  std::vector<float> membrane, threshold, refrac_until, last_spike;
+  // MaxPooling2D: pooled input and the spike time of its prospective map.
+  std::vector<float> pooled, pooled_prospective, last_prospective;
+};
+
+class SampleRunner {
+ public:
+  SampleRunner(const Network& net, const SimConfig& cfg, const std::vector<int>& spiking,
+               const std::vector<int>& slot, const std::vector<std::vector<float>>& bias_dt)
+      : net_(net), cfg_(cfg), spiking_(spiking), slot_(slot), bias_dt_(bias_dt),
+        state_(net.nodes.size()) {
+    for (size_t i = 0; i < net.nodes.size(); ++i) {
+      const Node& node = net.nodes[i];
+      NodeState& s = state_[i];
+      s.signal.resize(node.size);
+      s.prospective.resize(node.size);
+      if (node.is_spiking()) s.recorded.resize(node.size);
+      if (node.integrates()) {
+        const int64_t in = node.geom.in_size();
+        s.seen_signal.resize(in);
+        s.seen_prospective.resize(in);
+        s.current_sum.resize(node.size);
+        s.missing_sum.resize(node.size);
+        s.membrane.resize(node.size);
+        s.threshold.resize(node.size);
+        s.refrac_until.resize(node.size);
+        s.last_spike.resize(node.size);
+      } else if (node.kind == NodeKind::MaxPooling2D) {
+        s.pooled.resize(node.size);
+        s.pooled_prospective.resize(node.size);
+        s.last_spike.resize(node.size);
+        s.last_prospective.resize(node.size);
+      }
+    }
+    class_count_.resize(net.num_classes());
+    softmax_scratch_.resize(net.nodes.back().size);
+  }
+
+  void run(const float* x, int64_t sample, int64_t row, const ResultViews& out) {
+    reset();
+    const int64_t classes = net_.num_classes();
+    int32_t* counts = out.counts + row * classes * cfg_.steps;
+    double* synops = out.synops + row * cfg_.steps;
+    int64_t* spikes = out.spike_counts + row * int64_t(out.first_spike.size());
+    std::fill(synops, synops + cfg_.steps, 0.0);
+    for (size_t l = 0; l < out.first_spike.size(); ++l) {
+      const int64_t size = net_.nodes[spiking_[l]].size;
+      std::fill(out.first_spike[l] + row * size, out.first_spike[l] + (row + 1) * size, 0.0f);
+      spikes[l] = 0;
+    }
+    int stop = cfg_.steps;
+    for (int t = 1; t <= cfg_.steps; ++t) {
+      const StepConstants k = cfg_.step(t);
+      for (size_t i = 0; i < net_.nodes.size(); ++i) {
+        const Node& node = net_.nodes[i];
+        switch (node.kind) {
+          case NodeKind::Input: input_step(x, t, k); break;
+          case NodeKind::Gather: gather_step(node, state_[i]); break;
+          case NodeKind::MaxPooling2D: maxpool_step_node(node, state_[i], k); break;
+          default: integrate_step(node, state_[i], k, sample, t); break;
+        }
+        if (node.is_spiking()) record(node, i, k, row, out, synops[t - 1], spikes);
+      }
+      // Reading the output: count the steps at which each class's signal is on.
+      const NodeState& last = state_.back();
+      bool fired = false;
+      for (int64_t c = 0; c < classes; ++c) {
+        if (last.signal[c] > 0.0f) {
+          ++class_count_[c];
+          fired = true;
+        }
+        counts[c * cfg_.steps + (t - 1)] = class_count_[c];
+      }
+      if (cfg_.early_stop && fired) {
+        stop = t;
+        for (int64_t c = 0; c < classes; ++c)
+          std::fill(counts + c * cfg_.steps + t, counts + (c + 1) * cfg_.steps, class_count_[c]);
+        break;
+      }
+    }
+    out.stop_step[row] = stop;
+  }
+
+ private:
+  void reset() {
+    for (size_t i = 0; i < net_.nodes.size(); ++i) {
+      NodeState& s = state_[i];
+      std::fill(s.signal.begin(), s.signal.end(), 0.0f);
+      std::fill(s.prospective.begin(), s.prospective.end(), 0.0f);
+      s.changed = false;
+      std::fill(s.seen_signal.begin(), s.seen_signal.end(), 0.0f);
+      std::fill(s.seen_prospective.begin(), s.seen_prospective.end(), 0.0f);
+      std::fill(s.current_sum.begin(), s.current_sum.end(), 0.0);
+      std::fill(s.missing_sum.begin(), s.missing_sum.end(), 0.0);
+      s.nonzero_inputs = 0;
+      std::fill(s.membrane.begin(), s.membrane.end(), 0.0f);
+      std::fill(s.threshold.begin(), s.threshold.end(), cfg_.v_thresh);
+      std::fill(s.refrac_until.begin(), s.refrac_until.end(), 0.0f);
+      std::fill(s.last_spike.begin(), s.last_spike.end(), -1.0f);
+      std::fill(s.last_prospective.begin(), s.last_prospective.end(), -1.0f);
+      std::fill(s.pooled.begin(), s.pooled.end(), 0.0f);
+      std::fill(s.pooled_prospective.begin(), s.pooled_prospective.end(), 0.0f);
+    }
+    std::fill(class_count_.begin(), class_count_.end(), 0);
+  }
+
+  // The input is not spiking: x * dt on every step, prospective map all zero.
+  void input_step(const float* x, int t, const StepConstants& k) {
+    NodeState& s = state_[0];
+    s.changed = (t == 1);
+    if (t == 1)
+      for (size_t j = 0; j < s.signal.size(); ++j) s.signal[j] = x[j] * k.dt;
+  }
+
+  void gather_step(const Node& node, NodeState& s) {
+    s.changed = false;
+    for (int src : node.inbound) s.changed = s.changed || state_[src].changed;
+    if (!s.changed) return;
+    for (int64_t i = 0; i < node.size; ++i) {
+      const int src = node.gather_input[i];
+      if (src < 0) continue;  // zero padding stays zero
+      const NodeState& in = state_[node.inbound[src]];
+      s.signal[i] = in.signal[node.gather_element[i]];
+      s.prospective[i] = in.prospective[node.gather_element[i]];
+    }
+  }
+
+  // Scatter what changed in the inbound signal and prospective map since the
+  // last step into the running sums of L(a_in) (without bias) and L_abs(p_in).
+  void absorb_input_changes(const Node& node, NodeState& s) {
+    const NodeState& in = state_[node.inbound[0]];
+    if (!in.changed) return;
+    const int64_t n_in = node.geom.in_size();
+    for (int64_t j = 0; j < n_in; ++j) {
+      const float a = in.signal[j], a_seen = s.seen_signal[j];
+      if (a != a_seen) {
+        scatter_input(node.kind, node.geom, node.kernel.data(), j, a - a_seen, s.current_sum.data());
+        s.nonzero_inputs += int(a != 0.0f) - int(a_seen != 0.0f);
+        s.seen_signal[j] = a;
+      }
+      const float p = in.prospective[j], p_seen = s.seen_prospective[j];
+      if (p != p_seen) {
+        scatter_input(node.kind, node.geom, node.abs_kernel.data(), j, p - p_seen,
+                      s.missing_sum.data());
+        s.seen_prospective[j] = p;
+      }
+    }
+  }
+
+  // I and M of neuron i from the running sums (SEMANTICS.md steps 1-2).
+  float current_of(const Node& node, const NodeState& s, const std::vector<float>& bias,
+                   int64_t i) const {
+    if (s.nonzero_inputs == 0) return 0.0f;  // 2: no input yet, no bias
+    const float sum = float(s.current_sum[i]);
+    if (node.kind == NodeKind::AveragePooling2D) return sum / node.pool_count[i / node.geom.out_c];
+    return bias.empty() ? sum : sum + bias[i % node.geom.out_c];
+  }
+  float missing_of(const Node& node, const NodeState& s, int64_t i) const {
+    const float sum = float(s.missing_sum[i]);
+    if (node.kind == NodeKind::AveragePooling2D) return sum / node.pool_count[i / node.geom.out_c];
+    return sum;
+  }
+
+  void integrate_step(const Node& node, NodeState& s, const StepConstants& k, int64_t sample, int t) {
+    absorb_input_changes(node, s);
+    const std::vector<float>& bias = bias_dt_[&node - net_.nodes.data()];
+    s.changed = false;
+    if (node.softmax) {
+      softmax_step(node, s, bias, k, sample, t);
+      return;
+    }
+    for (int64_t i = 0; i < node.size; ++i) {
+      const float current = current_of(node, s, bias, i);
+      const float before_p = s.prospective[i];
+      s.recorded[i] = ttfs_neuron_step(current, missing_of(node, s, i), k, s.membrane[i],
+                                       s.threshold[i], s.refrac_until[i], s.last_spike[i],
+                                       s.prospective[i]);
+      const float a = relu_signal(s.last_spike[i], k.dt);
+      if (a != s.signal[i] || before_p != s.prospective[i]) s.changed = true;
+      s.signal[i] = a;
+    }
+  }
+
+  // Stochastic softmax output: spike where u <= softmax(V') over the last axis.
+  void softmax_step(const Node& node, NodeState& s, const std::vector<float>& bias,
+                    const StepConstants& k, int64_t sample, int t) {
+    const int64_t classes = node.geom.out_c;
+    std::vector<float>& e = softmax_scratch_;
+    for (int64_t pos = 0; pos < node.size; pos += classes) {
+      float v_max = -INFINITY;
+      for (int64_t i = pos; i < pos + classes; ++i) {
+        const float current = current_of(node, s, bias, i);
+        s.membrane[i] = integrate(current, s.membrane[i], s.refrac_until[i], k);
+        v_max = std::max(v_max, s.membrane[i]);
+        softmax_neuron_flags(current, missing_of(node, s, i), k, s.refrac_until[i], s.threshold[i],
+                             s.prospective[i]);
+      }
+      float total = 0.0f;
+      for (int64_t i = pos; i < pos + classes; ++i) {
+        e[i] = std::exp(s.membrane[i] - v_max);
+        total += e[i];
+      }
+      for (int64_t i = pos; i < pos + classes; ++i) {
+        const float u = softmax_uniform(cfg_.seed, uint32_t(i), uint32_t(sample), uint32_t(t));
+        s.recorded[i] = u <= e[i] / total;
+        s.signal[i] = s.recorded[i] ? 1.0f : 0.0f;
+      }
+    }
+    s.changed = true;
+  }
+
+  void maxpool_step_node(const Node& node, NodeState& s, const StepConstants& k) {
+    const NodeState& in = state_[node.inbound[0]];
+    const Geometry& g = node.geom;
+    if (in.changed) {  // re-pool only when the input moved
+      for (int oy = 0; oy < g.out_h; ++oy)
+        for (int ox = 0; ox < g.out_w; ++ox)
+          for (int c = 0; c < g.out_c; ++c) {
+            float m = -INFINITY, mp = -INFINITY;
+            for (int ky = 0; ky < g.kernel_h; ++ky) {
+              const int iy = oy * g.stride_h - g.pad_top + ky;
+              if (iy < 0 || iy >= g.in_h) continue;
+              for (int kx = 0; kx < g.kernel_w; ++kx) {
+                const int ix = ox * g.stride_w - g.pad_left + kx;
+                if (ix < 0 || ix >= g.in_w) continue;
+                const int64_t j = (int64_t(iy) * g.in_w + ix) * g.in_c + c;
+                m = std::max(m, in.signal[j]);
+                mp = std::max(mp, in.prospective[j]);
+              }
+            }
+            const int64_t o = (int64_t(oy) * g.out_w + ox) * g.out_c + c;
+            s.pooled[o] = m;
+            s.pooled_prospective[o] = mp;
+          }
+    }
+    s.changed = false;
+    for (int64_t i = 0; i < node.size; ++i) {
+      s.recorded[i] = maxpool_step(s.pooled[i], k.tau, s.last_spike[i]);
+      if (s.pooled_prospective[i] != 0.0f) s.last_prospective[i] = k.tau;
+      const float a = relu_signal(s.last_spike[i], k.dt);
+      const float p = relu_signal(s.last_prospective[i], k.dt);
+      if (a != s.signal[i] || p != s.prospective[i]) s.changed = true;
+      s.signal[i] = a;
+      s.prospective[i] = p;
+    }
+  }
+
+  // Spike-train records of this step: first-spike times, spike counts, synops.
+  void record(const Node& node, size_t index, const StepConstants& k, int64_t row,
+              const ResultViews& out, double& synops, int64_t* spikes) {
+    const NodeState& s = state_[index];
+    const int l = slot_[index];
+    float* first = out.first_spike[l] + row * node.size;
+    int64_t n = 0;
+    double ops = 0.0;
+    for (int64_t i = 0; i < node.size; ++i) {
+      if (!s.recorded[i]) continue;
+      ++n;
+      ops += node.fanout[i];
+      if (first[i] == 0.0f) first[i] = k.tau;
+    }
+    spikes[l] += n;
+    synops += ops;
+  }
+
+  const Network& net_;
+  const SimConfig& cfg_;
+  const std::vector<int>& spiking_;
+  const std::vector<int>& slot_;
+  const std::vector<std::vector<float>>& bias_dt_;
+  std::vector<NodeState> state_;
+  std::vector<int32_t> class_count_;
+  std::vector<float> softmax_scratch_;
+};
+
+}  // namespace
+
+CpuEngine::CpuEngine(const Network& net, const SimConfig& config) : net_(net), config_(config) {
+  spiking_ = net_.spiking_nodes();
+  spiking_slot_.assign(net_.nodes.size(), -1);
+  for (size_t l = 0; l < spiking_.size(); ++l) spiking_slot_[spiking_[l]] = int(l);
+  bias_dt_.resize(net_.nodes.size());
+  for (size_t i = 0; i < net_.nodes.size(); ++i)
+    for (float b : net_.nodes[i].bias) bias_dt_[i].push_back(b * config_.dt);
+}
+
+void CpuEngine::run(const float* x, int64_t samples, int64_t sample_offset, const ResultViews& out,
+                    int num_threads) const {
+  const int64_t in_size = net_.nodes[0].size;
+#pragma omp parallel num_threads(num_threads > 0 ? num_threads : max_threads())
+  {
+    SampleRunner runner(net_, config_, spiking_, spiking_slot_, bias_dt_);
+#pragma omp for schedule(dynamic, 1)
+    for (int64_t n = 0; n < samples; ++n) runner.run(x + n * in_size, sample_offset + n, n, out);
+  }
+}
+
+}  // namespace ttfs

@@ -1,0 +1,265 @@
+"""The neutral model folder (model.json + weights.npz) and the in-memory Model."""
+from __future__ import annotations
+
+import json
+import math
+import os
+import zipfile
+from pathlib import Path
+
+import numpy as np
+
+from . import ops
+from .layers import (LayerSpec, ModelError, expected_weight_shapes, infer_shape,
+                     normalise_config)
+
+FORMAT_NAME = "ttfs-native-model"
+FORMAT_VERSION = 1
+INPUT_NAME = "input"
+
+
+class Model:
+    """A converted network: layers in topological order plus float32 weights.
+
+    ``weights`` maps a weighted layer's name to ``{"kernel": array, "bias":
+    array or None}`` in Keras layouts. The constructor validates everything and
+    raises :class:`ModelError` naming the offending layer.
+    """
+
+    def __init__(self, input_shape, layers, weights, metadata=None):
+        self.input_shape = _input_shape(input_shape)
+        self.metadata = dict(metadata or {})
+        self.layers: list[LayerSpec] = []
+        shapes = {INPUT_NAME: self.input_shape}
+        if not isinstance(layers, (list, tuple)) or not layers:
+            raise ModelError("model needs a non-empty list of layers")
+        for i, raw in enumerate(layers):
+            spec = _parse_layer(raw, i, shapes, self.layers)
+            self.layers.append(spec)
+            shapes[spec.name] = spec.output_shape
+        self._check_graph()
+        self.weights = _check_weights(self.layers, weights)
+
+    # ----------------------------------------------------------- structure
+    @property
+    def output_layer(self) -> LayerSpec:
+        return self.layers[-1]
+
+    @property
+    def num_classes(self) -> int:
+        return self.output_layer.size
+
+    @property
+    def input_size(self) -> int:
+        return int(math.prod(self.input_shape))
+
+    def layer(self, name: str) -> LayerSpec:
+        for spec in self.layers:
+            if spec.name == name:
+                return spec
+        raise KeyError(f"no layer named {name!r}")
+
+    @property
+    def spiking_layers(self) -> list:
+        return [s for s in self.layers if s.is_spiking]
+
+    def shape_of(self, name: str) -> tuple:
+        return self.input_shape if name == INPUT_NAME else self.layer(name).output_shape
+
+    def _check_graph(self):
+        used = {n for spec in self.layers for n in spec.inbound}
+        unused = [s.name for s in self.layers[:-1] if s.name not in used]
+        if unused:
+            raise ModelError(f"layer(s) {', '.join(map(repr, unused))} feed no other layer; "
+                             "only the last layer may be an output")
+        if INPUT_NAME not in used:
+            raise ModelError("no layer reads the input")
+        out = self.output_layer
+        for spec in self.layers[:-1]:
+            if spec.activation != "relu" and spec.is_weighted:
+                raise ModelError(f"layer '{spec.name}': activation '{spec.activation}' is only "
+                                 f"allowed on the output layer ('{out.name}')")
+
+    def summary(self) -> str:
+        rows = [f"input: {self.input_shape}"]
+        for s in self.layers:
+            extra = f" [{s.activation}]" if s.is_weighted else ""
+            rows.append(f"{s.name}: {s.type} {s.output_shape}{extra} <- {', '.join(s.inbound)}")
+        return "\n".join(rows)
+
+    def __repr__(self) -> str:
+        return f"Model(input_shape={self.input_shape}, layers={len(self.layers)}, classes={self.num_classes})"
+
+    # ------------------------------------------------------------ analogue
+    def ann_forward(self, x, return_all: bool = False):
+        """The converted ANN's output for channels-last input ``x`` (N, *input_shape).
+
+        ReLU on hidden weighted layers, the output layer's own activation
+        (softmax, relu or linear). With ``return_all`` returns a dict of every
+        layer's activation.
+        """
+        x = check_input(self, x)
+        acts = {INPUT_NAME: x}
+        for spec in self.layers:
+            ins = [acts[n] for n in spec.inbound]
+            acts[spec.name] = ops.apply_layer(spec, ins, self.weights.get(spec.name), activation=True)
+        return acts if return_all else acts[self.output_layer.name]
+
+    # -------------------------------------------------------------- saving
+    def to_json(self) -> dict:
+        out = {"format": FORMAT_NAME, "version": FORMAT_VERSION,
+               "input_shape": list(self.input_shape),
+               "layers": [s.to_json() for s in self.layers]}
+        if self.metadata:
+            out["metadata"] = self.metadata
+        return out
+
+    def save(self, path) -> Path:
+        return save_model(self, path)
+
+
+def _input_shape(value) -> tuple:
+    if not isinstance(value, (list, tuple)) or not value or \
+            not all(isinstance(v, int) and not isinstance(v, bool) and v >= 1 for v in value):
+        raise ModelError(f"'input_shape' must be a list of positive integers, got {value!r}")
+    return tuple(value)
+
+
+def _parse_layer(raw, index: int, shapes: dict, previous: list) -> LayerSpec:
+    if not isinstance(raw, dict):
+        raise ModelError(f"layer #{index} must be an object, got {type(raw).__name__}")
+    name = raw.get("name")
+    if not isinstance(name, str) or not name or "/" in name:
+        raise ModelError(f"layer #{index} needs a non-empty 'name' without '/', got {name!r}")
+    if name in shapes:
+        raise ModelError(f"layer '{name}': duplicate name" if name != INPUT_NAME
+                         else f"layer #{index}: the name 'input' is reserved for the model input")
+    type_ = raw.get("type")
+    config = normalise_config(name, type_, raw)
+    inbound = raw.get("inbound")
+    if inbound is None:
+        inbound = [previous[-1].name if previous else INPUT_NAME]
+    if isinstance(inbound, str):
+        inbound = [inbound]
+    if not isinstance(inbound, (list, tuple)) or not inbound or not all(isinstance(n, str) for n in inbound):
+        raise ModelError(f"layer '{name}': 'inbound' must be a non-empty list of layer names, got {inbound!r}")
+    for n in inbound:
+        if n == name:
+            raise ModelError(f"layer '{name}': reads its own output (cycle)")
+        if n not in shapes:
+            raise ModelError(f"layer '{name}': inbound layer '{n}' is not defined before it "
+                             "(unknown name, or a cycle: layers must be in topological order)")
+    spec = LayerSpec(name=name, type=type_, inbound=list(inbound), config=config,
+                     input_shapes=[shapes[n] for n in inbound])
+    spec.output_shape = infer_shape(spec)
+    return spec
+
+
+def _as_float32(name: str, what: str, value) -> np.ndarray:
+    arr = np.asarray(value)
+    if arr.dtype.kind not in "fiu":
+        raise ModelError(f"layer '{name}': {what} has non-numeric dtype {arr.dtype}")
+    arr = np.ascontiguousarray(arr, dtype=np.float32)
+    if not np.all(np.isfinite(arr)):
+        raise ModelError(f"layer '{name}': {what} contains NaN or Inf")
+    return arr
+
+
+def _check_weights(layers: list, weights) -> dict:
+    weights = dict(weights or {})
+    checked = {}
+    for spec in layers:
+        if not spec.is_weighted:
+            if spec.name in weights:
+                raise ModelError(f"layer '{spec.name}': {spec.type} has no weights, but some were given")
+            continue
+        entry = weights.pop(spec.name, None)
+        if not entry or entry.get("kernel") is None:
+            raise ModelError(f"layer '{spec.name}': missing weights '{spec.name}/kernel'")
+        kshape, bshape = expected_weight_shapes(spec)
+        kernel = _as_float32(spec.name, "kernel", entry["kernel"])
+        if kernel.shape != kshape:
+            raise ModelError(f"layer '{spec.name}': kernel has shape {kernel.shape}, expected {kshape}")
+        bias = entry.get("bias")
+        if bshape is None:
+            if bias is not None:
+                raise ModelError(f"layer '{spec.name}': use_bias is false but a bias was given")
+        else:
+            if bias is None:
+                raise ModelError(f"layer '{spec.name}': missing weights '{spec.name}/bias' (use_bias is true)")
+            bias = _as_float32(spec.name, "bias", bias)
+            if bias.shape != bshape:
+                raise ModelError(f"layer '{spec.name}': bias has shape {bias.shape}, expected {bshape}")
+        checked[spec.name] = {"kernel": kernel, "bias": bias}
+    if weights:
+        raise ModelError(f"weights given for unknown layer(s): {', '.join(sorted(weights))}")
+    return checked
+
+
+def check_input(model: Model, x, what: str = "input") -> np.ndarray:
+    """Return ``x`` as a C-contiguous float32 (N, *input_shape) array or raise."""
+    arr = np.asarray(x)
+    if arr.dtype.kind not in "fiub":
+        raise ValueError(f"{what} has non-numeric dtype {arr.dtype}")
+    if arr.shape[1:] != model.input_shape:
+        if arr.shape == model.input_shape:
+            raise ValueError(f"{what} has shape {arr.shape}: add a batch axis, expected (N, "
+                             f"{', '.join(map(str, model.input_shape))})")
+        raise ValueError(f"{what} has shape {arr.shape}, expected (N, "
+                         f"{', '.join(map(str, model.input_shape))})")
+    arr = np.ascontiguousarray(arr, dtype=np.float32)
+    if not np.all(np.isfinite(arr)):
+        raise ValueError(f"{what} contains NaN or Inf")
+    return arr
+
+
+# ------------------------------------------------------------------ files
+def load_model(path) -> Model:
+    """Read a model folder (``model.json`` + ``weights.npz``)."""
+    path = Path(path)
+    if not path.is_dir():
+        raise FileNotFoundError(f"model folder not found: {path}")
+    json_path, npz_path = path / "model.json", path / "weights.npz"
+    if not json_path.is_file():
+        raise FileNotFoundError(f"missing {json_path}")
+    try:
+        desc = json.loads(json_path.read_text())
+    except (json.JSONDecodeError, UnicodeDecodeError) as e:
+        raise ModelError(f"{json_path} is not valid JSON: {e}") from None
+    if not isinstance(desc, dict):
+        raise ModelError(f"{json_path} must hold a JSON object")
+    if desc.get("format") != FORMAT_NAME:
+        raise ModelError(f"{json_path}: 'format' must be {FORMAT_NAME!r}, got {desc.get('format')!r}")
+    if desc.get("version") != FORMAT_VERSION:
+        raise ModelError(f"{json_path}: unsupported version {desc.get('version')!r} (this reader knows {FORMAT_VERSION})")
+    weights = _read_weights(npz_path) if npz_path.exists() else {}
+    return Model(desc.get("input_shape"), desc.get("layers"), weights, desc.get("metadata"))
+
+
+def _read_weights(npz_path: Path) -> dict:
+    try:
+        with np.load(npz_path, allow_pickle=False) as data:
+            arrays = {k: data[k] for k in data.files}
+    except (zipfile.BadZipFile, ValueError, OSError, EOFError) as e:
+        raise ModelError(f"{npz_path} could not be read: {e}") from None
+    weights: dict = {}
+    for key, arr in arrays.items():
+        layer, _, kind = key.rpartition("/")
+        if kind not in ("kernel", "bias") or not layer:
+            raise ModelError(f"{npz_path}: unexpected array {key!r} (expected '<layer>/kernel' or '<layer>/bias')")
+        weights.setdefault(layer, {})[kind] = arr
+    return weights
+
+
+def save_model(model: Model, path) -> Path:
+    """Write ``model`` as a model folder at ``path`` (created if missing)."""
+    path = Path(path)
+    os.makedirs(path, exist_ok=True)
+    (path / "model.json").write_text(json.dumps(model.to_json(), indent=1) + "\n")
+    arrays = {}
+    for name, w in model.weights.items():
+        arrays[f"{name}/kernel"] = w["kernel"]
+        if w["bias"] is not None:
+            arrays[f"{name}/bias"] = w["bias"]
+    np.savez(path / "weights.npz", **arrays)
+    return path

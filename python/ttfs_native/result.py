@@ -1,0 +1,126 @@
+"""What a simulation run returns."""
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+from pathlib import Path
+
+import numpy as np
+
+
+@dataclass
+class SimulationResult:
+    """Outputs of :meth:`Simulator.run` for N samples and T steps.
+
+    Attributes
+    ----------
+    predictions : (N,) int64, argmax of the final class counts (lowest index
+        on ties), -1 where the output never fired.
+    counts : (N, classes, T) int32, cumulative number of steps at which each
+        output neuron's signal was non-zero.
+    first_spike_times : dict layer -> (N, *layer shape) float32, time of the
+        first spike in time units (t * dt), 0 where the neuron never fired.
+    spike_counts : dict layer -> (N,) int64, spikes (spike-train records) per
+        sample in that layer.
+    synops_t : (N, T) float64, synaptic operations at each step.
+    ann_ops : operations of one ANN forward pass (same convention as synops_t).
+    accuracy_t : (T,) float64 accuracy after each step, when labels were given.
+    stop_step : (N,) int32, the step each sample was simulated to (early stop).
+    """
+
+    predictions: np.ndarray
+    counts: np.ndarray
+    first_spike_times: dict
+    spike_counts: dict
+    synops_t: np.ndarray
+    ann_ops: float
+    neurons: dict
+    dt: float
+    backend: str
+    ops_convention: str
+    wall_time: float
+    stop_step: np.ndarray
+    labels: np.ndarray | None = None
+    accuracy_t: np.ndarray | None = field(default=None)
+
+    @classmethod
+    def from_raw(cls, raw: dict, labels=None, **info) -> "SimulationResult":
+        counts = raw["counts"]
+        final = counts[:, :, -1]
+        predictions = np.where(final.max(axis=1) > 0, final.argmax(axis=1), -1).astype(np.int64)
+        accuracy_t = None
+        if labels is not None:
+            decided = counts.max(axis=1) > 0                       # (N, T)
+            pred_t = np.where(decided, counts.argmax(axis=1), -1)  # (N, T)
+            accuracy_t = (pred_t == labels[:, None]).mean(axis=0)
+        return cls(predictions=predictions, counts=counts,
+                   first_spike_times=raw["first_spike_times"], spike_counts=raw["spike_counts"],
+                   synops_t=raw["synops_t"], stop_step=raw["stop_step"], labels=labels,
+                   accuracy_t=accuracy_t, **info)
+
+    # ------------------------------------------------------------ summaries
+    @property
+    def num_samples(self) -> int:
+        return int(self.counts.shape[0])
+
+    @property
+    def steps(self) -> int:
+        return int(self.counts.shape[2])
+
+    @property
+    def accuracy(self) -> float | None:
+        return None if self.labels is None else float(np.mean(self.predictions == self.labels))
+
+    @property
+    def decision_step(self) -> np.ndarray:
+        """(N,) first step at which the output fired (the latency), -1 if never."""
+        fired = self.counts.max(axis=1) > 0
+        return np.where(fired.any(axis=1), fired.argmax(axis=1) + 1, -1)
+
+    @property
+    def mean_latency_steps(self) -> float:
+        d = self.decision_step
+        return float(d[d > 0].mean()) if np.any(d > 0) else float("nan")
+
+    @property
+    def spikes_per_neuron(self) -> float:
+        total = sum(int(c.sum()) for c in self.spike_counts.values())
+        return total / max(1, sum(self.neurons.values()) * self.num_samples)
+
+    @property
+    def synops_per_sample(self) -> float:
+        return float(self.synops_t.sum(axis=1).mean()) if self.num_samples else 0.0
+
+    @property
+    def samples_per_second(self) -> float:
+        return self.num_samples / self.wall_time if self.wall_time > 0 else float("inf")
+
+    def summary(self) -> str:
+        lines = [f"samples {self.num_samples}, steps {self.steps} (dt {self.dt}), backend {self.backend}"]
+        if self.accuracy is not None:
+            lines.append(f"SNN accuracy {self.accuracy:.4f}")
+        undecided = int(np.sum(self.predictions < 0))
+        lines.append(f"mean first-output-spike latency {self.mean_latency_steps:.2f} steps"
+                     + (f" ({undecided} undecided)" if undecided else ""))
+        lines.append(f"spikes per neuron {self.spikes_per_neuron:.4f}")
+        ratio = self.synops_per_sample / self.ann_ops if self.ann_ops else float("nan")
+        lines.append(f"synaptic ops per sample {self.synops_per_sample:.1f} = {ratio:.3f} x ANN ops "
+                     f"({self.ann_ops:.0f}, {self.ops_convention} convention)")
+        lines.append(f"wall time {self.wall_time:.3f} s, {self.samples_per_second:.1f} samples/s")
+        return "\n".join(lines)
+
+    def to_npz(self, path) -> Path:
+        """Write the arrays of the CLI's result file."""
+        arrays = {"predictions": self.predictions, "counts": self.counts,
+                  "synops_t": self.synops_t, "stop_step": self.stop_step,
+                  "ann_ops": np.float64(self.ann_ops)}
+        if self.accuracy_t is not None:
+            arrays["accuracy_t"] = self.accuracy_t
+            arrays["labels"] = self.labels
+        for name, times in self.first_spike_times.items():
+            arrays[f"spike_times/{name}"] = times
+        for name, c in self.spike_counts.items():
+            arrays[f"spike_counts/{name}"] = c
+        path = Path(path)
+        with open(path, "wb") as f:
+            np.savez(f, **arrays)
+        return path

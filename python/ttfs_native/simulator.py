@@ -1,0 +1,171 @@
+"""The Simulator: validates, plans, allocates, calls a backend, collects results."""
+from __future__ import annotations
+
+import os
+import time
+from pathlib import Path
+
+import numpy as np
+
+from . import connectivity, reference
+from .model import Model, check_input, load_model
+from .params import SimParams
+from .result import SimulationResult
+
+BACKENDS = ("auto", "cpu", "cuda", "reference")
+# Result arrays larger than this are refused up front rather than failing mid-run.
+MAX_RESULT_BYTES = 16 * 2 ** 30
+
+
+def _core():
+    from . import _core as core  # the compiled extension
+    return core
+
+
+def cuda_status() -> tuple:
+    """(available, reason) for the CUDA backend."""
+    core = _core()
+    if not core.cuda_compiled:
+        return False, "this build of ttfs-native has no CUDA backend (no nvcc at build time)"
+    ok, reason = core.cuda_device_status()
+    return bool(ok), reason
+
+
+class Simulator:
+    """Simulate a converted SNN with time-to-first-spike coding and a dynamic threshold.
+
+    Built once for a model and a parameter set, then :meth:`run` any number
+    of times. Parameters follow SNN Toolbox's names: ``duration`` is
+    simulated time and the number of steps is ``int(duration / dt)``;
+    ``tau_refrac`` defaults to ``duration`` (each neuron fires at most once).
+
+    backend: ``"cpu"`` (C++/OpenMP), ``"cuda"``, ``"reference"`` (numpy,
+    slow, the oracle) or ``"auto"`` (CUDA when a GPU is visible, else CPU).
+    batch_size: samples handed to the backend per call (bounds memory; results
+    do not depend on it). ops_convention: ``"exact"`` counts real connections,
+    ``"snntoolbox"`` the original's approximate fan-outs.
+    """
+
+    def __init__(self, model, duration: float = 200, dt: float = 1.0, v_thresh: float = 1.0,
+                 tau_refrac: float | None = None, leak: bool = False, backend: str = "auto",
+                 batch_size: int | None = None, seed: int = 0, early_stop: bool = False,
+                 ops_convention: str = "exact", num_threads: int | None = None):
+        if isinstance(model, (str, os.PathLike, Path)):
+            model = load_model(model)
+        if not isinstance(model, Model):
+            raise TypeError(f"model must be a ttfs_native Model or a model folder path, got {type(model).__name__}")
+        self.model = model
+        self.params = SimParams(duration=duration, dt=dt, v_thresh=v_thresh, tau_refrac=tau_refrac,
+                                leak=leak, seed=seed, early_stop=early_stop)
+        out = model.output_layer
+        if early_stop and out.is_weighted and out.activation == "softmax":
+            raise ValueError("early_stop needs a ReLU output layer: a softmax output fires at random "
+                             "from the first step")
+        if ops_convention not in connectivity.CONVENTIONS:
+            raise ValueError(f"ops_convention must be one of {list(connectivity.CONVENTIONS)}, "
+                             f"got {ops_convention!r}")
+        self.ops_convention = ops_convention
+        if batch_size is not None and (isinstance(batch_size, bool) or not isinstance(batch_size, (int, np.integer))
+                                       or batch_size < 1):
+            raise ValueError(f"batch_size must be a positive integer or None, got {batch_size!r}")
+        if num_threads is not None and (isinstance(num_threads, bool) or not isinstance(num_threads, (int, np.integer))
+                                        or num_threads < 1):
+            raise ValueError(f"num_threads must be a positive integer or None, got {num_threads!r}")
+        self.num_threads = int(num_threads or 0)
+        self.backend = self._pick_backend(backend)
+        self.batch_size = int(batch_size) if batch_size else (64 if self.backend == "reference" else 1024)
+        self.fanouts = connectivity.fanouts(model, ops_convention)
+        self.ann_ops = connectivity.ann_operations(model, ops_convention)
+        self._engine = None
+        if self.backend in ("cpu", "cuda"):
+            core = _core()
+            from .plan import build_network
+            self._network = build_network(core, model, self.fanouts)
+            p = self.params
+            config = core.SimConfig(steps=p.steps, dt=p.dt, v_thresh=p.v_thresh, tau_refrac=p.tau_refrac,
+                                    leak=bool(p.leak), seed=int(p.seed), early_stop=bool(p.early_stop))
+            engine_type = core.CpuEngine if self.backend == "cpu" else core.CudaEngine
+            self._engine = engine_type(self._network, config)
+
+    @staticmethod
+    def _pick_backend(backend: str) -> str:
+        if backend not in BACKENDS:
+            raise ValueError(f"backend must be one of {list(BACKENDS)}, got {backend!r}")
+        if backend == "reference":
+            return backend
+        if backend == "auto":
+            return "cuda" if cuda_status()[0] else "cpu"
+        if backend == "cuda":
+            ok, reason = cuda_status()
+            if not ok:
+                raise RuntimeError(f"the CUDA backend is unavailable: {reason}")
+        return backend
+
+    @property
+    def steps(self) -> int:
+        return self.params.steps
+
+    def run(self, x, labels=None, progress=None) -> SimulationResult:
+        """Simulate every sample of ``x`` (N, *input_shape); ``labels`` (N,) give accuracy_t.
+
+        ``progress``: optional callable ``progress(done, total)`` after each batch.
+        """
+        x = check_input(self.model, x)
+        n = x.shape[0]
+        if n == 0:
+            raise ValueError("input has no samples (shape[0] == 0)")
+        if labels is not None:
+            labels = _check_labels(labels, n, self.model.num_classes)
+        steps, classes = self.steps, self.model.num_classes
+        spiking = self.model.spiking_layers
+        _check_result_size(n, classes, steps, sum(s.size for s in spiking))
+        counts = np.zeros((n, classes, steps), np.int32)
+        synops = np.zeros((n, steps), np.float64)
+        stop_step = np.zeros(n, np.int32)
+        first = {s.name: np.zeros((n, s.size), np.float32) for s in spiking}
+        spike_counts = np.zeros((n, len(spiking)), np.int64)
+        start = time.perf_counter()
+        for lo in range(0, n, self.batch_size):
+            hi = min(n, lo + self.batch_size)
+            if self.backend == "reference":
+                raw = reference.simulate(self.model, x[lo:hi], self.params, self.fanouts, sample_offset=lo)
+                counts[lo:hi], synops[lo:hi], stop_step[lo:hi] = raw["counts"], raw["synops_t"], raw["stop_step"]
+                for j, s in enumerate(spiking):
+                    first[s.name][lo:hi] = raw["first_spike_times"][s.name].reshape(hi - lo, -1)
+                    spike_counts[lo:hi, j] = raw["spike_counts"][s.name]
+            else:
+                self._engine.run(x[lo:hi].reshape(hi - lo, -1), lo, counts[lo:hi],
+                                 [first[s.name][lo:hi] for s in spiking], spike_counts[lo:hi],
+                                 synops[lo:hi], stop_step[lo:hi], self.num_threads)
+            if progress is not None:
+                progress(hi, n)
+        wall = time.perf_counter() - start
+        raw = {"counts": counts, "synops_t": synops, "stop_step": stop_step,
+               "first_spike_times": {s.name: first[s.name].reshape((n,) + s.output_shape) for s in spiking},
+               "spike_counts": {s.name: spike_counts[:, j] for j, s in enumerate(spiking)}}
+        return SimulationResult.from_raw(
+            raw, labels=labels, ann_ops=self.ann_ops, neurons={s.name: s.size for s in spiking},
+            dt=self.params.dt, backend=self.backend, ops_convention=self.ops_convention, wall_time=wall)
+
+
+def _check_labels(labels, n: int, classes: int) -> np.ndarray:
+    arr = np.asarray(labels)
+    if arr.shape != (n,):
+        raise ValueError(f"labels have shape {arr.shape}, expected ({n},) to match the input")
+    if arr.dtype.kind == "f":
+        if not np.all(np.isfinite(arr)) or np.any(arr != np.round(arr)):
+            raise ValueError("labels must be integer class indices")
+    elif arr.dtype.kind not in "iu":
+        raise ValueError(f"labels must be integer class indices, got dtype {arr.dtype}")
+    arr = arr.astype(np.int64)
+    if n and (arr.min() < 0 or arr.max() >= classes):
+        raise ValueError(f"labels must lie in [0, {classes}), got values in [{arr.min()}, {arr.max()}]")
+    return arr
+
+
+def _check_result_size(n: int, classes: int, steps: int, neurons: int):
+    nbytes = n * (classes * steps * 4 + steps * 8 + neurons * 4)
+    if nbytes > MAX_RESULT_BYTES:
+        raise ValueError(f"the results of {n} samples x {steps} steps ({classes} classes, {neurons} "
+                         f"spiking neurons) would need {nbytes / 2 ** 30:.1f} GiB; simulate fewer "
+                         "samples per run or fewer steps")
