@@ -1,0 +1,15 @@
+import sys
+from pathlib import Path
+
+import pytest
+
+sys.path.insert(0, str(Path(__file__).parent))
+
+DATA = Path(__file__).parent / "data"
+GOLDEN = DATA / "golden"
+GOLDEN_CASES = sorted(p.name for p in GOLDEN.iterdir() if (p / "expected.npz").exists())
+
+
+@pytest.fixture(params=GOLDEN_CASES)
+def golden_case(request):
+    return GOLDEN / request.param

@@ -1,0 +1,134 @@
+"""Random test networks covering every layer type, data-normalised so they spike."""
+from __future__ import annotations
+
+import numpy as np
+
+import ttfs_native as tn
+
+
+def _weights_for(model_layers, input_shape, rng):
+    """Random Keras-layout weights for a layer list (shapes from a weightless dry run)."""
+    probe = tn.Model(input_shape, model_layers, _zero_weights(model_layers, input_shape))
+    weights = {}
+    for spec in probe.layers:
+        if spec.is_weighted:
+            w = probe.weights[spec.name]
+            kernel = rng.normal(0, 1, w["kernel"].shape).astype(np.float32)
+            bias = None if w["bias"] is None else rng.normal(0, 0.1, w["bias"].shape).astype(np.float32)
+            weights[spec.name] = {"kernel": kernel, "bias": bias}
+    return weights
+
+
+def _zero_weights(layers, input_shape):
+    """Weights of the right shapes, found by letting Model report the expected ones."""
+    from ttfs_native.layers import expected_weight_shapes
+    from ttfs_native.model import _parse_layer
+    shapes, specs, out = {"input": tuple(input_shape)}, [], {}
+    for i, raw in enumerate(layers):
+        spec = _parse_layer(raw, i, shapes, specs)
+        specs.append(spec)
+        shapes[spec.name] = spec.output_shape
+        if spec.is_weighted:
+            k, b = expected_weight_shapes(spec)
+            out[spec.name] = {"kernel": np.zeros(k, np.float32), "bias": None if b is None else np.zeros(b, np.float32)}
+    return out
+
+
+def normalised_model(input_shape, layers, x, seed=0, percentile=99.0):
+    """A model with random weights scaled layer by layer so that the given
+    percentile of each weighted layer's positive activations on ``x`` is
+    just below 1. (Exactly 1 would put the percentile neuron on an exact
+    threshold tie at step 1, where float32 summation order decides the spike:
+    a legal disagreement that tiny test networks cannot absorb in 99.9%.)"""
+    rng = np.random.default_rng(seed)
+    weights = _weights_for(layers, input_shape, rng)
+    model = tn.Model(input_shape, layers, weights)
+    for spec in model.layers:
+        if not spec.is_weighted:
+            continue
+        acts = model.ann_forward(x, return_all=True)
+        # pre-activation of this layer (softmax/linear outputs: use it as is)
+        from ttfs_native import ops
+        pre = ops.weighted(spec, acts[spec.inbound[0]], model.weights[spec.name]["kernel"],
+                           model.weights[spec.name]["bias"])
+        pos = pre[pre > 0]
+        scale = 1.01 * float(np.percentile(pos, percentile)) if pos.size else 1.0
+        model.weights[spec.name]["kernel"] /= scale
+        if model.weights[spec.name]["bias"] is not None:
+            model.weights[spec.name]["bias"] /= scale
+    return model
+
+
+def conv_layer(name, filters, k, strides=1, padding="same", dilation=1, inbound=None, activation="relu"):
+    d = {"name": name, "type": "Conv2D", "filters": filters, "kernel_size": k, "strides": strides,
+         "padding": padding, "dilation_rate": dilation, "activation": activation}
+    if inbound:
+        d["inbound"] = inbound
+    return d
+
+
+# Architectures: (input shape, layers). Together they use every layer type and option.
+ARCHITECTURES = {
+    "mlp": ((6, 6, 2), [
+        {"name": "flat", "type": "Flatten"},
+        {"name": "d1", "type": "Dense", "units": 32},
+        {"name": "out", "type": "Dense", "units": 10}]),
+    "conv_strides_dilation": ((11, 9, 2), [
+        conv_layer("c1", 6, 3, strides=2, padding="same"),
+        conv_layer("c2", 8, [3, 2], padding="valid", dilation=[1, 2]),
+        {"name": "pool", "type": "AveragePooling2D", "pool_size": 2, "strides": 1, "padding": "same"},
+        conv_layer("c3", 5, [2, 3], strides=[1, 2], padding="valid"),
+        {"name": "flat", "type": "Flatten"},
+        {"name": "out", "type": "Dense", "units": 7}]),
+    "depthwise_maxpool": ((9, 9, 3), [
+        {"name": "dw1", "type": "DepthwiseConv2D", "kernel_size": 3, "depth_multiplier": 2, "padding": "same"},
+        conv_layer("pw1", 8, 1),
+        {"name": "mp", "type": "MaxPooling2D", "pool_size": 3, "strides": 2, "padding": "same"},
+        {"name": "dw2", "type": "DepthwiseConv2D", "kernel_size": 2, "strides": 2, "padding": "valid",
+         "use_bias": False},
+        {"name": "flat", "type": "Flatten"},
+        {"name": "out", "type": "Dense", "units": 10}]),
+    "branches_concat": ((8, 8, 2), [
+        conv_layer("a", 4, 3, padding="same", inbound=["input"]),
+        conv_layer("b", 3, 3, padding="valid", inbound=["input"]),
+        {"name": "padb", "type": "ZeroPadding2D", "padding": [[1, 1], [1, 1]], "inbound": ["b"]},
+        {"name": "cat", "type": "Concatenate", "axis": -1, "inbound": ["a", "padb"]},
+        {"name": "pool", "type": "AveragePooling2D", "pool_size": 2},
+        {"name": "mp", "type": "MaxPooling2D", "pool_size": 2, "inbound": ["cat"]},
+        {"name": "cat2", "type": "Concatenate", "axis": 1, "inbound": ["pool", "mp"]},
+        {"name": "re", "type": "Reshape", "target_shape": [8, -1]},
+        {"name": "flat", "type": "Flatten"},
+        {"name": "out", "type": "Dense", "units": 6}]),
+    "dense_on_feature_map": ((5, 5, 3), [
+        conv_layer("c1", 6, 3, padding="same"),
+        {"name": "dmap", "type": "Dense", "units": 4},
+        {"name": "asym", "type": "ZeroPadding2D", "padding": [[0, 2], [1, 0]]},
+        {"name": "pool", "type": "AveragePooling2D", "pool_size": [3, 2], "strides": [2, 2], "padding": "same"},
+        {"name": "flat", "type": "Flatten"},
+        {"name": "out", "type": "Dense", "units": 5}]),
+    "softmax_output": ((4, 4, 1), [
+        {"name": "flat", "type": "Flatten"},
+        {"name": "d1", "type": "Dense", "units": 24},
+        {"name": "out", "type": "Dense", "units": 10, "activation": "softmax"}]),
+}
+
+
+def make(name, n=24, seed=0, signed_input=False):
+    """(model, x, labels) for one of ARCHITECTURES."""
+    shape, layers = ARCHITECTURES[name]
+    rng = np.random.default_rng(1000 + seed)
+    x = rng.random((n,) + shape, dtype=np.float32)
+    if signed_input:
+        x = x - np.float32(0.3)
+    model = normalised_model(shape, layers, x, seed=seed)
+    labels = rng.integers(0, model.num_classes, n)
+    return model, x, labels
+
+
+def agreement(a, b):
+    """(equal first-spike times, total) between two SimulationResults."""
+    same = total = 0
+    for name, t in a.first_spike_times.items():
+        same += int(np.sum(t == b.first_spike_times[name]))
+        total += t.size
+    return same, total
