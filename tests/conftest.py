@@ -13,3 +13,13 @@ GOLDEN_CASES = sorted(p.name for p in GOLDEN.iterdir() if (p / "expected.npz").e
 @pytest.fixture(params=GOLDEN_CASES)
 def golden_case(request):
     return GOLDEN / request.param
+
+
+def pytest_terminal_summary(terminalreporter):
+    try:
+        from test_fuzz import FUZZ_COUNTS
+    except ImportError:
+        return
+    if FUZZ_COUNTS:
+        terminalreporter.write_line("fuzz cases run: " + ", ".join(f"{k}: {v}" for k, v in sorted(FUZZ_COUNTS.items()))
+                                    + f" (total {sum(FUZZ_COUNTS.values())})")

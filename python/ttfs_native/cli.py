@@ -8,6 +8,7 @@ from __future__ import annotations
 import argparse
 import importlib
 import sys
+import warnings
 from pathlib import Path
 
 import numpy as np
@@ -31,38 +32,56 @@ def _load_array(path: str, what: str) -> np.ndarray:
 
 
 def add_sim_options(p: argparse.ArgumentParser, duration_default=None):
-    """Options shared by every command that simulates."""
-    p.add_argument("--duration", type=float, required=duration_default is None, default=duration_default,
-                   help="simulated time; steps = int(duration / dt)")
-    p.add_argument("--dt", type=float, default=1.0, help="time step (default 1.0)")
-    p.add_argument("--v-thresh", type=float, default=1.0, help="base threshold (default 1.0)")
-    p.add_argument("--tau-refrac", type=float, default=None, help="refractory period (default: duration)")
-    p.add_argument("--leak", action="store_true", help="positive membranes lose 0.1*dt per step")
+    """Options shared by every command that simulates (unset ones keep the
+    Simulator's defaults, or the values of --config)."""
+    p.add_argument("--duration", type=float, default=duration_default,
+                   help="simulated time; steps = int(duration / dt)"
+                        + ("" if duration_default is None else f" (default {duration_default})"))
+    p.add_argument("--dt", type=float, help="time step (default 1.0)")
+    p.add_argument("--v-thresh", type=float, help="base threshold (default 1.0)")
+    p.add_argument("--tau-refrac", type=float, help="refractory period (default: duration)")
+    p.add_argument("--leak", action="store_true", default=None, help="positive membranes lose 0.1*dt per step")
     p.add_argument("--backend", default="auto", choices=["auto", "cpu", "cuda", "reference"])
-    p.add_argument("--batch-size", type=int, default=None, help="samples per backend call")
-    p.add_argument("--seed", type=int, default=0, help="seed of the softmax output's random stream")
-    p.add_argument("--early-stop", action="store_true", help="stop each sample once its output fired")
-    p.add_argument("--ops-convention", default="exact", choices=["exact", "snntoolbox"])
-    p.add_argument("--threads", type=int, default=None, help="CPU threads (default: all)")
+    p.add_argument("--batch-size", type=int, help="samples per backend call")
+    p.add_argument("--seed", type=int, help="seed of the softmax output's random stream (default 0)")
+    p.add_argument("--early-stop", action="store_true", default=None,
+                   help="stop each sample once its output fired")
+    p.add_argument("--ops-convention", choices=["exact", "snntoolbox"], help="default: exact")
+    p.add_argument("--threads", type=int, help="CPU threads (default: all)")
+    p.add_argument("--softmax-to-relu", action="store_true", default=None,
+                   help="simulate a softmax output layer as ReLU (SNN Toolbox option)")
+    p.add_argument("--config", help="SNN Toolbox config.ini: [simulation] duration, dt, batch_size, "
+                                    "num_to_test, [cell] v_thresh, tau_refrac, leak, [conversion] "
+                                    "softmax_to_relu; command-line options override it")
 
 
-def simulator_kwargs(args) -> dict:
-    return dict(duration=args.duration, dt=args.dt, v_thresh=args.v_thresh, tau_refrac=args.tau_refrac,
-                leak=args.leak, backend=args.backend, batch_size=args.batch_size, seed=args.seed,
-                early_stop=args.early_stop, ops_convention=args.ops_convention, num_threads=args.threads)
+def make_simulator(model, args):
+    """A Simulator from the command line (and --config if given)."""
+    from .simulator import Simulator
+    kwargs = dict(duration=args.duration, dt=args.dt, v_thresh=args.v_thresh, tau_refrac=args.tau_refrac,
+                  leak=args.leak, backend=args.backend, batch_size=args.batch_size, seed=args.seed,
+                  early_stop=args.early_stop, ops_convention=args.ops_convention, num_threads=args.threads,
+                  softmax_to_relu=args.softmax_to_relu)
+    if args.config:
+        return Simulator.from_toolbox_config(model, args.config, **kwargs)
+    if args.duration is None:
+        raise CliError("--duration is required (or give it in --config)")
+    return Simulator(model, **{k: v for k, v in kwargs.items() if v is not None})
 
 
 def _simulate(args) -> int:
     from .model import load_model
-    from .simulator import Simulator
 
     model = load_model(args.model_dir)
     x = _load_array(args.input, "input")
     labels = _load_array(args.labels, "labels") if args.labels else None
-    if args.num_samples is not None:
-        x = x[:args.num_samples]
-        labels = labels[:args.num_samples] if labels is not None else None
-    sim = Simulator(model, **simulator_kwargs(args))
+    sim = make_simulator(model, args)
+    limit = args.num_samples if args.num_samples is not None else sim.num_to_test
+    if limit is not None:
+        if limit < 1:
+            raise CliError(f"--num-samples must be >= 1, got {limit}")
+        x = x[:limit]
+        labels = labels[:limit] if labels is not None else None
     result = sim.run(x, labels)
     print(result.summary())
     if args.out:
@@ -114,9 +133,14 @@ def build_parser() -> argparse.ArgumentParser:
     return parser
 
 
+def _show_warning(message, category, filename, lineno, file=None, line=None):
+    print(f"ttfs-native: warning: {message}", file=sys.stderr)
+
+
 def main(argv=None) -> int:
     parser = build_parser()
     args = parser.parse_args(argv)
+    warnings.showwarning = _show_warning
     try:
         return args.func(args)
     except (CliError, ValueError, TypeError, FileNotFoundError, RuntimeError, ImportError, MemoryError) as e:

@@ -105,6 +105,14 @@ class Model:
             acts[spec.name] = ops.apply_layer(spec, ins, self.weights.get(spec.name), activation=True)
         return acts if return_all else acts[self.output_layer.name]
 
+    def with_output_activation(self, activation: str) -> "Model":
+        """A copy whose output layer has ``activation`` (e.g. SNN Toolbox's softmax_to_relu)."""
+        layers = [s.to_json() for s in self.layers]
+        if "activation" not in layers[-1]:
+            raise ModelError(f"output layer '{self.output_layer.name}' ({self.output_layer.type}) has no activation")
+        layers[-1]["activation"] = activation
+        return Model(self.input_shape, layers, self.weights, self.metadata)
+
     # -------------------------------------------------------------- saving
     def to_json(self) -> dict:
         out = {"format": FORMAT_NAME, "version": FORMAT_VERSION,
@@ -200,7 +208,7 @@ def check_input(model: Model, x, what: str = "input") -> np.ndarray:
     """Return ``x`` as a C-contiguous float32 (N, *input_shape) array or raise."""
     arr = np.asarray(x)
     if arr.dtype.kind not in "fiub":
-        raise ValueError(f"{what} has non-numeric dtype {arr.dtype}")
+        raise ValueError(f"{what} has unsupported dtype {arr.dtype} (expected real numbers)")
     if arr.shape[1:] != model.input_shape:
         if arr.shape == model.input_shape:
             raise ValueError(f"{what} has shape {arr.shape}: add a batch axis, expected (N, "

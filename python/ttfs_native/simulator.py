@@ -49,11 +49,15 @@ class Simulator:
     def __init__(self, model, duration: float = 200, dt: float = 1.0, v_thresh: float = 1.0,
                  tau_refrac: float | None = None, leak: bool = False, backend: str = "auto",
                  batch_size: int | None = None, seed: int = 0, early_stop: bool = False,
-                 ops_convention: str = "exact", num_threads: int | None = None):
+                 ops_convention: str = "exact", num_threads: int | None = None,
+                 softmax_to_relu: bool = False):
         if isinstance(model, (str, os.PathLike, Path)):
             model = load_model(model)
         if not isinstance(model, Model):
             raise TypeError(f"model must be a ttfs_native Model or a model folder path, got {type(model).__name__}")
+        if softmax_to_relu and model.output_layer.activation == "softmax":
+            model = model.with_output_activation("relu")
+        self.num_to_test = None  # set by from_toolbox_config
         self.model = model
         self.params = SimParams(duration=duration, dt=dt, v_thresh=v_thresh, tau_refrac=tau_refrac,
                                 leak=leak, seed=seed, early_stop=early_stop)
@@ -86,6 +90,25 @@ class Simulator:
                                     leak=bool(p.leak), seed=int(p.seed), early_stop=bool(p.early_stop))
             engine_type = core.CpuEngine if self.backend == "cpu" else core.CudaEngine
             self._engine = engine_type(self._network, config)
+
+    @classmethod
+    def from_toolbox_config(cls, model, config_path, **overrides) -> "Simulator":
+        """A Simulator set up from an SNN Toolbox ``config.ini`` ([simulation] duration,
+        dt, batch_size, num_to_test; [cell] v_thresh, tau_refrac, leak; [conversion]
+        softmax_to_relu). Keyword arguments override the file; unused keys of the
+        file are named in a ConfigWarning. ``num_to_test`` is kept as ``sim.num_to_test``.
+        """
+        from .toolbox_config import read_toolbox_config
+        settings = read_toolbox_config(config_path)
+        num_to_test = settings.pop("num_to_test", None)
+        if num_to_test is not None and num_to_test < 1:
+            raise ValueError(f"{config_path}: num_to_test must be >= 1, got {num_to_test}")
+        settings.update({k: v for k, v in overrides.items() if v is not None})
+        if "duration" not in settings:
+            raise ValueError(f"{config_path} has no [simulation] duration and none was given")
+        sim = cls(model, **settings)
+        sim.num_to_test = num_to_test
+        return sim
 
     @staticmethod
     def _pick_backend(backend: str) -> str:
