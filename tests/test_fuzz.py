@@ -137,8 +137,8 @@ def test_fuzzed_inputs(shape, dtype, special, layout, backend):
     except (ValueError, TypeError) as e:
         assert str(e)
         return
-    finite = np.isfinite(np.asarray(x, np.float64)).all() and np.abs(np.asarray(x, np.float64)).max() < 1e30
-    assert finite and r.counts.shape == (x.shape[0], 10, 3)
+    assert np.isfinite(np.asarray(x, np.float32)).all()  # only finite input gives a result
+    assert r.counts.shape == (x.shape[0], 10, 3)
 
 
 @pytest.mark.parametrize("duration, dt", [(1e12, 1.0), (1.0, 1e-12), (math.inf, 1.0), (5.0, 1e300)])
