@@ -204,9 +204,23 @@ def _check_weights(layers: list, weights) -> dict:
     return checked
 
 
+def as_host_array(x, what: str = "input") -> np.ndarray:
+    """A numpy view of ``x``: numpy arrays as they are, DLPack producers (PyTorch,
+    CuPy, JAX, ...) without a copy when they live in host memory."""
+    if isinstance(x, np.ndarray):
+        return x
+    if hasattr(x, "__dlpack__"):
+        try:
+            return np.from_dlpack(x)
+        except (BufferError, TypeError, RuntimeError, ValueError) as e:
+            raise ValueError(f"{what} supports DLPack but numpy cannot read it in host memory ({e}); "
+                             "move it to the host (e.g. tensor.detach().cpu())") from None
+    return np.asarray(x)
+
+
 def check_input(model: Model, x, what: str = "input") -> np.ndarray:
     """Return ``x`` as a C-contiguous float32 (N, *input_shape) array or raise."""
-    arr = np.asarray(x)
+    arr = as_host_array(x, what)
     if arr.dtype.kind not in "fiub":
         raise ValueError(f"{what} has unsupported dtype {arr.dtype} (expected real numbers)")
     if arr.shape[1:] != model.input_shape:
