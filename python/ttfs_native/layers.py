@@ -10,6 +10,8 @@ import math
 from dataclasses import dataclass, field
 from typing import Any
 
+import numpy as np
+
 WEIGHTED_TYPES = ("Dense", "Conv2D", "DepthwiseConv2D")
 POOLING_TYPES = ("AveragePooling2D", "MaxPooling2D")
 STRUCTURAL_TYPES = ("Flatten", "Reshape", "ZeroPadding2D", "Concatenate")
@@ -90,7 +92,8 @@ def _err(name: str, msg: str) -> ModelError:
 
 
 def _positive_int(name: str, key: str, value: Any) -> int:
-    if isinstance(value, bool) or not isinstance(value, (int, float)) or int(value) != value:
+    if isinstance(value, (bool, np.bool_)) or not isinstance(value, (int, float, np.integer, np.floating)) \
+            or not math.isfinite(value) or int(value) != value:
         raise _err(name, f"'{key}' must be an integer, got {value!r}")
     if value < 1:
         raise _err(name, f"'{key}' must be >= 1, got {value!r}")

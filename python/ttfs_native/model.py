@@ -128,9 +128,9 @@ class Model:
 
 def _input_shape(value) -> tuple:
     if not isinstance(value, (list, tuple)) or not value or \
-            not all(isinstance(v, int) and not isinstance(v, bool) and v >= 1 for v in value):
+            not all(isinstance(v, (int, np.integer)) and not isinstance(v, bool) and v >= 1 for v in value):
         raise ModelError(f"'input_shape' must be a list of positive integers, got {value!r}")
-    return tuple(value)
+    return tuple(int(v) for v in value)
 
 
 def _parse_layer(raw, index: int, shapes: dict, previous: list) -> LayerSpec:

@@ -1,0 +1,550 @@
+"""Import an ONNX graph (as torch.onnx.export writes it) into a :class:`Model`.
+
+ONNX tensors are channels-first (N, C, H, W); the model format is
+channels-last. Kernels are transposed to Keras layouts, and a flattened
+feature map remembers the order of its elements so that the first Dense
+layer after it gets its input rows permuted from CHW to HWC order: the
+stored network then computes exactly what the original computed.
+
+Supported operators: Conv (plain and depthwise), Gemm, MatMul(+Add), Relu,
+BatchNormalization (folded), AveragePool, MaxPool, GlobalAveragePool,
+GlobalMaxPool, Flatten, Reshape/Squeeze that flatten, Concat, Pad (zeros),
+Softmax (output only), Dropout and Identity (removed), plus constant shape
+arithmetic (Constant, Shape, Gather, Unsqueeze, Concat, Cast, Slice, ...).
+"""
+from __future__ import annotations
+
+import math
+import os
+from collections import Counter
+from pathlib import Path
+
+import numpy as np
+
+from ..layers import ModelError, same_padding
+from ._graph import GraphBuilder, Tensor, sanitize_name
+from ._onnx_constants import BATCH, FOLDABLE, constant_node_value, fold, node_attributes
+
+_LAYER_OPS = ("Conv", "Gemm", "MatMul", "Add", "Relu", "BatchNormalization", "AveragePool",
+              "MaxPool", "GlobalAveragePool", "GlobalMaxPool", "Flatten", "Reshape", "Squeeze",
+              "Concat", "Pad", "Softmax", "Dropout", "Identity")
+SUPPORTED_OPS = frozenset(_LAYER_OPS + FOLDABLE + ("Constant", "Shape"))
+
+
+def from_onnx(path_or_model, input_shape=None, name_prefix: str = ""):
+    """Convert an ONNX file (or a loaded ``onnx.ModelProto``) into a Model.
+
+    ``input_shape`` is one input sample's shape as the ONNX graph sees it,
+    channels-first without the batch axis (e.g. ``(1, 28, 28)``); it is only
+    needed when the graph's input has symbolic dimensions besides the batch.
+    ``name_prefix`` is put before every layer name.
+    """
+    try:
+        import onnx
+    except ImportError:
+        raise ImportError("from_onnx needs the 'onnx' package: pip install ttfs-native[onnx]") from None
+    if isinstance(path_or_model, onnx.ModelProto):
+        proto, source = path_or_model, None
+    elif isinstance(path_or_model, (str, os.PathLike)):
+        path = Path(path_or_model)
+        if not path.is_file():
+            raise FileNotFoundError(f"ONNX file not found: {path}")
+        try:
+            proto = onnx.load(str(path))
+        except Exception as e:  # protobuf raises its own DecodeError types
+            raise ModelError(f"{path} is not a readable ONNX model: {e}") from None
+        source = path.name
+    else:
+        raise TypeError(f"from_onnx expects a file path or an onnx.ModelProto, got {type(path_or_model).__name__}")
+    if any(not node.name for node in proto.graph.node):
+        # Error messages and layer names refer to nodes by name: name the
+        # anonymous ones (in a copy, leaving the caller's model untouched).
+        named = onnx.ModelProto()
+        named.CopyFrom(proto)
+        for index, node in enumerate(named.graph.node):
+            node.name = node.name or f"{node.op_type}_{index}"
+        proto = named
+    return _OnnxConverter(proto, input_shape, name_prefix, source).run()
+
+
+def _onnx_shape(t: Tensor) -> tuple:
+    """The ONNX (channels-first) sample shape of a tensor."""
+    return (t.shape[2], t.shape[0], t.shape[1]) if len(t.shape) == 3 else tuple(t.shape)
+
+
+def _chw_to_hwc_order(c: int, h: int, w: int):
+    """order[i] = the CHW flat index of the HWC flat index i (None when they agree)."""
+    if c == 1 or h * w == 1:
+        return None
+    return np.arange(c * h * w).reshape(c, h, w).transpose(1, 2, 0).reshape(-1)
+
+
+class _OnnxConverter:
+    def __init__(self, proto, input_shape, name_prefix: str, source):
+        self.graph = proto.graph
+        self.opset = next((o.version for o in proto.opset_import if o.domain in ("", "ai.onnx")), 13)
+        self.user_input_shape = input_shape
+        self.static_batch = None  # the input's batch size when the graph fixes it
+        self.name_prefix = name_prefix
+        from onnx import numpy_helper
+        self.constants = {i.name: numpy_helper.to_array(i) for i in self.graph.initializer}
+        self.metadata = {"source": "onnx", "opset": self.opset}
+        producer = f"{proto.producer_name} {proto.producer_version}".strip()
+        if producer:
+            self.metadata["producer"] = producer
+        if source:
+            self.metadata["file"] = source
+
+    # ----------------------------------------------------------- overview
+    def run(self):
+        self._check_supported()
+        input_name, sample = self._graph_input()
+        if len(self.graph.output) != 1:
+            raise ModelError(f"the ONNX graph has {len(self.graph.output)} outputs "
+                             f"({', '.join(o.name for o in self.graph.output)}); expected one")
+        output = self.graph.output[0].name
+        # Shape only reads a tensor's dimensions, so it does not keep a ReLU
+        # or batch norm from moving back into the layer that produced it.
+        consumers = Counter(n for node in self.graph.node if node.op_type != "Shape"
+                            for n in node.input if n)
+        consumers[output] += 1
+        neutral = (sample[1], sample[2], sample[0]) if len(sample) == 3 else sample
+        self.b = GraphBuilder(input_name, neutral, consumers, "ONNX node", self.name_prefix)
+        for index, node in enumerate(self.graph.node):
+            self._convert(index, node)
+        return self.b.finish(output, self.metadata)
+
+    def _check_supported(self):
+        unsupported: dict = {}
+        for node in self.graph.node:
+            op = node.op_type if node.domain in ("", "ai.onnx") else f"{node.domain}::{node.op_type}"
+            if op not in SUPPORTED_OPS:
+                unsupported.setdefault(op, node.name)
+        if unsupported:
+            listed = ", ".join(f"{op} (e.g. node '{n}')" for op, n in sorted(unsupported.items()))
+            raise ModelError(f"unsupported ONNX operator(s): {listed}. Supported: "
+                             f"{', '.join(sorted(SUPPORTED_OPS))}")
+
+    def _graph_input(self):
+        inputs = [i for i in self.graph.input if i.name not in self.constants]
+        if len(inputs) != 1:
+            raise ModelError(f"the ONNX graph has {len(inputs)} inputs "
+                             f"({', '.join(i.name for i in inputs)}); expected one")
+        inp = inputs[0]
+        dims = [d.dim_value if d.HasField("dim_value") and d.dim_value > 0 else None
+                for d in inp.type.tensor_type.shape.dim]
+        if len(dims) not in (2, 4):
+            raise ModelError(f"ONNX input '{inp.name}' has rank {len(dims)}; expected (N, C, H, W) "
+                             "images or (N, features) vectors")
+        self.static_batch = dims[0]
+        sample = dims[1:]
+        if self.user_input_shape is not None:
+            given = tuple(int(v) for v in self.user_input_shape)
+            if len(given) != len(sample) or any(d is not None and d != g for d, g in zip(sample, given)):
+                raise ModelError(f"input_shape {given} does not match the ONNX input '{inp.name}' "
+                                 f"of shape (N, {', '.join('?' if d is None else str(d) for d in sample)})")
+            sample = list(given)
+        elif None in sample:
+            raise ModelError(f"ONNX input '{inp.name}' has symbolic dimensions "
+                             f"(N, {', '.join('?' if d is None else str(d) for d in sample)}); "
+                             "pass input_shape=(C, H, W) or (features,)")
+        return inp.name, tuple(sample)
+
+    # ------------------------------------------------------------ helpers
+    def _name(self, node, index: int) -> str:
+        return self.b.unique_name(sanitize_name(node.name, f"{node.op_type}_{index}"))
+
+    def _layer_input(self, node, position: int = 0) -> Tensor:
+        name = node.input[position]
+        if name in self.constants:
+            raise ModelError(f"ONNX node '{node.name}' ({node.op_type}): input {position} "
+                             f"'{name}' is a constant; expected the output of a layer")
+        return self.b.tensor(name, node.name)
+
+    def _const(self, node, position: int, what: str, optional: bool = False):
+        if len(node.input) <= position or not node.input[position]:
+            if optional:
+                return None
+            raise ModelError(f"ONNX node '{node.name}' ({node.op_type}) has no {what} input")
+        name = node.input[position]
+        if name not in self.constants:
+            raise ModelError(f"ONNX node '{node.name}' ({node.op_type}): {what} '{name}' must be a "
+                             "constant (initializer), but it is computed by the graph")
+        return self.constants[name]
+
+    def _need_rank(self, node, t: Tensor, rank: int):
+        if len(t.shape) != rank:
+            expected = "(N, C, H, W)" if rank == 3 else "(N, features)"
+            raise ModelError(f"ONNX node '{node.name}' ({node.op_type}) expects a {expected} "
+                             f"input, got shape (N, {', '.join(map(str, _onnx_shape(t)))})")
+
+    def _unused(self, node, position: int, what: str):
+        if len(node.output) > position and node.output[position] and \
+                self.b.consumers.get(node.output[position], 0):
+            raise ModelError(f"ONNX node '{node.name}' ({node.op_type}): its {what} output is "
+                             "used, which the model format cannot express")
+
+    def _spatial_pads(self, node, a: dict, t: Tensor, kernel, strides, dilations):
+        """('valid' | 'same' | 'explicit', ((top, bottom), (left, right)))."""
+        h, w = t.shape[0], t.shape[1]
+        tf_same = tuple(same_padding(size, k, s, d)[1:]
+                        for size, k, s, d in zip((h, w), kernel, strides, dilations))
+        auto = a.get("auto_pad", "NOTSET")
+        if auto == "SAME_UPPER":
+            pads = tf_same
+        elif auto == "SAME_LOWER":  # the extra cell goes before, not after as in TensorFlow
+            pads = tuple((after, before) for before, after in tf_same)
+        elif auto == "VALID":
+            pads = ((0, 0), (0, 0))
+        else:
+            p = list(a.get("pads", [0, 0, 0, 0]))
+            if len(p) != 4:
+                raise ModelError(f"ONNX node '{node.name}': pads {p} is not a 2-D padding")
+            pads = ((p[0], p[2]), (p[1], p[3]))
+        if min(v for pair in pads for v in pair) < 0:
+            raise ModelError(f"ONNX node '{node.name}': negative pads {pads} are not supported")
+        if pads == ((0, 0), (0, 0)):
+            return "valid", pads
+        return ("same" if pads == tf_same else "explicit"), pads
+
+    def _zero_pad(self, node, index: int, t: Tensor, pads) -> Tensor:
+        """Insert a ZeroPadding2D layer before a 'valid' convolution or pooling."""
+        out = f"{node.output[0]}#pad"
+        self.b.consumers[out] = 1  # read only by the layer this pads for
+        name = self.b.unique_name(sanitize_name(node.name, f"{node.op_type}_{index}") + "_pad")
+        return self.b.add(node.name, out, "ZeroPadding2D", {"padding": [list(p) for p in pads]},
+                          [t], name=name)
+
+    def _check_window(self, node, a: dict, kernel):
+        if any(d != 1 for d in a.get("dilations", [1, 1])):
+            raise ModelError(f"ONNX node '{node.name}': pooling dilations {a['dilations']} are not supported")
+        if len(kernel) != 2:
+            raise ModelError(f"ONNX node '{node.name}': kernel_shape {kernel} is not 2-D")
+
+    def _check_ceil_mode(self, node, a: dict, t: Tensor, kernel, strides, pads):
+        if not a.get("ceil_mode", 0):
+            return
+        for size, k, s, (before, after) in zip(t.shape[:2], kernel, strides, pads):
+            if (size + before + after - k) % s:
+                raise ModelError(f"ONNX node '{node.name}': ceil_mode=1 adds a partial window for "
+                                 f"input size {size}, kernel {k}, stride {s}; only floor mode is supported")
+
+    # -------------------------------------------------------------- nodes
+    def _convert(self, index: int, node):
+        op = node.op_type
+        if op == "Constant":
+            self.constants[node.output[0]] = constant_node_value(node)
+            return
+        if op == "Shape":
+            self._shape(node)
+            return
+        ins = [n for n in node.input]
+        if op in FOLDABLE and all(not n or n in self.constants for n in ins):
+            values = [self.constants[n] if n else None for n in ins]
+            self.constants[node.output[0]] = fold(node, values, self.opset)
+            return
+        handler = getattr(self, f"_op_{op}", None)
+        if handler is None:
+            raise ModelError(f"ONNX node '{node.name}': {op} is only supported on constant "
+                             "(shape) inputs, not on layer outputs")
+        handler(index, node, node_attributes(node))
+
+    def _shape(self, node):
+        name = node.input[0]
+        if name in self.constants:
+            shape = np.asarray(self.constants[name].shape, np.int64)
+        else:
+            t = self.b.tensor(name, node.name)
+            shape = np.asarray((BATCH,) + _onnx_shape(t), object)
+        a = node_attributes(node)
+        self.constants[node.output[0]] = shape[a.get("start", 0):a.get("end", None)]
+
+    def _op_Conv(self, index, node, a):
+        t = self._layer_input(node)
+        self._need_rank(node, t, 3)
+        w = self._const(node, 1, "weight")
+        b = self._const(node, 2, "bias", optional=True)
+        if w.ndim != 4:
+            raise ModelError(f"ONNX node '{node.name}': only 2-D convolutions are supported, "
+                             f"got a weight of shape {w.shape}")
+        out_ch, in_per_group, kh, kw = w.shape
+        channels, group = t.shape[2], a.get("group", 1)
+        if group == 1 and in_per_group == channels:
+            type_, config = "Conv2D", {"filters": out_ch}
+            kernel = w.transpose(2, 3, 1, 0)                       # (O, I, kh, kw) -> (kh, kw, I, O)
+        elif group == channels and in_per_group == 1 and out_ch % channels == 0:
+            type_, config = "DepthwiseConv2D", {"depth_multiplier": out_ch // channels}
+            # output channel c*m + k reads input channel c -> (kh, kw, C, m)
+            kernel = w.reshape(channels, out_ch // channels, kh, kw).transpose(2, 3, 0, 1)
+        else:
+            raise ModelError(f"ONNX node '{node.name}': grouped convolution with group={group} on "
+                             f"{channels} input channels (weight {w.shape}) is not supported; only "
+                             "group=1 and depthwise (group = input channels) are")
+        strides = list(a.get("strides", [1, 1]))
+        dilations = list(a.get("dilations", [1, 1]))
+        padding, pads = self._spatial_pads(node, a, t, (kh, kw), strides, dilations)
+        if padding == "explicit":
+            t, padding = self._zero_pad(node, index, t, pads), "valid"
+        config.update(kernel_size=[kh, kw], strides=strides, padding=padding,
+                      dilation_rate=dilations, use_bias=b is not None)
+        self.b.add(node.name, node.output[0], type_, config, [t],
+                   weights={"kernel": kernel, "bias": b}, name=self._name(node, index))
+
+    def _dense(self, index, node, t: Tensor, kernel, bias):
+        self._need_rank(node, t, 1)
+        if kernel.shape[0] != t.shape[0]:
+            raise ModelError(f"ONNX node '{node.name}': weight has {kernel.shape[0]} input rows, "
+                             f"but its input has {t.shape[0]} features")
+        if t.order is not None:
+            kernel = kernel[t.order]  # rows in the channels-last order of the flattened input
+        self.b.add(node.name, node.output[0], "Dense",
+                   {"units": int(kernel.shape[1]), "use_bias": bias is not None}, [t],
+                   weights={"kernel": kernel, "bias": bias}, name=self._name(node, index))
+
+    def _op_Gemm(self, index, node, a):
+        t = self._layer_input(node)
+        w = self._const(node, 1, "weight")
+        c = self._const(node, 2, "bias", optional=True)
+        if a.get("transA", 0):
+            raise ModelError(f"ONNX node '{node.name}': Gemm with transA=1 is not supported")
+        kernel = (w.T if a.get("transB", 0) else w) * a.get("alpha", 1.0)
+        bias = None
+        if c is not None:
+            if c.size not in (1, kernel.shape[1]) or (c.ndim == 2 and c.shape[0] != 1):
+                raise ModelError(f"ONNX node '{node.name}': bias of shape {c.shape} is not one value "
+                                 f"per output ({kernel.shape[1]})")
+            bias = np.broadcast_to(c.reshape(-1), (kernel.shape[1],)) * a.get("beta", 1.0)
+        self._dense(index, node, t, kernel, bias)
+
+    def _op_MatMul(self, index, node, a):
+        t = self._layer_input(node)
+        w = self._const(node, 1, "weight")
+        if w.ndim != 2:
+            raise ModelError(f"ONNX node '{node.name}': MatMul weight must be 2-D, got shape {w.shape}")
+        self._dense(index, node, t, w, None)
+
+    def _op_Add(self, index, node, a):
+        consts = [n in self.constants for n in node.input]
+        if not any(consts):
+            raise ModelError(f"ONNX node '{node.name}': adds two layer outputs (a residual or "
+                             "skip connection), which the model format cannot express")
+        t = self._layer_input(node, consts.index(False))
+        bias = self.constants[node.input[consts.index(True)]]
+        channels = t.shape[-1]
+        rank = len(t.shape) + 1  # with the batch axis; the channel axis is 1
+        shape = (1,) * (rank - bias.ndim) + bias.shape
+        if len(shape) != rank or any(d != 1 for i, d in enumerate(shape) if i != 1) or \
+                shape[1] not in (1, channels):
+            raise ModelError(f"ONNX node '{node.name}': adds a constant of shape {bias.shape}, "
+                             f"expected one value per channel ({channels}) to use it as a bias")
+        self.b.add_bias(node.name, node.output[0], t, bias)
+
+    def _op_Relu(self, index, node, a):
+        self.b.activation(node.name, node.output[0], self._layer_input(node), "relu")
+
+    def _op_Softmax(self, index, node, a):
+        t = self._layer_input(node)
+        rank = len(t.shape) + 1
+        axis = a.get("axis", -1 if self.opset >= 13 else 1)
+        # Only the channel (feature) axis maps to the last neutral axis.
+        if axis % rank != 1 or (rank != 2 and self.opset < 13):
+            raise ModelError(f"ONNX node '{node.name}': Softmax over axis {axis} of a rank-{rank} "
+                             "tensor; only the channel/feature axis 1 is supported")
+        self.b.activation(node.name, node.output[0], t, "softmax")
+
+    def _op_BatchNormalization(self, index, node, a):
+        if a.get("training_mode", 0):
+            raise ModelError(f"ONNX node '{node.name}': BatchNormalization in training mode "
+                             "cannot be folded; export the model in eval mode")
+        for position in (1, 2):
+            self._unused(node, position, "running statistics")
+        t = self._layer_input(node)
+        gamma, beta, mean, var = (self._const(node, i, what) for i, what in
+                                  ((1, "scale"), (2, "bias"), (3, "mean"), (4, "variance")))
+        self.b.fold_batchnorm(node.name, node.output[0], t, gamma, beta, mean, var,
+                              a.get("epsilon", 1e-5))
+
+    def _pool(self, index, node, a, type_: str):
+        t = self._layer_input(node)
+        self._need_rank(node, t, 3)
+        kernel = list(a["kernel_shape"])
+        self._check_window(node, a, kernel)
+        strides = list(a.get("strides", [1, 1]))
+        padding, pads = self._spatial_pads(node, a, t, kernel, strides, (1, 1))
+        self._check_ceil_mode(node, a, t, kernel, strides, pads)
+        if type_ == "AveragePooling2D" and padding != "valid":
+            if a.get("count_include_pad", 0):
+                raise ModelError(f"ONNX node '{node.name}': AveragePool with count_include_pad=1 "
+                                 f"and pads {pads} is not supported; the model format averages over "
+                                 "the cells inside the input only (use count_include_pad=False)")
+            if padding == "explicit":
+                raise ModelError(f"ONNX node '{node.name}': AveragePool pads {pads} differ from "
+                                 f"TensorFlow 'same' padding for a {t.shape[0]}x{t.shape[1]} input "
+                                 f"(kernel {kernel}, strides {strides}); only 'same' or no padding "
+                                 "can be expressed")
+        if type_ == "MaxPooling2D":
+            self._unused(node, 1, "indices")
+            if padding == "explicit":
+                # ONNX pads max pooling with -inf, ZeroPadding2D with 0; the same
+                # result only for non-negative input, which a ReLU before (now or
+                # merged later) guarantees.
+                if t.relu_sources is None:
+                    raise ModelError(f"ONNX node '{node.name}': MaxPool pads {pads} are not "
+                                     "TensorFlow 'same' padding, and its input may be negative "
+                                     f"({self.b.describe(t)}), so zero padding would change the result")
+                t, padding = self._zero_pad(node, index, t, pads), "valid"
+        self.b.add(node.name, node.output[0], type_,
+                   {"pool_size": kernel, "strides": strides, "padding": padding}, [t],
+                   name=self._name(node, index))
+
+    def _op_AveragePool(self, index, node, a):
+        self._pool(index, node, a, "AveragePooling2D")
+
+    def _op_MaxPool(self, index, node, a):
+        self._pool(index, node, a, "MaxPooling2D")
+
+    def _global_pool(self, index, node, type_: str):
+        t = self._layer_input(node)
+        self._need_rank(node, t, 3)
+        window = [t.shape[0], t.shape[1]]
+        self.b.add(node.name, node.output[0], type_,
+                   {"pool_size": window, "strides": window, "padding": "valid"}, [t],
+                   name=self._name(node, index))
+
+    def _op_GlobalAveragePool(self, index, node, a):
+        self._global_pool(index, node, "AveragePooling2D")
+
+    def _op_GlobalMaxPool(self, index, node, a):
+        self._global_pool(index, node, "MaxPooling2D")
+
+    # ------------------------------------------------------ reshaping ops
+    def _reshape_to(self, index, node, t: Tensor, target: tuple):
+        """Reshape one sample to ``target`` (ONNX order); only flattening is expressible."""
+        current = _onnx_shape(t)
+        if tuple(target) == current:
+            self.b.alias(node.output[0], t)
+        elif len(target) == 1 and len(current) == 3:
+            self.b.add(node.name, node.output[0], "Flatten", {}, [t],
+                       order=_chw_to_hwc_order(*current), name=self._name(node, index))
+        else:
+            raise ModelError(f"ONNX node '{node.name}' ({node.op_type}): reshaping a sample of "
+                             f"shape {current} to {tuple(target)} is not supported; only "
+                             "flattening (N, C, H, W) to (N, C*H*W) is")
+
+    def _op_Flatten(self, index, node, a):
+        t = self._layer_input(node)
+        rank = len(t.shape) + 1
+        axis = a.get("axis", 1)
+        if axis == 0 or axis % rank != 1:
+            raise ModelError(f"ONNX node '{node.name}': Flatten with axis={axis} mixes the batch "
+                             "axis into the features; only axis=1 is supported")
+        self._reshape_to(index, node, t, (math.prod(t.shape),))
+
+    def _op_Squeeze(self, index, node, a):
+        t = self._layer_input(node)
+        axes = self._const(node, 1, "axes", optional=True)
+        axes = a.get("axes") if axes is None else [int(v) for v in axes.reshape(-1)]
+        full = (None,) + _onnx_shape(t)  # the batch axis is never squeezed implicitly
+        rank = len(full)
+        drop = {v % rank for v in axes} if axes is not None else \
+            {i for i, d in enumerate(full) if d == 1}
+        if 0 in drop:
+            raise ModelError(f"ONNX node '{node.name}': Squeeze removes the batch axis")
+        if any(full[i] != 1 for i in drop if i < rank):
+            raise ModelError(f"ONNX node '{node.name}': Squeeze axes {sorted(drop)} of shape "
+                             f"(N, {', '.join(map(str, full[1:]))}) are not all of size 1")
+        self._reshape_to(index, node, t, tuple(d for i, d in enumerate(full) if i not in drop)[1:])
+
+    def _op_Reshape(self, index, node, a):
+        t = self._layer_input(node)
+        target = list(self._const(node, 1, "shape").reshape(-1))
+        source = (BATCH,) + _onnx_shape(t)
+        size = math.prod(_onnx_shape(t))
+        dims = []
+        for i, v in enumerate(target):
+            if v is BATCH:
+                dims.append(BATCH)
+            elif int(v) == 0 and not a.get("allowzero", 0):
+                if i >= len(source):
+                    raise ModelError(f"ONNX node '{node.name}': shape {target} copies a missing axis {i}")
+                dims.append(source[i])  # 0 means "copy this dimension"
+            else:
+                dims.append(int(v))
+        first, rest = dims[0], dims[1:]
+        if BATCH in rest or not rest:
+            raise ModelError(f"ONNX node '{node.name}': Reshape to {dims} moves the batch axis")
+        keeps_batch = first is BATCH or (self.static_batch is not None and first == self.static_batch) \
+            or (first == -1 and -1 not in rest and math.prod(rest) == size)
+        if not keeps_batch:
+            raise ModelError(f"ONNX node '{node.name}': Reshape to {dims} does not keep the batch "
+                             "axis first; only per-sample reshapes are supported")
+        if -1 in rest:
+            known = math.prod(v for v in rest if v != -1)
+            if rest.count(-1) > 1 or known == 0 or size % known:
+                raise ModelError(f"ONNX node '{node.name}': cannot reshape {_onnx_shape(t)} to {dims}")
+            rest[rest.index(-1)] = size // known
+        if math.prod(rest) != size:
+            raise ModelError(f"ONNX node '{node.name}': cannot reshape {_onnx_shape(t)} "
+                             f"({size} values) to {tuple(rest)}")
+        self._reshape_to(index, node, t, tuple(rest))
+
+    def _op_Concat(self, index, node, a):
+        inputs = [self._layer_input(node, i) for i in range(len(node.input))]
+        ranks = {len(t.shape) for t in inputs}
+        if len(ranks) != 1:
+            raise ModelError(f"ONNX node '{node.name}': Concat of tensors of different ranks")
+        rank = ranks.pop() + 1
+        axis = a["axis"] % rank
+        if rank == 2 and axis == 1:
+            orders, offset = [], 0
+            for t in inputs:
+                orders.append((np.arange(t.shape[0]) if t.order is None else t.order) + offset)
+                offset += t.shape[0]
+            order = np.concatenate(orders)
+            order = None if np.array_equal(order, np.arange(offset)) else order
+            self.b.add(node.name, node.output[0], "Concatenate", {"axis": -1}, inputs,
+                       order=order, name=self._name(node, index))
+        elif rank == 4 and axis > 0:
+            neutral_axis = {1: -1, 2: 1, 3: 2}[axis]  # C -> last; H, W keep their place
+            self.b.add(node.name, node.output[0], "Concatenate", {"axis": neutral_axis}, inputs,
+                       name=self._name(node, index))
+        else:
+            raise ModelError(f"ONNX node '{node.name}': Concat over axis {a['axis']} of rank-{rank} "
+                             "tensors is not supported")
+
+    def _op_Pad(self, index, node, a):
+        t = self._layer_input(node)
+        self._need_rank(node, t, 3)
+        if a.get("mode", "constant") != "constant":
+            raise ModelError(f"ONNX node '{node.name}': Pad mode {a['mode']!r} is not supported; "
+                             "only constant zero padding")
+        if self.opset < 11:
+            pads, value, axes = a["pads"], a.get("value", 0.0), None
+        else:
+            pads = self._const(node, 1, "pads")
+            value = self._const(node, 2, "constant_value", optional=True)
+            axes = self._const(node, 3, "axes", optional=True)
+        pads = [int(v) for v in np.asarray(pads).reshape(-1)]
+        value = 0.0 if value is None else float(np.asarray(value).reshape(-1)[0])
+        axes = list(range(4)) if axes is None else [int(v) % 4 for v in np.asarray(axes).reshape(-1)]
+        per_axis = {ax: (pads[i], pads[i + len(axes)]) for i, ax in enumerate(axes)}
+        if value != 0.0:
+            raise ModelError(f"ONNX node '{node.name}': Pad with value {value}; only zeros are supported")
+        if any(per_axis.get(ax, (0, 0)) != (0, 0) for ax in (0, 1)):
+            raise ModelError(f"ONNX node '{node.name}': Pad {pads} pads the batch or channel axis; "
+                             "only height and width can be padded")
+        hw = [per_axis.get(2, (0, 0)), per_axis.get(3, (0, 0))]
+        if min(min(p) for p in hw) < 0:
+            raise ModelError(f"ONNX node '{node.name}': negative pads {pads} (cropping) are not supported")
+        self.b.add(node.name, node.output[0], "ZeroPadding2D", {"padding": [list(p) for p in hw]},
+                   [t], name=self._name(node, index))
+
+    def _op_Dropout(self, index, node, a):
+        mode = self._const(node, 2, "training_mode", optional=True)
+        if mode is not None and bool(np.asarray(mode).reshape(-1)[0]):
+            raise ModelError(f"ONNX node '{node.name}': Dropout in training mode; export in eval mode")
+        self._unused(node, 1, "mask")
+        self.b.alias(node.output[0], self._layer_input(node))
+
+    def _op_Identity(self, index, node, a):
+        self.b.alias(node.output[0], self._layer_input(node))
