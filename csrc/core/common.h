@@ -3,6 +3,9 @@
 
 #if defined(__CUDACC__)
 #define TTFS_HD __host__ __device__ __forceinline__
+#elif defined(__GNUC__)
+// Always inlined so that the CPU backend's per-ISA clones vectorise them.
+#define TTFS_HD inline __attribute__((always_inline))
 #else
 #define TTFS_HD inline
 #endif

@@ -32,10 +32,44 @@ bool openmp_enabled() {
 
 namespace {
 
+// The synaptic scatter is most of the arithmetic: it is compiled a second
+// time for AVX2 and chosen at run time, so one binary stays portable.
+using ScatterFn = void (*)(NodeKind, const Geometry&, const float*, int64_t, float, double*);
+
+void scatter_generic(NodeKind kind, const Geometry& g, const float* w, int64_t j, float delta,
+                     double* acc) {
+  scatter_input(kind, g, w, j, delta, acc);
+}
+
+#if defined(__GNUC__) && defined(__x86_64__)
+__attribute__((target("avx2"))) void scatter_avx2(NodeKind kind, const Geometry& g, const float* w,
+                                                  int64_t j, float delta, double* acc) {
+  scatter_input(kind, g, w, j, delta, acc);
+}
+#endif
+
+ScatterFn pick_scatter() {
+#if defined(__GNUC__) && defined(__x86_64__)
+  if (__builtin_cpu_supports("avx2")) return scatter_avx2;
+#endif
+  return scatter_generic;
+}
+
+const ScatterFn scatter = pick_scatter();
+
+// What the spiking neurons of one layer produced at one step.
+struct StepRecord {
+  float* first_spike;    // this sample's first-spike times of the layer
+  const double* fanout;  // synaptic operations per spike
+  int64_t spikes;
+  double synops;
+};
+
 // State of one node for the sample a thread is simulating.
 struct NodeState {
   std::vector<float> signal, prospective;  // a_out, p_out
   bool changed = false;                    // did signal or prospective change this step
+  std::vector<int64_t> changed_list;       // ... and where
   std::vector<uint8_t> recorded;           // spike-train record non-zero this step
   // Integrating layers: input already scattered, and the sums it produced.
   std::vector<float> seen_signal, seen_prospective;
@@ -76,6 +110,7 @@ class SampleRunner {
       }
     }
     class_count_.resize(net.num_classes());
+    end_tau_ = float(cfg.steps) * cfg.dt;
     softmax_scratch_.resize(net.nodes.back().size);
   }
 
@@ -100,9 +135,17 @@ class SampleRunner {
           case NodeKind::Input: input_step(x, t, k); break;
           case NodeKind::Gather: gather_step(node, state_[i]); break;
           case NodeKind::MaxPooling2D: maxpool_step_node(node, state_[i], k); break;
-          default: integrate_step(node, state_[i], k, sample, t); break;
+          default: {
+            StepRecord rec{out.first_spike[slot_[i]] + row * node.size, node.fanout.data(), 0, 0.0};
+            if (integrate_step(node, state_[i], k, sample, t, rec)) {
+              spikes[slot_[i]] += rec.spikes;
+              synops[t - 1] += rec.synops;
+              break;
+            }
+          }
         }
-        if (node.is_spiking()) record(node, i, k, row, out, synops[t - 1], spikes);
+        if (node.kind == NodeKind::MaxPooling2D || node.softmax)
+          record(node, i, k, row, out, synops[t - 1], spikes);
       }
       // Reading the output: count the steps at which each class's signal is on.
       const NodeState& last = state_.back();
@@ -131,6 +174,7 @@ class SampleRunner {
       std::fill(s.signal.begin(), s.signal.end(), 0.0f);
       std::fill(s.prospective.begin(), s.prospective.end(), 0.0f);
       s.changed = false;
+      s.changed_list.clear();
       std::fill(s.seen_signal.begin(), s.seen_signal.end(), 0.0f);
       std::fill(s.seen_prospective.begin(), s.seen_prospective.end(), 0.0f);
       std::fill(s.current_sum.begin(), s.current_sum.end(), 0.0);
@@ -150,41 +194,48 @@ class SampleRunner {
   // The input is not spiking: x * dt on every step, prospective map all zero.
   void input_step(const float* x, int t, const StepConstants& k) {
     NodeState& s = state_[0];
+    s.changed_list.clear();
     s.changed = (t == 1);
-    if (t == 1)
-      for (size_t j = 0; j < s.signal.size(); ++j) s.signal[j] = x[j] * k.dt;
+    if (t != 1) return;
+    for (size_t j = 0; j < s.signal.size(); ++j) {
+      s.signal[j] = x[j] * k.dt;
+      if (s.signal[j] != 0.0f) s.changed_list.push_back(int64_t(j));
+    }
   }
 
   void gather_step(const Node& node, NodeState& s) {
+    s.changed_list.clear();
     s.changed = false;
-    for (int src : node.inbound) s.changed = s.changed || state_[src].changed;
-    if (!s.changed) return;
+    bool any = false;
+    for (int src : node.inbound) any = any || state_[src].changed;
+    if (!any) return;
     for (int64_t i = 0; i < node.size; ++i) {
       const int src = node.gather_input[i];
       if (src < 0) continue;  // zero padding stays zero
       const NodeState& in = state_[node.inbound[src]];
-      s.signal[i] = in.signal[node.gather_element[i]];
-      s.prospective[i] = in.prospective[node.gather_element[i]];
+      const float a = in.signal[node.gather_element[i]];
+      const float p = in.prospective[node.gather_element[i]];
+      if (a != s.signal[i] || p != s.prospective[i]) s.changed_list.push_back(i);
+      s.signal[i] = a;
+      s.prospective[i] = p;
     }
+    s.changed = !s.changed_list.empty();
   }
 
   // Scatter what changed in the inbound signal and prospective map since the
   // last step into the running sums of L(a_in) (without bias) and L_abs(p_in).
   void absorb_input_changes(const Node& node, NodeState& s) {
     const NodeState& in = state_[node.inbound[0]];
-    if (!in.changed) return;
-    const int64_t n_in = node.geom.in_size();
-    for (int64_t j = 0; j < n_in; ++j) {
+    for (const int64_t j : in.changed_list) {
       const float a = in.signal[j], a_seen = s.seen_signal[j];
       if (a != a_seen) {
-        scatter_input(node.kind, node.geom, node.kernel.data(), j, a - a_seen, s.current_sum.data());
+        scatter(node.kind, node.geom, node.kernel.data(), j, a - a_seen, s.current_sum.data());
         s.nonzero_inputs += int(a != 0.0f) - int(a_seen != 0.0f);
         s.seen_signal[j] = a;
       }
       const float p = in.prospective[j], p_seen = s.seen_prospective[j];
       if (p != p_seen) {
-        scatter_input(node.kind, node.geom, node.abs_kernel.data(), j, p - p_seen,
-                      s.missing_sum.data());
+        scatter(node.kind, node.geom, node.abs_kernel.data(), j, p - p_seen, s.missing_sum.data());
         s.seen_prospective[j] = p;
       }
     }
@@ -204,23 +255,68 @@ class SampleRunner {
     return sum;
   }
 
-  void integrate_step(const Node& node, NodeState& s, const StepConstants& k, int64_t sample, int t) {
+  // Returns true if `rec` holds this step's records (false: softmax, use record()).
+  bool integrate_step(const Node& node, NodeState& s, const StepConstants& k, int64_t sample, int t,
+                      StepRecord& rec) {
     absorb_input_changes(node, s);
     const std::vector<float>& bias = bias_dt_[&node - net_.nodes.data()];
     s.changed = false;
     if (node.softmax) {
       softmax_step(node, s, bias, k, sample, t);
-      return;
+      return false;
     }
-    for (int64_t i = 0; i < node.size; ++i) {
-      const float current = current_of(node, s, bias, i);
-      const float before_p = s.prospective[i];
-      s.recorded[i] = ttfs_neuron_step(current, missing_of(node, s, i), k, s.membrane[i],
-                                       s.threshold[i], s.refrac_until[i], s.last_spike[i],
-                                       s.prospective[i]);
-      const float a = relu_signal(s.last_spike[i], k.dt);
-      if (a != s.signal[i] || before_p != s.prospective[i]) s.changed = true;
-      s.signal[i] = a;
+    if (node.kind == NodeKind::AveragePooling2D)
+      update_neurons<true>(node, s, bias, k, rec);
+    else
+      update_neurons<false>(node, s, bias, k, rec);
+    s.changed = !s.changed_list.empty();
+    return true;
+  }
+
+  // The fused per-neuron pass of one layer (steps 1-11 after the synaptic
+  // sums), channel-innermost so that bias and pool counts need no division.
+  template <bool AveragePool>
+  void update_neurons(const Node& node, NodeState& s, const std::vector<float>& bias,
+                      const StepConstants& k, StepRecord& rec) {
+    // A neuron whose refractory period outlasts the run can never integrate or
+    // spike again (its membrane stays at the reset value 0 < threshold): skip it.
+    const float end_tau = end_tau_;
+    const int64_t channels = node.geom.out_c, positions = node.size / channels;
+    const bool has_input = s.nonzero_inputs != 0;  // 2: no input yet, no bias
+    const double* current_sum = s.current_sum.data();
+    const double* missing_sum = s.missing_sum.data();
+    float* membrane = s.membrane.data();
+    float* threshold = s.threshold.data();
+    float* refrac_until = s.refrac_until.data();
+    float* last_spike = s.last_spike.data();
+    float* prospective = s.prospective.data();
+    float* signal = s.signal.data();
+    s.changed_list.clear();
+    for (int64_t pos = 0, i = 0; pos < positions; ++pos) {
+      const float count = AveragePool ? node.pool_count[pos] : 1.0f;
+      for (int64_t c = 0; c < channels; ++c, ++i) {
+        if (refrac_until[i] > end_tau) continue;
+        float current = 0.0f, missing = float(missing_sum[i]);
+        if (has_input) {
+          current = float(current_sum[i]);
+          if (!AveragePool && !bias.empty()) current = current + bias[c];
+        }
+        if (AveragePool) {
+          current = current / count;  // float32 sum divided by the cell count
+          missing = missing / count;
+        }
+        const float before_p = prospective[i];
+        const bool spiked = ttfs_neuron_step(current, missing, k, membrane[i], threshold[i],
+                                             refrac_until[i], last_spike[i], prospective[i]);
+        const float a = relu_signal(last_spike[i], k.dt);
+        if (a != signal[i] || before_p != prospective[i]) s.changed_list.push_back(i);
+        signal[i] = a;
+        if (spiked) {  // 8: spike-train record
+          ++rec.spikes;
+          rec.synops += rec.fanout[i];
+          if (rec.first_spike[i] == 0.0f) rec.first_spike[i] = k.tau;
+        }
+      }
     }
   }
 
@@ -249,6 +345,8 @@ class SampleRunner {
         s.signal[i] = s.recorded[i] ? 1.0f : 0.0f;
       }
     }
+    s.changed_list.clear();
+    for (int64_t i = 0; i < node.size; ++i) s.changed_list.push_back(i);
     s.changed = true;
   }
 
@@ -276,16 +374,17 @@ class SampleRunner {
             s.pooled_prospective[o] = mp;
           }
     }
-    s.changed = false;
+    s.changed_list.clear();
     for (int64_t i = 0; i < node.size; ++i) {
       s.recorded[i] = maxpool_step(s.pooled[i], k.tau, s.last_spike[i]);
       if (s.pooled_prospective[i] != 0.0f) s.last_prospective[i] = k.tau;
       const float a = relu_signal(s.last_spike[i], k.dt);
       const float p = relu_signal(s.last_prospective[i], k.dt);
-      if (a != s.signal[i] || p != s.prospective[i]) s.changed = true;
+      if (a != s.signal[i] || p != s.prospective[i]) s.changed_list.push_back(i);
       s.signal[i] = a;
       s.prospective[i] = p;
     }
+    s.changed = !s.changed_list.empty();
   }
 
   // Spike-train records of this step: first-spike times, spike counts, synops.
@@ -313,6 +412,7 @@ class SampleRunner {
   const std::vector<std::vector<float>>& bias_dt_;
   std::vector<NodeState> state_;
   std::vector<int32_t> class_count_;
+  float end_tau_ = 0.0f;  // time of the last step
   std::vector<float> softmax_scratch_;
 };
 
