@@ -23,9 +23,8 @@ struct StepConstants {
 TTFS_HD float integrate(float current, float membrane, float refrac_until,
                         const StepConstants& k) {
   const float masked = refrac_until > k.tau ? 0.0f : current;
-  float v = membrane + masked;
-  if (k.leak && v > 0.0f) v = v - k.leak_step;
-  return v;
+  const float v = membrane + masked;
+  return (k.leak & (v > 0.0f)) ? v - k.leak_step : v;  // non-short-circuit: vectorises
 }
 
 // Steps 3-11 for a ReLU neuron. `current` is I (already 0 while the sample's
@@ -36,12 +35,11 @@ TTFS_HD bool ttfs_neuron_step(float current, float missing, const StepConstants&
   const float v = integrate(current, membrane, refrac_until, k);
   const bool spiked = v >= threshold;   // 5: threshold left by the previous step
   membrane = spiked ? 0.0f : v;         // 6: reset
-  if (spiked) {
-    refrac_until = k.refrac_end;        // 7
-    last_spike = k.tau;                 // 11
-  }
+  // Selects rather than branches, so that the CPU loop over a layer vectorises.
+  refrac_until = spiked ? k.refrac_end : refrac_until;  // 7
+  last_spike = spiked ? k.tau : last_spike;             // 11
   // 9: prospective flag uses the new refractory end
-  prospective = (current > 0.0f && refrac_until <= k.tau) ? 1.0f : 0.0f;
+  prospective = ((current > 0.0f) & (refrac_until <= k.tau)) ? 1.0f : 0.0f;
   threshold = k.v0 + missing;           // 10: threshold for the next step
   return spiked;
 }
@@ -53,7 +51,7 @@ TTFS_HD float relu_signal(float last_spike, float dt) { return last_spike > 0.0f
 // the spike itself is decided by the caller from the layer's softmax.
 TTFS_HD void softmax_neuron_flags(float current, float missing, const StepConstants& k,
                                   float refrac_until, float& threshold, float& prospective) {
-  prospective = (current > 0.0f && refrac_until <= k.tau) ? 1.0f : 0.0f;
+  prospective = ((current > 0.0f) & (refrac_until <= k.tau)) ? 1.0f : 0.0f;
   threshold = k.v0 + missing;
 }
 

@@ -19,13 +19,15 @@ template <typename Visit>
 TTFS_HD void for_each_window(const Geometry& g, int iy, int ix, Visit&& visit) {
   for (int ky = 0; ky < g.kernel_h; ++ky) {
     const int y = iy + g.pad_top - ky * g.dilation_h;
-    if (y < 0 || y % g.stride_h) continue;
-    const int oy = y / g.stride_h;
+    if (y < 0) break;  // y only decreases with ky
+    if (g.stride_h != 1 && y % g.stride_h) continue;
+    const int oy = g.stride_h == 1 ? y : y / g.stride_h;
     if (oy >= g.out_h) continue;
     for (int kx = 0; kx < g.kernel_w; ++kx) {
       const int x = ix + g.pad_left - kx * g.dilation_w;
-      if (x < 0 || x % g.stride_w) continue;
-      const int ox = x / g.stride_w;
+      if (x < 0) break;  // x only decreases with kx
+      if (g.stride_w != 1 && x % g.stride_w) continue;
+      const int ox = g.stride_w == 1 ? x : x / g.stride_w;
       if (ox >= g.out_w) continue;
       visit(oy * g.out_w + ox, ky * g.kernel_w + kx);
     }

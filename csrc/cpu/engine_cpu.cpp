@@ -57,6 +57,97 @@ ScatterFn pick_scatter() {
 
 const ScatterFn scatter = pick_scatter();
 
+// Per-neuron flags of one step.
+constexpr uint8_t kSpiked = 1, kChanged = 2;
+
+struct LayerArrays {
+  const double* current_sum;
+  const double* missing_sum;
+  const float* bias_dt;     // per neuron, b * dt; all zero when the layer has no bias
+  const float* pool_count;  // per neuron for AveragePooling2D, else null
+  float* membrane;
+  float* threshold;
+  float* refrac_until;
+  float* last_spike;
+  float* prospective;
+  float* signal;
+  uint8_t* flags;
+};
+
+// ttfs_neuron_step over a whole layer, branch-free so that it vectorises.
+// A neuron whose refractory period outlasts the run goes through it too: its
+// membrane stays 0 below threshold and nothing observable changes.
+// HasInput: step 2, while the sample's input is all zero, I = 0 (no bias either).
+// ttfs_neuron_step over a whole layer, branch-free so that it vectorises.
+// `bias_dt` (b * dt) and `pool_count` are given per neuron. A neuron whose
+// refractory period outlasts the run goes through it too: its membrane stays
+// 0 below threshold and nothing observable changes.
+template <bool AveragePool, bool HasInput>
+inline void neuron_run(const double* __restrict current_sum, const double* __restrict missing_sum,
+                       const float* __restrict bias_dt, const float* __restrict count,
+                       float* __restrict membrane, float* __restrict threshold,
+                       float* __restrict refrac_until, float* __restrict last_spike,
+                       float* __restrict prospective, float* __restrict signal,
+                       uint8_t* __restrict flags, int64_t n, const StepConstants k) {
+  for (int64_t i = 0; i < n; ++i) {
+    // 1-2: I and M from the running sums (average pooling divides the float32 sum)
+    float current = AveragePool ? float(current_sum[i]) / count[i] : float(current_sum[i]) + bias_dt[i];
+    if (!HasInput) current = 0.0f;
+    const float missing = AveragePool ? float(missing_sum[i]) / count[i] : float(missing_sum[i]);
+    float v = membrane[i], theta = threshold[i], r = refrac_until[i], s = last_spike[i];
+    float p = prospective[i];
+    const float before_p = p;
+    const bool spiked = ttfs_neuron_step(current, missing, k, v, theta, r, s, p);
+    const float out = relu_signal(s, k.dt);
+    const bool changed = (out != signal[i]) | (before_p != p);
+    membrane[i] = v;
+    threshold[i] = theta;
+    refrac_until[i] = r;
+    last_spike[i] = s;
+    prospective[i] = p;
+    signal[i] = out;
+    flags[i] = uint8_t((spiked ? kSpiked : 0) | (changed ? kChanged : 0));
+  }
+}
+
+template <bool AveragePool, bool HasInput>
+inline void neuron_pass_impl(const LayerArrays& a, int64_t n, const StepConstants& k) {
+  neuron_run<AveragePool, HasInput>(a.current_sum, a.missing_sum, a.bias_dt, a.pool_count, a.membrane,
+                                    a.threshold, a.refrac_until, a.last_spike, a.prospective,
+                                    a.signal, a.flags, n, k);
+}
+
+inline void neuron_pass_dispatch(const LayerArrays& a, int64_t n, bool has_input,
+                                 const StepConstants& k) {
+  if (a.pool_count) {
+    if (has_input) neuron_pass_impl<true, true>(a, n, k);
+    else neuron_pass_impl<true, false>(a, n, k);
+  } else {
+    if (has_input) neuron_pass_impl<false, true>(a, n, k);
+    else neuron_pass_impl<false, false>(a, n, k);
+  }
+}
+
+void neuron_pass_generic(const LayerArrays& a, int64_t n, bool has_input, const StepConstants& k) {
+  neuron_pass_dispatch(a, n, has_input, k);
+}
+
+#if defined(__GNUC__) && defined(__x86_64__)
+__attribute__((target("avx2"))) void neuron_pass_avx2(const LayerArrays& a, int64_t n,
+                                                      bool has_input, const StepConstants& k) {
+  neuron_pass_dispatch(a, n, has_input, k);
+}
+#endif
+
+using NeuronPassFn = void (*)(const LayerArrays&, int64_t, bool, const StepConstants&);
+NeuronPassFn pick_neuron_pass() {
+#if defined(__GNUC__) && defined(__x86_64__)
+  if (__builtin_cpu_supports("avx2")) return neuron_pass_avx2;
+#endif
+  return neuron_pass_generic;
+}
+const NeuronPassFn neuron_pass = pick_neuron_pass();
+
 // What the spiking neurons of one layer produced at one step.
 struct StepRecord {
   float* first_spike;    // this sample's first-spike times of the layer
@@ -83,8 +174,10 @@ struct NodeState {
 class SampleRunner {
  public:
   SampleRunner(const Network& net, const SimConfig& cfg, const std::vector<int>& spiking,
-               const std::vector<int>& slot, const std::vector<std::vector<float>>& bias_dt)
+               const std::vector<int>& slot, const std::vector<std::vector<float>>& bias_dt,
+               const std::vector<std::vector<float>>& pool_count)
       : net_(net), cfg_(cfg), spiking_(spiking), slot_(slot), bias_dt_(bias_dt),
+        pool_count_(pool_count),
         state_(net.nodes.size()) {
     for (size_t i = 0; i < net.nodes.size(); ++i) {
       const Node& node = net.nodes[i];
@@ -247,7 +340,7 @@ class SampleRunner {
     if (s.nonzero_inputs == 0) return 0.0f;  // 2: no input yet, no bias
     const float sum = float(s.current_sum[i]);
     if (node.kind == NodeKind::AveragePooling2D) return sum / node.pool_count[i / node.geom.out_c];
-    return bias.empty() ? sum : sum + bias[i % node.geom.out_c];
+    return sum + bias[i];  // per-neuron b * dt (zeros without a bias)
   }
   float missing_of(const Node& node, const NodeState& s, int64_t i) const {
     const float sum = float(s.missing_sum[i]);
@@ -265,57 +358,30 @@ class SampleRunner {
       softmax_step(node, s, bias, k, sample, t);
       return false;
     }
-    if (node.kind == NodeKind::AveragePooling2D)
-      update_neurons<true>(node, s, bias, k, rec);
-    else
-      update_neurons<false>(node, s, bias, k, rec);
+    update_neurons(node, s, bias, k, rec);
     s.changed = !s.changed_list.empty();
     return true;
   }
 
   // The fused per-neuron pass of one layer (steps 1-11 after the synaptic
-  // sums), channel-innermost so that bias and pool counts need no division.
-  template <bool AveragePool>
+  // sums), then a scan of its flags for records and changed outputs.
   void update_neurons(const Node& node, NodeState& s, const std::vector<float>& bias,
                       const StepConstants& k, StepRecord& rec) {
-    // A neuron whose refractory period outlasts the run can never integrate or
-    // spike again (its membrane stays at the reset value 0 < threshold): skip it.
-    const float end_tau = end_tau_;
-    const int64_t channels = node.geom.out_c, positions = node.size / channels;
-    const bool has_input = s.nonzero_inputs != 0;  // 2: no input yet, no bias
-    const double* current_sum = s.current_sum.data();
-    const double* missing_sum = s.missing_sum.data();
-    float* membrane = s.membrane.data();
-    float* threshold = s.threshold.data();
-    float* refrac_until = s.refrac_until.data();
-    float* last_spike = s.last_spike.data();
-    float* prospective = s.prospective.data();
-    float* signal = s.signal.data();
+    const size_t index = size_t(&node - net_.nodes.data());
+    LayerArrays a{s.current_sum.data(), s.missing_sum.data(), bias.data(),
+                  node.kind == NodeKind::AveragePooling2D ? pool_count_[index].data() : nullptr,
+                  s.membrane.data(), s.threshold.data(), s.refrac_until.data(),
+                  s.last_spike.data(), s.prospective.data(), s.signal.data(), s.recorded.data()};
+    neuron_pass(a, node.size, s.nonzero_inputs != 0, k);
     s.changed_list.clear();
-    for (int64_t pos = 0, i = 0; pos < positions; ++pos) {
-      const float count = AveragePool ? node.pool_count[pos] : 1.0f;
-      for (int64_t c = 0; c < channels; ++c, ++i) {
-        if (refrac_until[i] > end_tau) continue;
-        float current = 0.0f, missing = float(missing_sum[i]);
-        if (has_input) {
-          current = float(current_sum[i]);
-          if (!AveragePool && !bias.empty()) current = current + bias[c];
-        }
-        if (AveragePool) {
-          current = current / count;  // float32 sum divided by the cell count
-          missing = missing / count;
-        }
-        const float before_p = prospective[i];
-        const bool spiked = ttfs_neuron_step(current, missing, k, membrane[i], threshold[i],
-                                             refrac_until[i], last_spike[i], prospective[i]);
-        const float a = relu_signal(last_spike[i], k.dt);
-        if (a != signal[i] || before_p != prospective[i]) s.changed_list.push_back(i);
-        signal[i] = a;
-        if (spiked) {  // 8: spike-train record
-          ++rec.spikes;
-          rec.synops += rec.fanout[i];
-          if (rec.first_spike[i] == 0.0f) rec.first_spike[i] = k.tau;
-        }
+    const uint8_t* flags = s.recorded.data();
+    for (int64_t i = 0; i < node.size; ++i) {
+      if (!flags[i]) continue;
+      if (flags[i] & kChanged) s.changed_list.push_back(i);
+      if (flags[i] & kSpiked) {  // 8: spike-train record
+        ++rec.spikes;
+        rec.synops += rec.fanout[i];
+        if (rec.first_spike[i] == 0.0f) rec.first_spike[i] = k.tau;
       }
     }
   }
@@ -410,6 +476,7 @@ class SampleRunner {
   const std::vector<int>& spiking_;
   const std::vector<int>& slot_;
   const std::vector<std::vector<float>>& bias_dt_;
+  const std::vector<std::vector<float>>& pool_count_;
   std::vector<NodeState> state_;
   std::vector<int32_t> class_count_;
   float end_tau_ = 0.0f;  // time of the last step
@@ -423,8 +490,20 @@ CpuEngine::CpuEngine(const Network& net, const SimConfig& config) : net_(net), c
   spiking_slot_.assign(net_.nodes.size(), -1);
   for (size_t l = 0; l < spiking_.size(); ++l) spiking_slot_[spiking_[l]] = int(l);
   bias_dt_.resize(net_.nodes.size());
-  for (size_t i = 0; i < net_.nodes.size(); ++i)
-    for (float b : net_.nodes[i].bias) bias_dt_[i].push_back(b * config_.dt);
+  pool_count_.resize(net_.nodes.size());
+  for (size_t i = 0; i < net_.nodes.size(); ++i) {
+    const Node& node = net_.nodes[i];
+    if (!node.integrates()) continue;
+    // b * dt and pool cell counts per neuron, so the neuron pass is one flat loop
+    const int64_t channels = node.geom.out_c;
+    bias_dt_[i].assign(node.size, 0.0f);
+    if (!node.bias.empty())
+      for (int64_t n = 0; n < node.size; ++n) bias_dt_[i][n] = node.bias[n % channels] * config_.dt;
+    if (node.kind == NodeKind::AveragePooling2D) {
+      pool_count_[i].resize(node.size);
+      for (int64_t n = 0; n < node.size; ++n) pool_count_[i][n] = node.pool_count[n / channels];
+    }
+  }
 }
 
 void CpuEngine::run(const float* x, int64_t samples, int64_t sample_offset, const ResultViews& out,
@@ -432,7 +511,7 @@ void CpuEngine::run(const float* x, int64_t samples, int64_t sample_offset, cons
   const int64_t in_size = net_.nodes[0].size;
 #pragma omp parallel num_threads(num_threads > 0 ? num_threads : max_threads())
   {
-    SampleRunner runner(net_, config_, spiking_, spiking_slot_, bias_dt_);
+    SampleRunner runner(net_, config_, spiking_, spiking_slot_, bias_dt_, pool_count_);
 #pragma omp for schedule(dynamic, 1)
     for (int64_t n = 0; n < samples; ++n) runner.run(x + n * in_size, sample_offset + n, n, out);
   }

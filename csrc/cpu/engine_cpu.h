@@ -21,7 +21,8 @@ class CpuEngine {
   const SimConfig config_;
   std::vector<int> spiking_;            // node index of each spiking layer
   std::vector<int> spiking_slot_;       // node index -> slot in spiking_ (-1 if none)
-  std::vector<std::vector<float>> bias_dt_;  // per node, b * dt
+  std::vector<std::vector<float>> bias_dt_;     // per node and neuron, b * dt
+  std::vector<std::vector<float>> pool_count_;  // AveragePooling2D: cells per neuron's window
 };
 
 int max_threads();
