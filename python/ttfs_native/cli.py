@@ -149,6 +149,9 @@ def main(argv=None) -> int:
     except KeyboardInterrupt:
         print("interrupted", file=sys.stderr)
         return 130
+    except BrokenPipeError:  # e.g. `ttfs-native demo | head`
+        sys.stderr.close()
+        return 0
 
 
 if __name__ == "__main__":

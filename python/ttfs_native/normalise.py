@@ -1,0 +1,195 @@
+"""Data-based weight normalisation, as SNN Toolbox's ``normalize_parameters``.
+
+A converted neuron encodes its activation by the time of its first spike
+(about ``v_thresh / a`` steps), so each layer's activations must sit in a
+known range: activations far above 1 all fire on the first step (their order
+is lost), activations far below ``v_thresh / steps`` never fire. The toolbox
+rescales every weighted layer so that a high percentile of its activations on
+a calibration set becomes 1:
+
+* ``lambda_l`` = the ``percentile``-th percentile of the *non-zero*
+  activations of weighted layer ``l`` on the calibration set (the ANN run with
+  the original weights); the input has ``lambda = 1``.
+* ``kernel_l *= lambda_in / lambda_l`` and ``bias_l /= lambda_l``, where
+  ``lambda_in`` is the scale of the layer's input.
+
+Then the normalised network computes ``a_l / lambda_l`` in every layer and,
+because ReLU is positively homogeneous, the same argmax as the ANN.
+
+Choices (the toolbox's unless stated):
+
+* Layers without weights (pooling, Flatten, Reshape, ZeroPadding2D) pass their
+  input's scale through unchanged.
+* Concatenate of branches with different scales: every branch keeps its own
+  normalisation; the consuming weighted layer rescales the kernel slice that
+  reads each branch by that branch's ``lambda`` (the toolbox does this for
+  channel concatenation). Here the scale is tracked per element, so this also
+  covers a Dense layer after Flatten and concatenation along any axis, as long
+  as each consuming layer sees one scale per input channel (a convolution or
+  pooling after a *spatial* concatenation of differently scaled branches is
+  refused with an error).
+* Softmax output layer: ``lambda = 1`` (only the inbound scale is undone), as
+  the toolbox does, because a small percentile of softmax probabilities would
+  blow up the output's weights and biases. Convert it to ReLU first
+  (``softmax_to_relu``) to normalise it like the other layers.
+* ReLU output layer: normalised like every hidden layer (toolbox behaviour
+  after its ``softmax_to_relu`` option).
+* Linear output layer: percentile of its *positive* activations (the SNN
+  only represents the positive part; the toolbox would take all non-zero
+  values, which at high percentiles is the same upper tail).
+* A layer with no positive activation on the calibration set raises an
+  error (the toolbox would fail on an empty percentile).
+
+Normalising an already normalised model again gives the same network as
+normalising the original ANN with the new percentile (up to float32
+rounding), because the activations of a normalised model are the original
+ones divided by ``lambda``. So percentile searches may start from either.
+(A calibrated model's per-layer threshold scales are undone first; see
+calibrate.py.)
+"""
+from __future__ import annotations
+
+import math
+import numbers
+
+import numpy as np
+
+from .layers import ModelError, concat_axis
+from .model import Model, check_input
+
+DEFAULT_PERCENTILE = 99.9
+
+
+def normalise(model: Model, x_calibration, percentile: float = DEFAULT_PERCENTILE,
+              batch_size: int = 256) -> Model:
+    """Return a new, normalised copy of ``model`` (the ANN with converted weights).
+
+    ``x_calibration``: (N, *input_shape) channels-last samples, e.g. part of the
+    training set. ``percentile`` in (0, 100]: 100 is the maximum activation,
+    99.9 the toolbox's default. The returned model's ``metadata["normalisation"]``
+    records the percentile, the number of calibration samples and the scale
+    factor of every weighted layer (relative to ``model``).
+    """
+    if not isinstance(model, Model):
+        raise TypeError(f"model must be a ttfs_native Model, got {type(model).__name__}")
+    percentile = check_percentile(percentile)
+    from .calibrate import ann_view
+    model = ann_view(model)   # a calibrated model's layer threshold scales are not part of its ANN
+    factors = scale_factors(model, x_calibration, percentile, batch_size)
+    weights = _rescaled_weights(model, factors)
+    metadata = dict(model.metadata)
+    metadata.pop("calibration", None)
+    record = {"method": "percentile of non-zero activations (SNN Toolbox normalize_parameters)",
+              "percentile": percentile,
+              "calibration_samples": int(np.shape(x_calibration)[0]),
+              "scale_factors": {name: float(v) for name, v in factors.items()}}
+    if "normalisation" in metadata:
+        record["previous"] = metadata["normalisation"]
+    metadata["normalisation"] = record
+    return Model(model.input_shape, [s.to_json() for s in model.layers], weights, metadata)
+
+
+def check_percentile(percentile) -> float:
+    if isinstance(percentile, bool) or not isinstance(percentile, numbers.Real):
+        raise ValueError(f"percentile must be a number in (0, 100], got {percentile!r}")
+    value = float(percentile)
+    if not math.isfinite(value) or not 0 < value <= 100:
+        raise ValueError(f"percentile must lie in (0, 100], got {percentile!r}")
+    return value
+
+
+def scale_factors(model: Model, x_calibration, percentile: float = DEFAULT_PERCENTILE,
+                  batch_size: int = 256) -> dict:
+    """``{weighted layer name: lambda}`` for ``model`` on the calibration set."""
+    if not isinstance(model, Model):
+        raise TypeError(f"model must be a ttfs_native Model, got {type(model).__name__}")
+    percentile = check_percentile(percentile)
+    x = check_input(model, x_calibration, "calibration input")
+    if x.shape[0] == 0:
+        raise ValueError("calibration input has no samples (shape[0] == 0)")
+    if isinstance(batch_size, bool) or not isinstance(batch_size, numbers.Integral) or batch_size < 1:
+        raise ValueError(f"batch_size must be a positive integer, got {batch_size!r}")
+    factors = {}
+    for name, positive in _positive_activations(model, x, int(batch_size)).items():
+        if positive is None:      # softmax output: the toolbox keeps it at 1
+            factors[name] = 1.0
+            continue
+        if positive.size == 0:
+            raise ValueError(f"layer '{name}' has no positive activation on the {x.shape[0]} "
+                             "calibration samples; use a larger or more representative calibration set")
+        factors[name] = float(np.percentile(positive.astype(np.float64), percentile))
+    return factors
+
+
+def _positive_activations(model: Model, x: np.ndarray, batch_size: int) -> dict:
+    """Flat positive activations of each weighted layer (None for a softmax output)."""
+    names = [s.name for s in model.layers if s.is_weighted and s.activation != "softmax"]
+    parts: dict = {n: [] for n in names}
+    for lo in range(0, x.shape[0], batch_size):
+        acts = model.ann_forward(x[lo:lo + batch_size], return_all=True)
+        for n in names:
+            a = acts[n]
+            parts[n].append(a[a > 0])
+    out = {}
+    for spec in model.layers:
+        if spec.is_weighted:
+            out[spec.name] = None if spec.activation == "softmax" else np.concatenate(parts[spec.name])
+    return out
+
+
+# ------------------------------------------------------------ applying
+def _rescaled_weights(model: Model, factors: dict) -> dict:
+    """New weights with ``kernel *= lambda_in / lambda_out``, ``bias /= lambda_out``."""
+    scales = {"input": 1.0}  # scale of each layer's output: a float, or an array of its shape
+    weights = {}
+    for spec in model.layers:
+        ins = [scales[n] for n in spec.inbound]
+        if spec.is_weighted:
+            lam = factors[spec.name]
+            w = model.weights[spec.name]
+            kernel = w["kernel"].astype(np.float64) * _kernel_input_scale(spec, ins[0]) / lam
+            bias = None if w["bias"] is None else (w["bias"].astype(np.float64) / lam).astype(np.float32)
+            weights[spec.name] = {"kernel": kernel.astype(np.float32), "bias": bias}
+            scales[spec.name] = lam
+        else:
+            scales[spec.name] = _pass_scale(spec, ins)
+    return weights
+
+
+def _kernel_input_scale(spec, scale):
+    """Factor to multiply the kernel by so that it undoes the input's scale."""
+    if not isinstance(scale, np.ndarray):
+        return scale
+    per_channel = _per_channel(spec, scale)
+    if spec.type == "Dense":
+        return per_channel[:, None]
+    if spec.type == "Conv2D":
+        return per_channel[None, None, :, None]
+    return per_channel[None, None, :, None]  # DepthwiseConv2D (kh, kw, in, depth_multiplier)
+
+
+def _per_channel(spec, scale: np.ndarray) -> np.ndarray:
+    """The scale of each input channel, if it does not vary over the other axes."""
+    flat = scale.reshape(-1, scale.shape[-1])
+    if not np.all(flat == flat[:1]):
+        raise ModelError(f"layer '{spec.name}': its input concatenates branches with different "
+                         "normalisation scales along a non-channel axis, which a "
+                         f"{spec.type} layer cannot undo; concatenate along the channel axis")
+    return flat[0]
+
+
+def _pass_scale(spec, ins: list):
+    """Scale of a layer without weights: its input's (the branches' for Concatenate)."""
+    if spec.type == "Concatenate":
+        if all(not isinstance(s, np.ndarray) for s in ins) and len(set(ins)) == 1:
+            return ins[0]
+        full = [np.broadcast_to(np.asarray(s, np.float64), shape)
+                for s, shape in zip(ins, spec.input_shapes)]
+        return np.concatenate(full, axis=concat_axis(spec))
+    scale = ins[0]
+    if not isinstance(scale, np.ndarray):
+        return scale
+    if spec.type in ("Flatten", "Reshape"):
+        return scale.reshape(spec.output_shape)
+    per_channel = _per_channel(spec, scale)   # pooling and zero padding work per channel
+    return np.broadcast_to(per_channel, spec.output_shape).copy()
