@@ -25,8 +25,9 @@ def _windows(x: np.ndarray, spec: LayerSpec, kernel, strides, dilation, pad_valu
 
 
 def conv2d(x, spec: LayerSpec, kernel: np.ndarray) -> np.ndarray:
+    """Accumulates in the inputs' precision (float32, or float64 for exact sums)."""
     c = spec.config
-    out = np.zeros((x.shape[0],) + spec.output_shape, np.float32)
+    out = np.zeros((x.shape[0],) + spec.output_shape, np.result_type(x, kernel))
     for ky, kx, view in _windows(x, spec, c["kernel_size"], c["strides"], c["dilation_rate"]):
         out += view @ kernel[ky, kx]
     return out
@@ -35,7 +36,7 @@ def conv2d(x, spec: LayerSpec, kernel: np.ndarray) -> np.ndarray:
 def depthwise_conv2d(x, spec: LayerSpec, kernel: np.ndarray) -> np.ndarray:
     c = spec.config
     n, (oh, ow, _) = x.shape[0], spec.output_shape
-    out = np.zeros((n, oh, ow, x.shape[3], c["depth_multiplier"]), np.float32)
+    out = np.zeros((n, oh, ow, x.shape[3], c["depth_multiplier"]), np.result_type(x, kernel))
     for ky, kx, view in _windows(x, spec, c["kernel_size"], c["strides"], c["dilation_rate"]):
         out += view[..., None] * kernel[ky, kx]
     return out.reshape((n,) + spec.output_shape)
@@ -84,16 +85,21 @@ def structural(spec: LayerSpec, inputs: list) -> np.ndarray:
 
 
 def weighted(spec: LayerSpec, x: np.ndarray, kernel: np.ndarray, bias) -> np.ndarray:
-    """``kernel * x + bias`` for Dense, Conv2D and DepthwiseConv2D (bias may be None)."""
+    """``kernel * x + bias`` for Dense, Conv2D and DepthwiseConv2D (bias may be None).
+
+    The sum is taken in the precision of ``x`` and ``kernel`` and rounded to
+    float32 once; the bias is then added in float32.
+    """
     if spec.type == "Dense":
         out = x @ kernel
     elif spec.type == "Conv2D":
         out = conv2d(x, spec, kernel)
     else:
         out = depthwise_conv2d(x, spec, kernel)
+    out = out.astype(np.float32, copy=False)
     if bias is not None:
         out = out + bias
-    return out.astype(np.float32, copy=False)
+    return out
 
 
 def softmax(v: np.ndarray, axis: int = -1) -> np.ndarray:

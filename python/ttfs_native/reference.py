@@ -30,12 +30,20 @@ class _Neurons:
 
 
 def _synaptic(spec: LayerSpec, x: np.ndarray, weights, bias_dt, absolute: bool) -> np.ndarray:
-    """L(x) = W*x + b*dt, or L_abs(x) = |W|*x; average pooling for both."""
+    """L(x) = W*x + b*dt, or L_abs(x) = |W|*x; average pooling for both.
+
+    [choice] Convolution and matrix sums are taken in float64 and rounded to
+    float32 once (SEMANTICS.md lets them be accumulated in any order): the
+    float32 result is then the same whatever the summation order, also where
+    terms cancel to almost zero, where `I > 0` decides the prospective flag.
+    The bias is added in float32; average pooling sums in float32.
+    """
     if spec.type == "AveragePooling2D":
         return ops.average_pool(x, spec)
+    kernel = weights["kernel"].astype(np.float64)
     if absolute:
-        return ops.weighted(spec, x, np.abs(weights["kernel"]), None)
-    return ops.weighted(spec, x, weights["kernel"], bias_dt)
+        return ops.weighted(spec, x.astype(np.float64), np.abs(kernel), None)
+    return ops.weighted(spec, x.astype(np.float64), kernel, bias_dt)
 
 
 def simulate(model: Model, x: np.ndarray, params: SimParams, fanouts: dict,
