@@ -1,4 +1,4 @@
-// Python bindings: the network description, the CPU engine and build facts.
+// Python bindings: the network description, the CPU and CUDA engines and build facts.
 // Long native calls release the GIL.
 #include <pybind11/numpy.h>
 #include <pybind11/pybind11.h>
@@ -84,8 +84,9 @@ void run_engine(const Engine& engine, py::array_t<float, py::array::c_style> x, 
   out.spike_counts = checked(spike_counts, {n, py::ssize_t(spiking.size())}, "spike_counts");
   out.synops = checked(synops, {n, cfg.steps}, "synops");
   out.stop_step = checked(stop_step, {n}, "stop_step");
-  if (py::len(first_spike) != spiking.size()) throw py::value_error("first_spike: one array per spiking layer");
-  for (size_t l = 0; l < spiking.size(); ++l) {
+  if (py::len(first_spike) != 0 && py::len(first_spike) != spiking.size())
+    throw py::value_error("first_spike: one array per spiking layer, or none");
+  for (size_t l = 0; l < size_t(py::len(first_spike)); ++l) {
     auto a = first_spike[l].cast<py::array_t<float, py::array::c_style>>();
     out.first_spike.push_back(checked(a, {n, net.nodes[spiking[l]].size}, "first_spike"));
   }
@@ -137,6 +138,19 @@ PYBIND11_MODULE(_core, m) {
       .def("run", &run_engine<CpuEngine>, py::arg("x"), py::arg("sample_offset"),
            py::arg("counts"), py::arg("first_spike"), py::arg("spike_counts"), py::arg("synops"),
            py::arg("stop_step"), py::arg("num_threads"));
+
+#ifdef TTFS_WITH_CUDA
+  py::class_<CudaEngine>(m, "CudaEngine")
+      .def(py::init<const Network&, const SimConfig&>(), py::arg("network"), py::arg("config"))
+      .def("run", &run_engine<CudaEngine>, py::arg("x"), py::arg("sample_offset"),
+           py::arg("counts"), py::arg("first_spike"), py::arg("spike_counts"), py::arg("synops"),
+           py::arg("stop_step"), py::arg("num_threads"));
+  m.def("cuda_device_status", &cuda_device_status,
+        "(usable, reason): whether a CUDA device can run this build's kernels. Never raises.");
+#else
+  m.def("cuda_device_status", [] { return std::make_pair(false, std::string("built without CUDA")); },
+        "(usable, reason): this build has no CUDA backend.");
+#endif
 
   m.def("softmax_uniform", &softmax_uniform, py::arg("seed"), py::arg("neuron"),
         py::arg("sample"), py::arg("step"),

@@ -153,3 +153,21 @@ def test_result_summaries(conv_case):
     assert r.synops_per_sample > 0 and r.ann_ops > 0
     assert 1 <= r.mean_latency_steps <= 30
     assert "SNN accuracy" in r.summary()
+
+
+@pytest.mark.parametrize("backend", ["cpu", "reference"])
+def test_spike_times_can_be_left_out(conv_case, backend):
+    model, x, labels = conv_case
+    full = tn.Simulator(model, duration=30, backend=backend).run(x, labels)
+    lean = tn.Simulator(model, duration=30, backend=backend, record_spike_times=False).run(x, labels)
+    assert lean.first_spike_times == {}
+    np.testing.assert_array_equal(lean.counts, full.counts)
+    np.testing.assert_array_equal(lean.synops_t, full.synops_t)
+    assert lean.spikes_per_neuron == full.spikes_per_neuron
+
+
+def test_more_threads_than_samples(conv_case):
+    model, x, _ = conv_case
+    one = tn.Simulator(model, duration=30, backend="cpu", num_threads=1).run(x[:1])
+    many = tn.Simulator(model, duration=30, backend="cpu", num_threads=8).run(x[:1])
+    np.testing.assert_array_equal(many.counts, one.counts)

@@ -2,6 +2,7 @@
 
 #include <algorithm>
 #include <cmath>
+#include <cstring>
 #include <vector>
 
 #ifdef _OPENMP
@@ -212,11 +213,12 @@ class SampleRunner {
     const int64_t classes = net_.num_classes();
     int32_t* counts = out.counts + row * classes * cfg_.steps;
     double* synops = out.synops + row * cfg_.steps;
-    int64_t* spikes = out.spike_counts + row * int64_t(out.first_spike.size());
+    int64_t* spikes = out.spike_counts + row * int64_t(spiking_.size());
     std::fill(synops, synops + cfg_.steps, 0.0);
-    for (size_t l = 0; l < out.first_spike.size(); ++l) {
+    for (size_t l = 0; l < spiking_.size(); ++l) {
       const int64_t size = net_.nodes[spiking_[l]].size;
-      std::fill(out.first_spike[l] + row * size, out.first_spike[l] + (row + 1) * size, 0.0f);
+      if (!out.first_spike.empty())
+        std::fill(out.first_spike[l] + row * size, out.first_spike[l] + (row + 1) * size, 0.0f);
       spikes[l] = 0;
     }
     int stop = cfg_.steps;
@@ -229,7 +231,8 @@ class SampleRunner {
           case NodeKind::Gather: gather_step(node, state_[i]); break;
           case NodeKind::MaxPooling2D: maxpool_step_node(node, state_[i], k); break;
           default: {
-            StepRecord rec{out.first_spike[slot_[i]] + row * node.size, node.fanout.data(), 0, 0.0};
+            StepRecord rec{out.first_spike.empty() ? nullptr : out.first_spike[slot_[i]] + row * node.size,
+                           node.fanout.data(), 0, 0.0};
             if (integrate_step(node, state_[i], k, sample, t, rec)) {
               spikes[slot_[i]] += rec.spikes;
               synops[t - 1] += rec.synops;
@@ -376,12 +379,20 @@ class SampleRunner {
     s.changed_list.clear();
     const uint8_t* flags = s.recorded.data();
     for (int64_t i = 0; i < node.size; ++i) {
+      if (i + 8 <= node.size) {  // skip quiet runs of 8 neurons at once
+        uint64_t word;
+        std::memcpy(&word, flags + i, sizeof word);
+        if (word == 0) {
+          i += 7;
+          continue;
+        }
+      }
       if (!flags[i]) continue;
       if (flags[i] & kChanged) s.changed_list.push_back(i);
       if (flags[i] & kSpiked) {  // 8: spike-train record
         ++rec.spikes;
         rec.synops += rec.fanout[i];
-        if (rec.first_spike[i] == 0.0f) rec.first_spike[i] = k.tau;
+        if (rec.first_spike && rec.first_spike[i] == 0.0f) rec.first_spike[i] = k.tau;
       }
     }
   }
@@ -458,14 +469,14 @@ class SampleRunner {
               const ResultViews& out, double& synops, int64_t* spikes) {
     const NodeState& s = state_[index];
     const int l = slot_[index];
-    float* first = out.first_spike[l] + row * node.size;
+    float* first = out.first_spike.empty() ? nullptr : out.first_spike[l] + row * node.size;
     int64_t n = 0;
     double ops = 0.0;
     for (int64_t i = 0; i < node.size; ++i) {
       if (!s.recorded[i]) continue;
       ++n;
       ops += node.fanout[i];
-      if (first[i] == 0.0f) first[i] = k.tau;
+      if (first && first[i] == 0.0f) first[i] = k.tau;
     }
     spikes[l] += n;
     synops += ops;
@@ -509,7 +520,9 @@ CpuEngine::CpuEngine(const Network& net, const SimConfig& config) : net_(net), c
 void CpuEngine::run(const float* x, int64_t samples, int64_t sample_offset, const ResultViews& out,
                     int num_threads) const {
   const int64_t in_size = net_.nodes[0].size;
-#pragma omp parallel num_threads(num_threads > 0 ? num_threads : max_threads())
+  // Work is split by sample: more threads than samples would only wait.
+  const int threads = int(std::max<int64_t>(1, std::min<int64_t>(num_threads > 0 ? num_threads : max_threads(), samples)));
+#pragma omp parallel num_threads(threads)
   {
     SampleRunner runner(net_, config_, spiking_, spiking_slot_, bias_dt_, pool_count_);
 #pragma omp for schedule(dynamic, 1)

@@ -44,13 +44,15 @@ class Simulator:
     batch_size: samples handed to the backend per call (bounds memory; results
     do not depend on it). ops_convention: ``"exact"`` counts real connections,
     ``"snntoolbox"`` the original's approximate fan-outs.
+    record_spike_times=False leaves ``first_spike_times`` empty (saves memory
+    and copies on large runs).
     """
 
     def __init__(self, model, duration: float = 200, dt: float = 1.0, v_thresh: float = 1.0,
                  tau_refrac: float | None = None, leak: bool = False, backend: str = "auto",
                  batch_size: int | None = None, seed: int = 0, early_stop: bool = False,
                  ops_convention: str = "exact", num_threads: int | None = None,
-                 softmax_to_relu: bool = False):
+                 softmax_to_relu: bool = False, record_spike_times: bool = True):
         if isinstance(model, (str, os.PathLike, Path)):
             model = load_model(model)
         if not isinstance(model, Model):
@@ -58,6 +60,10 @@ class Simulator:
         if softmax_to_relu and model.output_layer.activation == "softmax":
             model = model.with_output_activation("relu")
         self.num_to_test = None  # set by from_toolbox_config
+        # First-spike times are one float per neuron and sample (265 MB for a
+        # VGG-style net at batch 256): a run that needs only predictions,
+        # counts and operation counts can leave them out.
+        self.record_spike_times = bool(record_spike_times)
         self.model = model
         self.params = SimParams(duration=duration, dt=dt, v_thresh=v_thresh, tau_refrac=tau_refrac,
                                 leak=leak, seed=seed, early_stop=early_stop)
@@ -141,11 +147,12 @@ class Simulator:
             labels = _check_labels(labels, n, self.model.num_classes)
         steps, classes = self.steps, self.model.num_classes
         spiking = self.model.spiking_layers
-        _check_result_size(n, classes, steps, sum(s.size for s in spiking))
+        recorded = spiking if self.record_spike_times else []
+        _check_result_size(n, classes, steps, sum(s.size for s in recorded))
         counts = np.zeros((n, classes, steps), np.int32)
         synops = np.zeros((n, steps), np.float64)
         stop_step = np.zeros(n, np.int32)
-        first = {s.name: np.zeros((n, s.size), np.float32) for s in spiking}
+        first = {s.name: np.zeros((n, s.size), np.float32) for s in recorded}
         spike_counts = np.zeros((n, len(spiking)), np.int64)
         start = time.perf_counter()
         for lo in range(0, n, self.batch_size):
@@ -154,17 +161,18 @@ class Simulator:
                 raw = reference.simulate(self.model, x[lo:hi], self.params, self.fanouts, sample_offset=lo)
                 counts[lo:hi], synops[lo:hi], stop_step[lo:hi] = raw["counts"], raw["synops_t"], raw["stop_step"]
                 for j, s in enumerate(spiking):
-                    first[s.name][lo:hi] = raw["first_spike_times"][s.name].reshape(hi - lo, -1)
+                    if s.name in first:
+                        first[s.name][lo:hi] = raw["first_spike_times"][s.name].reshape(hi - lo, -1)
                     spike_counts[lo:hi, j] = raw["spike_counts"][s.name]
             else:
                 self._engine.run(x[lo:hi].reshape(hi - lo, -1), lo, counts[lo:hi],
-                                 [first[s.name][lo:hi] for s in spiking], spike_counts[lo:hi],
+                                 [first[s.name][lo:hi] for s in recorded], spike_counts[lo:hi],
                                  synops[lo:hi], stop_step[lo:hi], self.num_threads)
             if progress is not None:
                 progress(hi, n)
         wall = time.perf_counter() - start
         raw = {"counts": counts, "synops_t": synops, "stop_step": stop_step,
-               "first_spike_times": {s.name: first[s.name].reshape((n,) + s.output_shape) for s in spiking},
+               "first_spike_times": {s.name: first[s.name].reshape((n,) + s.output_shape) for s in recorded},
                "spike_counts": {s.name: spike_counts[:, j] for j, s in enumerate(spiking)}}
         return SimulationResult.from_raw(
             raw, labels=labels, ann_ops=self.ann_ops, neurons={s.name: s.size for s in spiking},
