@@ -13,22 +13,31 @@
 
 namespace ttfs {
 
+// First and last tap k (of `kernel` taps, spacing `dilation`) for which
+// y = base - k*dilation lies in [0, (out-1)*stride]; empty if first > last.
+TTFS_HD void tap_range(int base, int kernel, int dilation, int stride, int out, int& first, int& last) {
+  const int low = base - (out - 1) * stride;  // k*dilation >= low
+  first = low <= 0 ? 0 : (low + dilation - 1) / dilation;
+  last = base < 0 ? -1 : base / dilation;
+  if (last > kernel - 1) last = kernel - 1;
+}
+
 // Calls visit(out_position, tap) for every output position (oy*out_w+ox) whose
-// window covers input cell (iy, ix); tap = ky*kernel_w+kx.
+// window covers input cell (iy, ix); tap = ky*kernel_w+kx. The tap ranges are
+// computed, not searched, so only strides > 1 need a divisibility test.
 template <typename Visit>
 TTFS_HD void for_each_window(const Geometry& g, int iy, int ix, Visit&& visit) {
-  for (int ky = 0; ky < g.kernel_h; ++ky) {
+  int ky0, ky1, kx0, kx1;
+  tap_range(iy + g.pad_top, g.kernel_h, g.dilation_h, g.stride_h, g.out_h, ky0, ky1);
+  tap_range(ix + g.pad_left, g.kernel_w, g.dilation_w, g.stride_w, g.out_w, kx0, kx1);
+  for (int ky = ky0; ky <= ky1; ++ky) {
     const int y = iy + g.pad_top - ky * g.dilation_h;
-    if (y < 0) break;  // y only decreases with ky
     if (g.stride_h != 1 && y % g.stride_h) continue;
     const int oy = g.stride_h == 1 ? y : y / g.stride_h;
-    if (oy >= g.out_h) continue;
-    for (int kx = 0; kx < g.kernel_w; ++kx) {
+    for (int kx = kx0; kx <= kx1; ++kx) {
       const int x = ix + g.pad_left - kx * g.dilation_w;
-      if (x < 0) break;  // x only decreases with kx
       if (g.stride_w != 1 && x % g.stride_w) continue;
       const int ox = g.stride_w == 1 ? x : x / g.stride_w;
-      if (ox >= g.out_w) continue;
       visit(oy * g.out_w + ox, ky * g.kernel_w + kx);
     }
   }
