@@ -1,0 +1,164 @@
+#!/usr/bin/env bash
+# Acceptance check of the CUDA backend on a machine with an NVIDIA GPU (the lent
+# H100/H200). Run from the repository root:
+#
+#     bash bench/gpu_check.sh            # logs to $OUT, or ./gpu_check_out
+#
+# Stages: environment, build for sm_90, full test suite, compute-sanitizer
+# (memcheck, racecheck, initcheck) on a tiny simulation, quick benchmark (if
+# bench/__main__.py exists). Every stage has a timeout inside one overall
+# budget (BUDGET_S, default 450 s), so the script ends well under 8 minutes.
+# At most 8 files are written to $OUT. Exit status: 0 when every stage that
+# ran passed.
+set -uo pipefail
+export PYTHONUNBUFFERED=1
+
+OUT="${OUT:-$PWD/gpu_check_out}"
+PY="${PYTHON:-python3}"
+BUDGET_S="${BUDGET_S:-450}"
+mkdir -p "$OUT"
+START=$SECONDS
+FAILED=()
+SUMMARY=()
+
+# Seconds a stage may take: its own cap, within what is left of the budget.
+allowance() {
+  local cap=$1 left=$((BUDGET_S - (SECONDS - START)))
+  ((left < cap)) && cap=$left
+  ((cap < 5)) && cap=5
+  echo "$cap"
+}
+
+# stage NAME CAP_SECONDS COMMAND...: runs COMMAND with a timeout, records the result.
+stage() {
+  local name=$1 cap=$2
+  shift 2
+  local limit t0=$SECONDS rc
+  limit=$(allowance "$cap")
+  echo "=== $name (limit ${limit}s)"
+  timeout --kill-after=10 "$limit" "$@"
+  rc=$?
+  local line="$name: exit $rc after $((SECONDS - t0)) s"
+  ((rc == 124 || rc == 137)) && line="$line (timed out)"
+  echo "=== $line"
+  SUMMARY+=("$line")
+  ((rc == 0)) || FAILED+=("$name")
+  return $rc
+}
+
+finish() {
+  echo
+  echo "=== summary ($((SECONDS - START)) s in all; logs in $OUT)"
+  printf '  %s\n' "${SUMMARY[@]}"
+  if ((${#FAILED[@]})); then
+    echo "FAILED: ${FAILED[*]}"
+    exit 1
+  fi
+  echo "ALL PASSED"
+  exit 0
+}
+
+# ------------------------------------------------------------------ environment
+{
+  echo "# nvidia-smi"
+  nvidia-smi 2>&1
+  echo "# nvcc"
+  nvcc --version 2>&1 | tail -n 2
+  echo "# $PY"
+  "$PY" --version 2>&1
+} | tee "$OUT/env.txt"
+
+# ------------------------------------------------------------------ build
+build() {
+  CMAKE_ARGS="-DCMAKE_CUDA_ARCHITECTURES=90 ${CMAKE_ARGS:-}" \
+    "$PY" -m pip install -v --no-build-isolation --no-deps . >"$OUT/build.log" 2>&1
+  local rc=$?
+  grep -E "CUDA backend enabled|Build files have been written|Successfully installed|error" "$OUT/build.log" | tail -n 15
+  return $rc
+}
+stage build 240 build || finish
+
+check_info() {
+  # run from the tests folder so that the installed package is imported
+  (cd tests && "$PY" - <<'EOF'
+import json
+import ttfs_native as tn
+info = tn.build_info()
+print(json.dumps(info, indent=1))
+assert info["cuda"], "built without the CUDA backend"
+assert "90" in info["cuda_architectures"], info["cuda_architectures"]
+assert info["cuda_available"], info["cuda_status"]
+EOF
+  ) 2>&1 | tee -a "$OUT/env.txt"
+}
+stage cuda_available 60 check_info || finish
+
+# ------------------------------------------------------------------ tests
+run_tests() {
+  "$PY" -m pytest tests -q -rs -p no:cacheprovider >"$OUT/tests.log" 2>&1
+  local rc=$?
+  grep -E "first-spike|passed|failed|error|SKIPPED" "$OUT/tests.log" | tail -n 25
+  return $rc
+}
+stage tests 210 run_tests
+
+# ------------------------------------------------------------------ sanitizers
+SANITIZER=$(command -v compute-sanitizer || true)
+[ -z "$SANITIZER" ] && [ -x /usr/local/cuda/bin/compute-sanitizer ] && SANITIZER=/usr/local/cuda/bin/compute-sanitizer
+TINY_DIR=$(mktemp -d)
+cat >"$TINY_DIR/tiny_cuda_run.py" <<'EOF'
+"""A few tiny CUDA simulations covering every kernel (checked against the CPU backend)."""
+import sys
+import numpy as np
+sys.path.insert(0, "tests")
+import netgen
+import ttfs_native as tn
+
+for arch, kwargs in [("depthwise_maxpool", dict(duration=12, early_stop=True)),
+                     ("branches_concat", dict(duration=10)),
+                     ("softmax_output", dict(duration=10, seed=3))]:
+    model, x, labels = netgen.make(arch, n=3)
+    got = tn.Simulator(model, backend="cuda", batch_size=2, **kwargs).run(x, labels)
+    want = tn.Simulator(model, backend="cpu", **kwargs).run(x, labels)
+    assert np.array_equal(got.counts, want.counts), arch
+    assert np.array_equal(got.synops_t, want.synops_t), arch
+    print(arch, "ok")
+EOF
+
+sanitize() {
+  local tool=$1 log="$OUT/$1.log"
+  "$SANITIZER" --tool "$tool" --error-exitcode 9 --target-processes all \
+    "$PY" "$TINY_DIR/tiny_cuda_run.py" >"$log" 2>&1
+  local rc=$?
+  tail -n 8 "$log"
+  if ((rc != 0)) && grep -q "Device not supported" "$log"; then
+    echo "compute-sanitizer does not support this machine's device (gVisor?): not a failure of ours"
+    return 0
+  fi
+  return $rc
+}
+if [ -n "$SANITIZER" ]; then
+  for tool in memcheck racecheck initcheck; do
+    stage "$tool" 75 sanitize "$tool"
+  done
+else
+  echo "=== compute-sanitizer not found: sanitizer stages skipped"
+  SUMMARY+=("sanitizers: skipped (compute-sanitizer not found)")
+fi
+rm -rf "$TINY_DIR"
+
+# ------------------------------------------------------------------ benchmark
+if [ -f bench/__main__.py ]; then
+  run_bench() {
+    "$PY" -m bench --quick --device cuda --json "$OUT/bench.json" >"$OUT/bench.log" 2>&1
+    local rc=$?
+    tail -n 30 "$OUT/bench.log"
+    return $rc
+  }
+  stage bench 150 run_bench
+else
+  echo "=== bench/__main__.py not found: benchmark skipped"
+  SUMMARY+=("bench: skipped (no bench/__main__.py)")
+fi
+
+finish

@@ -1,0 +1,479 @@
+// CUDA backend. Per batch: clear the per-sample flags, copy the input, then
+// replay one captured CUDA graph per time step (one kernel per node, the
+// readout, and a kernel that advances the device-side step counter), then
+// copy the results back once. All state lives in device buffers allocated
+// once per batch capacity and reused across runs; the weights are copied to
+// the device once, by the constructor. See step_kernels.cuh for the kernels.
+#include "engine_cuda.h"
+
+#include <algorithm>
+#include <cstdio>
+#include <limits>
+#include <mutex>
+#include <stdexcept>
+#include <string>
+#include <utility>
+#include <vector>
+
+#include "device_buffer.cuh"
+#include "step_kernels.cuh"
+
+namespace ttfs {
+
+namespace cuda {
+namespace {
+
+constexpr int64_t kMaxChunk = 65535;  // samples per chunk: gridDim.y limit
+constexpr int kEarlyStopPoll = 8;     // steps between checks whether every sample stopped
+constexpr int kMaxCachedGraphs = 4;   // step graphs kept, one per chunk size
+
+int blocks_for(int64_t count, int per_block) { return int((count + per_block - 1) / per_block); }
+
+std::string human_bytes(size_t bytes) {
+  char text[32];
+  if (bytes < (size_t(1) << 20))
+    std::snprintf(text, sizeof text, "%.1f KiB", double(bytes) / 1024.0);
+  else
+    std::snprintf(text, sizeof text, "%.1f MiB", double(bytes) / double(1 << 20));
+  return text;
+}
+
+// A node's constants on the device and its place in the shared buffers.
+struct DeviceNode {
+  int size = 0;
+  bool softmax = false;
+  int64_t signal_offset = 0;  // first element in a sample's signal/prospective row
+  int slot = -1;              // spiking layers: index among them (result order)
+  int state_fields = 0;       // float state per neuron (IntegratingField / MaxPoolField)
+  int record_blocks = 0;      // blocks of the kernel that records its spikes
+  int partial_offset = 0;     // its first partial sum in a sample's partials
+  DeviceBuffer<float> kernel, bias_dt, pool_count;
+  DeviceBuffer<double> fanout;
+  DeviceBuffer<int> inbound;             // Gather: inbound node indices
+  DeviceBuffer<int64_t> gather_source;   // Gather: offset in the row, -1 = zero padding
+};
+
+// Everything whose size is proportional to the samples of a chunk.
+struct BatchBuffers {
+  int64_t capacity = 0;
+  DeviceBuffer<float> x;                          // [sample][input size]
+  DeviceBuffer<float> signal, prospective;        // [sample][row]
+  DeviceBuffer<int> flags;                        // [sample][flag_row]
+  std::vector<DeviceBuffer<float>> state;         // per node: [field][sample][size]
+  std::vector<DeviceBuffer<float>> first_spike;   // per spiking layer: [sample][size]
+  DeviceBuffer<int> partial_spikes;               // [sample][partial_stride]
+  DeviceBuffer<double> partial_ops;               // [sample][partial_stride]
+  DeviceBuffer<int64_t> spike_counts;             // [sample][layers]
+  DeviceBuffer<double> synops;                    // [sample][steps]
+  DeviceBuffer<int> class_count;                  // [sample][classes]
+  DeviceBuffer<int> counts;                       // [sample][classes][steps]
+  DeviceBuffer<int> stop_step;                    // [sample]
+};
+
+void launch_integrate(NodeKind kind, bool softmax, dim3 grid, cudaStream_t stream, const LayerArgs& a) {
+  const dim3 block(kBlock);
+  switch (kind) {
+    case NodeKind::Dense:
+      if (softmax) launch("integrate_kernel<Dense, softmax>", integrate_kernel<NodeKind::Dense, true>, grid, block, stream, a);
+      else launch("integrate_kernel<Dense>", integrate_kernel<NodeKind::Dense, false>, grid, block, stream, a);
+      return;
+    case NodeKind::Conv2D:
+      if (softmax) launch("integrate_kernel<Conv2D, softmax>", integrate_kernel<NodeKind::Conv2D, true>, grid, block, stream, a);
+      else launch("integrate_kernel<Conv2D>", integrate_kernel<NodeKind::Conv2D, false>, grid, block, stream, a);
+      return;
+    case NodeKind::DepthwiseConv2D:
+      if (softmax) launch("integrate_kernel<DepthwiseConv2D, softmax>", integrate_kernel<NodeKind::DepthwiseConv2D, true>, grid, block, stream, a);
+      else launch("integrate_kernel<DepthwiseConv2D>", integrate_kernel<NodeKind::DepthwiseConv2D, false>, grid, block, stream, a);
+      return;
+    case NodeKind::AveragePooling2D:  // never softmax (validate_node)
+      launch("integrate_kernel<AveragePooling2D>", integrate_kernel<NodeKind::AveragePooling2D, false>, grid, block, stream, a);
+      return;
+    default:
+      throw std::logic_error("launch_integrate: not an integrating layer");
+  }
+}
+
+}  // namespace
+}  // namespace cuda
+
+using namespace cuda;
+
+struct CudaEngine::Impl {
+  const Network& net;
+  int device = 0;
+  StepParams params{};
+  bool early_stop = false;
+  int steps = 0;
+  int64_t in_size = 0, row = 0, classes = 0;
+  int flag_row = 0, partial_stride = 0, layers = 0;
+  std::vector<int> spiking;
+  std::vector<DeviceNode> nodes;
+  DeviceBuffer<int> layer_partial_offset, layer_partial_blocks;
+  DeviceBuffer<Control> control;
+  Stream stream;
+  BatchBuffers batch;
+  std::vector<std::pair<int64_t, GraphExec>> graphs;  // step graph per chunk size
+  std::mutex mutex;
+
+  Impl(const Network& network, const SimConfig& cfg) : net(network) {
+    if (net.nodes.empty() || net.nodes[0].kind != NodeKind::Input)
+      throw std::invalid_argument("CudaEngine: the network must start with its input node");
+    TTFS_CUDA_CHECK(cudaGetDevice(&device));
+    const StepConstants k1 = cfg.step(1);
+    params = StepParams{cfg.dt, cfg.v_thresh, cfg.tau_refrac, k1.leak_step, cfg.leak ? 1 : 0,
+                        cfg.steps, cfg.early_stop ? 1 : 0, cfg.seed};
+    early_stop = cfg.early_stop;
+    steps = cfg.steps;
+    spiking = net.spiking_nodes();
+    layers = int(spiking.size());
+    classes = net.num_classes();
+    in_size = net.nodes[0].size;
+    flag_row = 2 * int(net.nodes.size()) + 1;
+
+    nodes.resize(net.nodes.size());
+    std::vector<int> partial_offsets, partial_blocks;
+    for (size_t i = 0; i < net.nodes.size(); ++i) {
+      const Node& node = net.nodes[i];
+      DeviceNode& d = nodes[i];
+      if (node.size >= std::numeric_limits<int>::max())
+        throw std::invalid_argument("node '" + node.name + "': " + std::to_string(node.size) +
+                                    " neurons; the CUDA backend supports fewer than 2^31 per layer");
+      d.size = int(node.size);
+      d.softmax = node.softmax;
+      d.signal_offset = row;
+      row += node.size;
+      if (node.integrates()) {
+        d.state_fields = kIntegratingFields;
+        d.kernel = DeviceBuffer<float>::from_host(node.kernel.data(), node.kernel.size());
+        std::vector<float> bias_dt;  // b * dt, as the CPU engine computes it
+        for (float b : node.bias) bias_dt.push_back(b * cfg.dt);
+        d.bias_dt = DeviceBuffer<float>::from_host(bias_dt.data(), bias_dt.size());
+        d.pool_count = DeviceBuffer<float>::from_host(node.pool_count.data(), node.pool_count.size());
+      } else if (node.kind == NodeKind::MaxPooling2D) {
+        d.state_fields = kMaxPoolFields;
+      } else if (node.kind == NodeKind::Gather) {
+        d.inbound = DeviceBuffer<int>::from_host(node.inbound.data(), node.inbound.size());
+        std::vector<int64_t> source(node.size);
+        for (int64_t e = 0; e < node.size; ++e) {
+          const int slot = node.gather_input[e];
+          source[e] = slot < 0 ? -1 : nodes[node.inbound[slot]].signal_offset + node.gather_element[e];
+        }
+        d.gather_source = DeviceBuffer<int64_t>::from_host(source.data(), source.size());
+      }
+      if (node.is_spiking()) {
+        d.slot = int(partial_offsets.size());
+        d.fanout = DeviceBuffer<double>::from_host(node.fanout.data(), node.fanout.size());
+        d.record_blocks = blocks_for(node.softmax ? node.size / node.geom.out_c : node.size, kBlock);
+        d.partial_offset = partial_stride;
+        partial_offsets.push_back(partial_stride);
+        partial_blocks.push_back(d.record_blocks);
+        partial_stride += d.record_blocks;
+      }
+    }
+    layer_partial_offset = DeviceBuffer<int>::from_host(partial_offsets.data(), partial_offsets.size());
+    layer_partial_blocks = DeviceBuffer<int>::from_host(partial_blocks.data(), partial_blocks.size());
+    control = DeviceBuffer<Control>(1);
+    cudaStream_t s = nullptr;
+    TTFS_CUDA_CHECK(cudaStreamCreateWithFlags(&s, cudaStreamNonBlocking));
+    stream.reset(s);
+  }
+
+  ~Impl() {
+    // Free on the engine's device, after any work still in flight (errors
+    // are ignored: nothing may throw here, e.g. at interpreter exit).
+    cudaSetDevice(device);
+    if (stream) cudaStreamSynchronize(stream.get());
+  }
+
+  // ------------------------------------------------------------ memory
+  // The single list of per-sample buffers: visit(buffer, elements per sample).
+  template <typename Visit>
+  void visit_batch_buffers(BatchBuffers& b, Visit&& visit) {
+    visit(b.x, in_size);
+    visit(b.signal, row);
+    visit(b.prospective, row);
+    visit(b.flags, flag_row);
+    b.state.resize(nodes.size());
+    for (size_t i = 0; i < nodes.size(); ++i)
+      visit(b.state[i], int64_t(nodes[i].state_fields) * nodes[i].size);
+    b.first_spike.resize(spiking.size());
+    for (size_t l = 0; l < spiking.size(); ++l) visit(b.first_spike[l], nodes[spiking[l]].size);
+    visit(b.partial_spikes, partial_stride);
+    visit(b.partial_ops, partial_stride);
+    visit(b.spike_counts, layers);
+    visit(b.synops, steps);
+    visit(b.class_count, classes);
+    visit(b.counts, classes * steps);
+    visit(b.stop_step, 1);
+  }
+
+  // Device memory one sample of a chunk needs, and how many allocations a chunk makes.
+  std::pair<size_t, size_t> per_sample_bytes() {
+    BatchBuffers scratch;
+    size_t bytes = 0, allocations = 0;
+    visit_batch_buffers(scratch, [&](auto& buffer, int64_t per_sample) {
+      using T = typename std::decay_t<decltype(buffer)>::value_type;
+      bytes += size_t(per_sample) * sizeof(T);
+      allocations += per_sample > 0;
+    });
+    return {bytes, allocations};
+  }
+
+  void allocate(int64_t capacity) {
+    batch = BatchBuffers{};
+    visit_batch_buffers(batch, [&](auto& buffer, int64_t per_sample) {
+      using T = typename std::decay_t<decltype(buffer)>::value_type;
+      buffer = DeviceBuffer<T>(size_t(per_sample) * size_t(capacity));
+    });
+    batch.capacity = capacity;
+  }
+
+  // Makes room for up to `samples` samples at once (reusing the buffers when
+  // they are large enough) and returns the chunk size that runs will use.
+  int64_t ensure_capacity(int64_t samples) {
+    const int64_t wanted = std::min(samples, kMaxChunk);
+    if (batch.capacity >= wanted) return wanted;
+    graphs.clear();          // they point into the old buffers
+    batch = BatchBuffers{};  // free them before measuring what is free
+    const auto [per_sample, allocations] = per_sample_bytes();
+    size_t free_bytes = 0, total_bytes = 0;
+    TTFS_CUDA_CHECK(cudaMemGetInfo(&free_bytes, &total_bytes));
+    // Headroom for the graphs, the allocator's 2 MiB granularity and other users.
+    const size_t reserve = (size_t(64) << 20) + free_bytes / 16 + allocations * (size_t(2) << 20);
+    const size_t usable = free_bytes > reserve ? free_bytes - reserve : 0;
+    int64_t capacity = std::min<int64_t>(wanted, int64_t(usable / std::max<size_t>(per_sample, 1)));
+    if (capacity < 1)
+      throw std::runtime_error(
+          "CUDA backend: one sample needs " + human_bytes(per_sample) + " of device memory (state of " +
+          std::to_string(row) + " neuron outputs in " + std::to_string(nodes.size()) +
+          " nodes, results of " + std::to_string(steps) + " steps x " + std::to_string(classes) +
+          " classes), but only " + human_bytes(usable) + " of the device's " + human_bytes(free_bytes) + " free (" +
+          human_bytes(total_bytes) + " total) are usable; use fewer steps, a smaller network or the CPU backend");
+    for (;;) {
+      try {
+        allocate(capacity);
+        return capacity;
+      } catch (const CudaError& e) {
+        // The estimate was optimistic (fragmentation, another process): halve.
+        batch = BatchBuffers{};
+        if (e.code() != cudaErrorMemoryAllocation || capacity == 1) throw;
+        cudaGetLastError();
+        capacity /= 2;
+      }
+    }
+  }
+
+  // ------------------------------------------------------------ one step
+  SampleView sample_view() {
+    return SampleView{batch.signal.data(), batch.prospective.data(), row, batch.flags.data(),
+                      int(nodes.size()), flag_row, control.data()};
+  }
+
+  Recorder recorder(const DeviceNode& d) {
+    return Recorder{batch.first_spike[d.slot].data(), d.fanout.data(), batch.partial_spikes.data(),
+                    batch.partial_ops.data(), d.partial_offset, partial_stride};
+  }
+
+  LayerArgs layer_args(size_t i) {
+    const Node& node = net.nodes[i];
+    const DeviceNode& d = nodes[i];
+    LayerArgs a{};
+    a.g = make_window(node.geom);
+    a.size = d.size;
+    a.node = int(i);
+    a.inbound = node.inbound[0];
+    a.in_offset = nodes[node.inbound[0]].signal_offset;
+    a.out_offset = d.signal_offset;
+    a.kernel = d.kernel.data();
+    a.bias_dt = d.bias_dt.data();  // null without bias
+    a.pool_count = d.pool_count.data();
+    a.state = batch.state[i].data();
+    a.field_stride = batch.capacity * d.size;
+    a.v = sample_view();
+    a.r = recorder(d);
+    a.p = params;
+    return a;
+  }
+
+  // The kernels of one time step for `n` samples, in node order.
+  void enqueue_step(int64_t n) {
+    cudaStream_t st = stream.get();
+    const SampleView v = sample_view();
+    for (size_t i = 1; i < nodes.size(); ++i) {
+      const Node& node = net.nodes[i];
+      const DeviceNode& d = nodes[i];
+      const dim3 grid(blocks_for(d.size, kBlock), unsigned(n));
+      if (node.kind == NodeKind::Gather) {
+        const GatherArgs a{d.size, int(i), d.inbound.data(), int(d.inbound.size()),
+                           d.gather_source.data(), d.signal_offset, v};
+        launch("gather_kernel", gather_kernel, grid, dim3(kBlock), st, a);
+      } else if (node.kind == NodeKind::MaxPooling2D) {
+        launch("maxpool_kernel", maxpool_kernel, grid, dim3(kBlock), st, layer_args(i));
+      } else {
+        const LayerArgs a = layer_args(i);
+        launch_integrate(node.kind, d.softmax, grid, st, a);
+        if (d.softmax) {
+          const int per_position = node.geom.out_c;
+          const SoftmaxArgs sa{d.size / per_position, per_position, d.size, int(i), d.signal_offset,
+                               a.state + kMembrane * a.field_stride, v, recorder(d), params};
+          launch("softmax_kernel", softmax_kernel, dim3(d.record_blocks, unsigned(n)), dim3(kBlock), st, sa);
+        }
+      }
+    }
+    const ReadoutArgs r{v,
+                        params,
+                        nodes.back().signal_offset,
+                        int(classes),
+                        layers,
+                        layer_partial_offset.data(),
+                        layer_partial_blocks.data(),
+                        batch.partial_spikes.data(),
+                        batch.partial_ops.data(),
+                        partial_stride,
+                        batch.spike_counts.data(),
+                        batch.synops.data(),
+                        batch.class_count.data(),
+                        batch.counts.data(),
+                        batch.stop_step.data()};
+    launch("readout_kernel", readout_kernel, dim3(unsigned(n)), dim3(kReadoutBlock), st, r);
+    launch("advance_step_kernel", advance_step_kernel, dim3(1), dim3(1), st, control.data());
+  }
+
+  // One step as a CUDA graph, so that a step costs one launch.
+  GraphExec capture_step(int64_t n) {
+    cudaStream_t st = stream.get();
+    TTFS_CUDA_CHECK(cudaStreamBeginCapture(st, cudaStreamCaptureModeThreadLocal));
+    try {
+      enqueue_step(n);
+    } catch (...) {
+      cudaGraph_t broken = nullptr;
+      cudaStreamEndCapture(st, &broken);
+      if (broken) cudaGraphDestroy(broken);
+      cudaGetLastError();
+      throw;
+    }
+    cudaGraph_t raw = nullptr;
+    TTFS_CUDA_CHECK(cudaStreamEndCapture(st, &raw));
+    const Graph graph(raw);
+    cudaGraphExec_t exec = nullptr;
+    TTFS_CUDA_CHECK(cudaGraphInstantiate(&exec, graph.get(), 0));
+    return GraphExec(exec);
+  }
+
+  cudaGraphExec_t step_graph(int64_t n) {
+    for (auto& cached : graphs)
+      if (cached.first == n) return cached.second.get();
+    if (int(graphs.size()) >= kMaxCachedGraphs) graphs.erase(graphs.begin());
+    graphs.emplace_back(n, capture_step(n));
+    return graphs.back().second.get();
+  }
+
+  template <typename T>
+  void copy_to_host(T* host, const DeviceBuffer<T>& device, int64_t count) {
+    if (count > 0)
+      TTFS_CUDA_CHECK(cudaMemcpyAsync(host, device.data(), size_t(count) * sizeof(T),
+                                      cudaMemcpyDeviceToHost, stream.get()));
+  }
+
+  // ------------------------------------------------------------ one chunk
+  void run_chunk(const float* x, int64_t n, int64_t sample_offset, const ResultViews& out, int64_t row0) {
+    cudaStream_t st = stream.get();
+    const cudaGraphExec_t step = step_graph(n);
+    TTFS_CUDA_CHECK(cudaMemsetAsync(batch.flags.data(), 0, size_t(n) * flag_row * sizeof(int), st));
+    TTFS_CUDA_CHECK(cudaMemcpyAsync(batch.x.data(), x, size_t(n) * in_size * sizeof(float),
+                                    cudaMemcpyHostToDevice, st));
+    const Control start{1, int(n), sample_offset};
+    TTFS_CUDA_CHECK(cudaMemcpyAsync(control.data(), &start, sizeof start, cudaMemcpyHostToDevice, st));
+    launch("input_kernel", input_kernel, dim3(blocks_for(in_size, kBlock), unsigned(n)), dim3(kBlock), st,
+           batch.x.data(), in_size, params.dt, sample_view());
+    for (int t = 1; t <= steps; ++t) {
+      TTFS_CUDA_CHECK(cudaGraphLaunch(step, st));
+      if (early_stop && t < steps && t % kEarlyStopPoll == 0) {
+        int running = 0;
+        TTFS_CUDA_CHECK(cudaMemcpyAsync(&running, &control.data()->running, sizeof running,
+                                        cudaMemcpyDeviceToHost, st));
+        TTFS_CUDA_CHECK(cudaStreamSynchronize(st));
+        if (running == 0) break;  // every sample stopped and filled its results
+      }
+    }
+    copy_to_host(out.counts + row0 * classes * steps, batch.counts, n * classes * steps);
+    for (size_t l = 0; l < spiking.size(); ++l) {
+      const int64_t size = nodes[spiking[l]].size;
+      copy_to_host(out.first_spike[l] + row0 * size, batch.first_spike[l], n * size);
+    }
+    copy_to_host(out.spike_counts + row0 * layers, batch.spike_counts, n * layers);
+    copy_to_host(out.synops + row0 * steps, batch.synops, n * steps);
+    copy_to_host(out.stop_step + row0, batch.stop_step, n);
+    TTFS_CUDA_CHECK(cudaStreamSynchronize(st));
+  }
+};
+
+CudaEngine::CudaEngine(const Network& net, const SimConfig& config)
+    : net_(net), config_(config), impl_(std::make_unique<Impl>(net_, config_)) {}
+
+CudaEngine::~CudaEngine() = default;
+
+void CudaEngine::run(const float* x, int64_t samples, int64_t sample_offset, const ResultViews& out,
+                     int /*num_threads_ignored*/) const {
+  if (samples <= 0) return;
+  Impl& m = *impl_;
+  const std::lock_guard<std::mutex> lock(m.mutex);
+  const DeviceScope scope(m.device);
+  const int64_t chunk = m.ensure_capacity(samples);
+  for (int64_t start = 0; start < samples; start += chunk) {
+    const int64_t n = std::min(chunk, samples - start);
+    m.run_chunk(x + start * m.in_size, n, sample_offset + start, out, start);
+  }
+}
+
+std::pair<bool, std::string> cuda_device_status() {
+  try {
+    int count = 0;
+    cudaError_t status = cudaGetDeviceCount(&count);
+    if (status != cudaSuccess) {
+      cudaGetLastError();
+      int driver = 0;
+      cudaDriverGetVersion(&driver);  // 0 when no driver is installed
+      const std::string runtime =
+          std::to_string(CUDART_VERSION / 1000) + "." + std::to_string(CUDART_VERSION % 1000 / 10);
+      const std::string cause =
+          driver == 0 ? "no NVIDIA driver is installed"
+                      : "NVIDIA driver for CUDA " + std::to_string(driver / 1000) + "." +
+                            std::to_string(driver % 1000 / 10) + ", this build needs " + runtime + " or newer";
+      return {false, std::string("no usable CUDA device: ") + cudaGetErrorString(status) + " (" +
+                         cudaGetErrorName(status) + " from cudaGetDeviceCount; " + cause + ")"};
+    }
+    if (count == 0) return {false, "no CUDA device found"};
+    int device = 0;
+    TTFS_CUDA_CHECK(cudaGetDevice(&device));
+    cudaDeviceProp prop{};
+    TTFS_CUDA_CHECK(cudaGetDeviceProperties(&prop, device));
+    const std::string arch = "sm_" + std::to_string(prop.major) + std::to_string(prop.minor);
+    // Is there machine code (or PTX) in this build that the device can run?
+    cudaFuncAttributes attributes{};
+    status = cudaFuncGetAttributes(&attributes, readout_kernel);
+    if (status != cudaSuccess) {
+      cudaGetLastError();
+      std::string built = "?";
+#ifdef TTFS_CUDA_ARCHS
+      built = TTFS_CUDA_ARCHS;
+#endif
+      return {false, std::string(prop.name) + " (" + arch + ") cannot run this build's kernels (built for " +
+                         built + "): " + cudaGetErrorString(status)};
+    }
+    int driver = 0;
+    cudaDriverGetVersion(&driver);
+    char memory[32];
+    std::snprintf(memory, sizeof memory, "%.1f GiB", double(prop.totalGlobalMem) / double(1ull << 30));
+    return {true, std::string(prop.name) + " (device " + std::to_string(device) + " of " +
+                      std::to_string(count) + ", " + arch + ", " + memory + ", driver CUDA " +
+                      std::to_string(driver / 1000) + "." + std::to_string(driver % 1000 / 10) + ")"};
+  } catch (const std::exception& e) {
+    cudaGetLastError();
+    return {false, e.what()};
+  } catch (...) {
+    return {false, "unknown error while querying CUDA devices"};
+  }
+}
+
+}  // namespace ttfs

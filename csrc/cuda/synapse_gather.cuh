@@ -1,0 +1,118 @@
+// The fan-in view of csrc/core/synapse.h: where synapse.h scatters one input
+// element to every neuron it reaches, these functions gather, for one
+// neuron, the current I = L(a_in) (without bias) and the missing impulse
+// M = L_abs(p_in) over the inputs that reach it. Same connectivity rules:
+// input cell (iy, ix) reaches output position (oy, ox) through tap (ky, kx)
+// exactly when iy = oy*stride_h - pad_top + ky*dilation_h (likewise for x),
+// i.e. synapse.h's for_each_window read backwards.
+//
+// Sums are accumulated in double, like the CPU engine: a product of two
+// float32 values is exact in double, so the only roundings are the
+// additions (about 2^-29 of a float32 ulp each) and the final conversion to
+// float32. The result is therefore the float32 rounding of the exact sum in
+// all but vanishingly rare cases, independent of the summation order, which
+// is what makes the CUDA and CPU backends agree bit for bit.
+#pragma once
+
+#include <cstdint>
+
+#include "../core/network.h"
+
+namespace ttfs {
+namespace cuda {
+
+// Geometry of one layer as plain ints (a device copy of ttfs::Geometry).
+struct Window {
+  int in_h, in_w, in_c;
+  int out_h, out_w, out_c;
+  int kernel_h, kernel_w;
+  int stride_h, stride_w;
+  int dilation_h, dilation_w;
+  int pad_top, pad_left;
+  int multiplier;  // Dense units, Conv2D filters, DepthwiseConv2D depth multiplier
+};
+
+inline Window make_window(const Geometry& g) {
+  return Window{g.in_h,     g.in_w,     g.in_c,       g.out_h,      g.out_w,
+                g.out_c,    g.kernel_h, g.kernel_w,   g.stride_h,   g.stride_w,
+                g.dilation_h, g.dilation_w, g.pad_top, g.pad_left,  g.multiplier};
+}
+
+// Adds one input element: w*a to the current and |w|*p to the missing
+// impulse. Zero inputs add nothing (as in the CPU engine, which scatters only
+// changes), so the weight is not even loaded for them.
+__device__ __forceinline__ void add_synapse(const float* __restrict__ weight, float a, float p,
+                                            double& current, double& missing) {
+  if (a == 0.0f && p == 0.0f) return;
+  const float w = *weight;
+  if (a != 0.0f) current = fma(double(w), double(a), current);  // exact product: fma == mul + add
+  if (p != 0.0f) missing = fma(double(fabsf(w)), double(p), missing);
+}
+
+// Visits every (input cell offset, tap) of output position (oy, ox): the
+// input cell's first element is (iy*in_w + ix)*in_c.
+template <typename Visit>
+__device__ __forceinline__ void for_each_tap(const Window& g, int oy, int ox, Visit&& visit) {
+  for (int ky = 0; ky < g.kernel_h; ++ky) {
+    const int iy = oy * g.stride_h - g.pad_top + ky * g.dilation_h;
+    if (iy < 0 || iy >= g.in_h) continue;
+    for (int kx = 0; kx < g.kernel_w; ++kx) {
+      const int ix = ox * g.stride_w - g.pad_left + kx * g.dilation_w;
+      if (ix < 0 || ix >= g.in_w) continue;
+      visit((int64_t(iy) * g.in_w + ix) * g.in_c, ky * g.kernel_w + kx);
+    }
+  }
+}
+
+// I (without bias, before the input gate) and M of neuron i (flattened
+// channels-last) of a weighted or average-pooling layer. `kernel` is in Keras
+// layout; unused for pooling (whose "weights" are all 1).
+template <NodeKind Kind>
+__device__ __forceinline__ void gather_synaptic_input(const Window& g, const float* __restrict__ kernel,
+                                                      int i, const float* signal,
+                                                      const float* prospective, double& current,
+                                                      double& missing) {
+  if constexpr (Kind == NodeKind::Dense) {
+    // i = cell*units + u; input (cell, c) has weight kernel[c*units + u].
+    const int units = g.multiplier;
+    const int64_t cell = i / units;
+    const int u = i - int(cell) * units;
+    const float* a = signal + cell * g.in_c;
+    const float* p = prospective + cell * g.in_c;
+    for (int c = 0; c < g.in_c; ++c)
+      add_synapse(kernel + int64_t(c) * units + u, a[c], p[c], current, missing);
+  } else if constexpr (Kind == NodeKind::Conv2D) {
+    // i = pos*filters + f; input (cell, c) through tap has weight kernel[(tap*in_c + c)*filters + f].
+    const int filters = g.multiplier;
+    const int pos = i / filters, f = i - pos * filters;
+    const int oy = pos / g.out_w, ox = pos - oy * g.out_w;
+    for_each_tap(g, oy, ox, [&](int64_t cell, int tap) {
+      const float* w = kernel + int64_t(tap) * g.in_c * filters + f;
+      for (int c = 0; c < g.in_c; ++c)
+        add_synapse(w + int64_t(c) * filters, signal[cell + c], prospective[cell + c], current, missing);
+    });
+  } else if constexpr (Kind == NodeKind::DepthwiseConv2D) {
+    // i = pos*out_c + c*mult + m; reads input channel c with weight kernel[(tap*in_c + c)*mult + m].
+    const int mult = g.multiplier;
+    const int pos = i / g.out_c, oc = i - pos * g.out_c;
+    const int c = oc / mult, m = oc - c * mult;
+    const int oy = pos / g.out_w, ox = pos - oy * g.out_w;
+    for_each_tap(g, oy, ox, [&](int64_t cell, int tap) {
+      add_synapse(kernel + (int64_t(tap) * g.in_c + c) * mult + m, signal[cell + c],
+                  prospective[cell + c], current, missing);
+    });
+  } else if constexpr (Kind == NodeKind::AveragePooling2D) {
+    // i = pos*out_c + c; sums channel c over the window (the division by the
+    // cell count happens in float32 afterwards, as in the CPU engine).
+    const int pos = i / g.out_c, c = i - pos * g.out_c;
+    const int oy = pos / g.out_w, ox = pos - oy * g.out_w;
+    for_each_tap(g, oy, ox, [&](int64_t cell, int) {
+      const float a = signal[cell + c], p = prospective[cell + c];
+      if (a != 0.0f) current += double(a);
+      if (p != 0.0f) missing += double(p);
+    });
+  }
+}
+
+}  // namespace cuda
+}  // namespace ttfs

@@ -1,0 +1,239 @@
+"""The CUDA backend against the numpy reference and the CPU backend.
+
+Skipped as a whole where no usable GPU is visible (build_info()["cuda_available"]).
+Both native backends sum synaptic input in float64 before rounding to float32, so
+CUDA must give the CPU backend's results bit for bit; against the float32
+reference it must meet the contract (>= 99.9% of first-spike times, every
+prediction).
+"""
+import json
+import threading
+
+import numpy as np
+import pytest
+from hypothesis import HealthCheck, given, settings, strategies as st
+
+import netgen
+import ttfs_native as tn
+
+BACKEND = "cuda"
+INFO = tn.build_info()
+pytestmark = pytest.mark.skipif(
+    not INFO["cuda_available"],
+    reason=f"CUDA backend not usable here (compiled: {INFO['cuda']}): {INFO['cuda_status']}")
+
+OPTIONS = {
+    "defaults": dict(duration=40),
+    "leak": dict(duration=40, leak=True),
+    "dt_half": dict(duration=20, dt=0.5),
+    "dt_tenth": dict(duration=3, dt=0.1),
+    "low_threshold": dict(duration=30, v_thresh=0.6),
+    "short_refractory": dict(duration=30, tau_refrac=4.0),
+    "early_stop": dict(duration=40, early_stop=True),
+}
+
+
+def assert_identical(got, want):
+    """Every result array equal (both native backends compute the same float32 values)."""
+    np.testing.assert_array_equal(got.predictions, want.predictions)
+    np.testing.assert_array_equal(got.counts, want.counts)
+    np.testing.assert_array_equal(got.stop_step, want.stop_step)
+    np.testing.assert_array_equal(got.synops_t, want.synops_t)
+    assert got.first_spike_times.keys() == want.first_spike_times.keys()
+    for name, times in want.first_spike_times.items():
+        np.testing.assert_array_equal(got.first_spike_times[name], times, err_msg=f"first spikes of {name}")
+        np.testing.assert_array_equal(got.spike_counts[name], want.spike_counts[name],
+                                      err_msg=f"spike counts of {name}")
+
+
+def test_cuda_is_available_and_chosen_by_auto():
+    assert INFO["cuda"] and INFO["cuda_available"]
+    assert INFO["cuda_status"]  # the device's description
+    ok, reason = tn._core.cuda_device_status()
+    assert ok and reason == INFO["cuda_status"]
+    model, _, _ = netgen.make("mlp", n=2)
+    assert tn.Simulator(model, duration=4).backend == "cuda"
+
+
+@pytest.mark.parametrize("option", sorted(OPTIONS))
+@pytest.mark.parametrize("arch", sorted(netgen.ARCHITECTURES))
+def test_cuda_matches_reference_and_cpu(arch, option):
+    kwargs = dict(OPTIONS[option])
+    model, x, labels = netgen.make(arch, n=16)
+    if option == "early_stop" and arch == "softmax_output":
+        with pytest.raises(ValueError, match="early_stop needs a ReLU output"):
+            tn.Simulator(model, backend=BACKEND, **kwargs)
+        return
+    ref = tn.Simulator(model, backend="reference", **kwargs).run(x, labels)
+    got = tn.Simulator(model, backend=BACKEND, **kwargs).run(x, labels)
+    same, total = netgen.agreement(ref, got)
+    print(f"{arch}/{option}: first-spike agreement with the reference {same / total:.6f}")
+    assert same / total >= 0.999
+    np.testing.assert_array_equal(got.predictions, ref.predictions)
+    np.testing.assert_array_equal(got.counts, ref.counts)
+    np.testing.assert_array_equal(got.stop_step, ref.stop_step)
+    np.testing.assert_allclose(got.synops_t, ref.synops_t)
+    for name in ref.spike_counts:
+        np.testing.assert_array_equal(got.spike_counts[name], ref.spike_counts[name])
+    assert ref.spikes_per_neuron > 0.05  # the test network really spikes
+    assert_identical(got, tn.Simulator(model, backend="cpu", **kwargs).run(x, labels))
+
+
+def test_signed_input_into_max_pooling():
+    """Negative inputs reach a max pool directly (its S switches on at a negative max)."""
+    layers = [{"name": "mp", "type": "MaxPooling2D", "pool_size": 2},
+              {"name": "flat", "type": "Flatten"},
+              {"name": "out", "type": "Dense", "units": 4}]
+    rng = np.random.default_rng(3)
+    x = rng.random((12, 6, 6, 1), dtype=np.float32) - np.float32(0.7)
+    model = netgen.normalised_model((6, 6, 1), layers, x)
+    got = tn.Simulator(model, duration=12, backend=BACKEND).run(x)
+    assert_identical(got, tn.Simulator(model, duration=12, backend="cpu").run(x))
+    assert got.spike_counts["mp"].sum() > 0
+
+
+@settings(max_examples=25, deadline=None, suppress_health_check=[HealthCheck.too_slow])
+@given(h=st.integers(3, 9), w=st.integers(3, 9), c=st.integers(1, 3), k=st.integers(1, 4),
+       kw=st.integers(1, 4), stride=st.integers(1, 3), dilation=st.integers(1, 2),
+       padding=st.sampled_from(["valid", "same"]), depthwise=st.booleans(), mult=st.integers(1, 3),
+       seed=st.integers(0, 1000))
+def test_convolution_geometry(h, w, c, k, kw, stride, dilation, padding, depthwise, mult, seed):
+    """Any kernel/stride/dilation/padding/depth-multiplier combination gives the CPU's answer."""
+    if stride > 1:
+        dilation = 1
+    if padding == "valid" and ((k - 1) * dilation + 1 > h or (kw - 1) * dilation + 1 > w):
+        padding = "same"
+    conv = {"name": "conv", "kernel_size": [k, kw], "strides": stride, "dilation_rate": dilation,
+            "padding": padding}
+    if depthwise:
+        conv.update(type="DepthwiseConv2D", depth_multiplier=mult)
+    else:
+        conv.update(type="Conv2D", filters=mult + 1)
+    layers = [conv, {"name": "pool", "type": "AveragePooling2D", "pool_size": 2, "strides": 1,
+                     "padding": "same"},
+              {"name": "mp", "type": "MaxPooling2D", "pool_size": 2, "padding": "same"},
+              {"name": "flat", "type": "Flatten"}, {"name": "out", "type": "Dense", "units": 3}]
+    rng = np.random.default_rng(seed)
+    x = rng.random((4, h, w, c), dtype=np.float32)
+    model = netgen.normalised_model((h, w, c), layers, x, seed=seed)
+    got = tn.Simulator(model, duration=16, backend=BACKEND).run(x)
+    assert_identical(got, tn.Simulator(model, duration=16, backend="cpu").run(x))
+
+
+# ------------------------------------------------------------------ golden cases
+def _run_golden(case, backend, **extra):
+    info = json.loads((case / "case.json").read_text())
+    sim = tn.Simulator(case / "model", duration=info["duration"], dt=info["dt"], leak=info["leak"],
+                       v_thresh=info["v_thresh"], tau_refrac=info["tau_refrac"], backend=backend,
+                       ops_convention="snntoolbox", **extra)
+    return sim.run(np.load(case / "x.npy"), np.load(case / "y.npy")), np.load(case / "expected.npz")
+
+
+def test_golden_case_reproduced(golden_case):
+    result, expected = _run_golden(golden_case, BACKEND)
+    same = total = 0
+    for key in expected.files:
+        if key.startswith("spike_times/"):
+            got = result.first_spike_times[key[len("spike_times/"):]]
+            same += int(np.sum(got == expected[key]))
+            total += got.size
+    print(f"{golden_case.name}/{BACKEND}: first-spike times equal {same}/{total} = {same / total:.6f}")
+    assert same == total
+    np.testing.assert_array_equal(result.predictions, expected["predictions"])
+    np.testing.assert_array_equal(result.counts, expected["counts"])
+    np.testing.assert_array_equal(result.accuracy_t, expected["accuracy_t"])
+    np.testing.assert_array_equal(result.synops_t, expected["synops_t"])
+
+
+def test_golden_early_stop_equals_cpu(golden_case):
+    got, _ = _run_golden(golden_case, BACKEND, early_stop=True)
+    want, _ = _run_golden(golden_case, "cpu", early_stop=True)
+    assert_identical(got, want)
+    assert np.any(got.stop_step < got.steps)  # samples really stopped early
+
+
+# ------------------------------------------------------------------ behaviour
+@pytest.mark.parametrize("seed", [0, 7, 2 ** 40 + 5])
+def test_softmax_stream_equals_cpu(seed):
+    """The stochastic softmax output draws the CPU's Philox numbers: sample index in
+    the whole input (not the batch), neuron index, step; both words of the seed."""
+    model, x, labels = netgen.make("softmax_output", n=30)
+    got = tn.Simulator(model, duration=40, seed=seed, backend=BACKEND, batch_size=7).run(x, labels)
+    want = tn.Simulator(model, duration=40, seed=seed, backend="cpu", batch_size=11).run(x, labels)
+    assert_identical(got, want)
+    assert got.spike_counts["out"].sum() > 0
+
+
+@pytest.mark.parametrize("arch", ["mlp", "depthwise_maxpool", "branches_concat"])
+def test_early_stop_equals_cpu(arch):
+    """Per-sample early stop, over many steps so that every sample stops long before the end."""
+    model, x, labels = netgen.make(arch, n=20, seed=3)
+    kwargs = dict(duration=300, early_stop=True)
+    got = tn.Simulator(model, backend=BACKEND, **kwargs).run(x, labels)
+    assert_identical(got, tn.Simulator(model, backend="cpu", **kwargs).run(x, labels))
+    full = tn.Simulator(model, duration=300, backend=BACKEND).run(x, labels)
+    np.testing.assert_array_equal(got.predictions, full.predictions)
+    assert np.all(got.stop_step[got.predictions >= 0] < 300)
+
+
+@pytest.mark.parametrize("arch", sorted(netgen.ARCHITECTURES))
+def test_results_do_not_depend_on_the_batch(arch):
+    model, x, labels = netgen.make(arch, n=37, seed=1)
+    runs = [tn.Simulator(model, duration=30, backend=BACKEND, batch_size=b).run(x, labels)
+            for b in (1, 5, 37)]
+    for r in runs[1:]:
+        assert_identical(r, runs[0])
+    if arch != "softmax_output":  # (softmax draws depend on the sample's index in the input)
+        # a sample alone gives what it gives among others
+        alone = tn.Simulator(model, duration=30, backend=BACKEND).run(x[13:14])
+        np.testing.assert_array_equal(alone.counts[0], runs[0].counts[13])
+        for name, times in alone.first_spike_times.items():
+            np.testing.assert_array_equal(times[0], runs[0].first_spike_times[name][13])
+
+
+def test_engine_reuse_across_runs_and_batch_sizes():
+    """Buffers and step graphs are reused (or rebuilt) without changing any result."""
+    model, x, labels = netgen.make("conv_strides_dilation", n=50, seed=2)
+    sim = tn.Simulator(model, duration=30, backend=BACKEND, batch_size=16)
+    first = sim.run(x, labels)
+    assert_identical(sim.run(x, labels), first)      # same buffers, same graphs
+    small = sim.run(x[:3], labels[:3])                # a smaller chunk: another graph
+    assert_identical(small, tn.Simulator(model, duration=30, backend="cpu").run(x[:3], labels[:3]))
+    sim.batch_size = 50                               # a larger batch: new buffers
+    assert_identical(sim.run(x, labels), first)
+
+
+def test_more_samples_than_one_launch_holds():
+    """Over 65535 samples in one call are split into chunks on the device."""
+    layers = [{"name": "flat", "type": "Flatten"},
+              {"name": "d1", "type": "Dense", "units": 6},
+              {"name": "out", "type": "Dense", "units": 3}]
+    rng = np.random.default_rng(5)
+    x = rng.random((66000, 3, 3, 1), dtype=np.float32)
+    model = netgen.normalised_model((3, 3, 1), layers, x[:500])
+    got = tn.Simulator(model, duration=8, backend=BACKEND, batch_size=66000).run(x)
+    want = tn.Simulator(model, duration=8, backend="cpu", batch_size=66000).run(x)
+    assert_identical(got, want)
+
+
+def test_two_threads_match_sequential_runs():
+    jobs = []
+    for arch in ("conv_strides_dilation", "branches_concat"):
+        model, x, _ = netgen.make(arch, n=40)
+        sim = tn.Simulator(model, duration=40, backend=BACKEND, batch_size=8)
+        jobs.append((sim, x, sim.run(x)))
+    results = [None, None]
+
+    def work(i):
+        sim, x, _ = jobs[i]
+        results[i] = [sim.run(x) for _ in range(3)]
+
+    threads = [threading.Thread(target=work, args=(i,)) for i in range(2)]
+    for t in threads:
+        t.start()
+    for t in threads:
+        t.join()
+    for (_, _, alone), runs in zip(jobs, results):
+        assert runs is not None
+        for r in runs:
+            assert_identical(r, alone)
