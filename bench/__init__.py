@@ -1,0 +1,1 @@
+"""Benchmark harness of ttfs-native: ``python -m bench`` from the repository root."""

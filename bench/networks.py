@@ -1,0 +1,220 @@
+"""Benchmark networks: random weights, fixed seeds, data-normalised so that they spike.
+
+Weights are He-normal; each weighted layer then gets a batch norm folded in
+(zero mean, unit variance per output channel on the benchmark inputs, plus
+the small random bias as beta), as a converted, batch-normalised network has:
+without it a deep random ReLU net maps every uniform-noise input to the same
+class. Then every weighted layer is scaled, in order, so that the 99.9th
+percentile of its non-zero ReLU activations on the benchmark inputs is 1 (SNN Toolbox's
+data-based normalisation: ``percentile = 99.9`` over non-zero activations,
+kernel and bias divided by the layer's scale once the layers before it are
+normalised). The output layer is a ReLU layer (the first output neuron to
+fire gives the prediction), so early stop is possible.
+"""
+from __future__ import annotations
+
+import numpy as np
+
+import ttfs_native as tn
+from ttfs_native import ops
+from ttfs_native.layers import expected_weight_shapes
+from ttfs_native.model import INPUT_NAME, _parse_layer
+
+PERCENTILE = 99.9
+
+
+def _conv(name, filters, k, strides=1, padding="same"):
+    return {"name": name, "type": "Conv2D", "filters": filters, "kernel_size": k,
+            "strides": strides, "padding": padding, "activation": "relu"}
+
+
+def _dw(name, k=3, strides=1):
+    return {"name": name, "type": "DepthwiseConv2D", "kernel_size": k, "strides": strides,
+            "padding": "same", "depth_multiplier": 1, "activation": "relu"}
+
+
+def _pool(name, kind="avg", size=2):
+    return {"name": name, "type": "AveragePooling2D" if kind == "avg" else "MaxPooling2D",
+            "pool_size": size, "strides": size, "padding": "valid"}
+
+
+def _dense(name, units):
+    return {"name": name, "type": "Dense", "units": units, "activation": "relu"}
+
+
+def lenet_layers():
+    """LeNet-style, 28x28x1: conv6 5x5 same - avgpool2 - conv16 5x5 - avgpool2 - 120 - 84 - 10."""
+    return (28, 28, 1), [
+        _conv("conv1", 6, 5, padding="same"), _pool("pool1"),
+        _conv("conv2", 16, 5, padding="valid"), _pool("pool2"),
+        {"name": "flatten", "type": "Flatten"},
+        _dense("fc1", 120), _dense("fc2", 84), _dense("out", 10)]
+
+
+def vgg_layers(pool="avg"):
+    """VGG-style, 32x32x3: 2x conv64, pool, 2x conv128, pool, 2x conv256, pool, 512, 10."""
+    layers = []
+    for block, filters in enumerate((64, 128, 256), start=1):
+        layers += [_conv(f"conv{block}_1", filters, 3), _conv(f"conv{block}_2", filters, 3),
+                   _pool(f"pool{block}", pool)]
+    layers += [{"name": "flatten", "type": "Flatten"}, _dense("fc1", 512), _dense("out", 10)]
+    return (32, 32, 3), layers
+
+
+def mobilenet_layers():
+    """MobileNet-style, 32x32x3: conv32/2, 3 x (depthwise 3x3 + pointwise 1x1), global avg pool, 10."""
+    layers = [_conv("conv0", 32, 3, strides=2)]                       # 16x16x32
+    for block, (stride, filters) in enumerate(((1, 64), (2, 128), (2, 256)), start=1):
+        layers += [_dw(f"dw{block}", 3, stride), _conv(f"pw{block}", filters, 1)]
+    layers += [_pool("gap", "avg", 4),                                # 4x4 -> 1x1 global average
+               {"name": "flatten", "type": "Flatten"},
+               {"name": "out", "type": "Dense", "units": 10, "activation": "relu"}]
+    return (32, 32, 3), layers
+
+
+NETWORKS = {
+    "lenet": lenet_layers,
+    "vgg": lambda: vgg_layers("avg"),
+    "vgg_max": lambda: vgg_layers("max"),
+    "mobilenet": mobilenet_layers,
+}
+DESCRIPTIONS = {
+    "lenet": "LeNet-style 28x28x1: conv6(5x5,same)-avgpool2-conv16(5x5)-avgpool2-120-84-10",
+    "vgg": "VGG-style 32x32x3: 2xconv64-avgpool-2xconv128-avgpool-2xconv256-avgpool-512-10",
+    "vgg_max": "VGG-style 32x32x3 with MaxPooling2D instead of average pooling",
+    "mobilenet": "MobileNet-style 32x32x3: conv32/2, 3x(depthwise3x3+conv1x1), global avgpool, 10",
+}
+SEEDS = {"lenet": 1, "vgg": 2, "vgg_max": 2, "mobilenet": 3}
+
+
+def _random_weights(input_shape, layers, rng) -> dict:
+    """He-normal kernels and small normal biases in Keras layouts."""
+    shapes, specs, weights = {INPUT_NAME: tuple(input_shape)}, [], {}
+    for i, raw in enumerate(layers):
+        spec = _parse_layer(raw, i, shapes, specs)
+        specs.append(spec)
+        shapes[spec.name] = spec.output_shape
+        if spec.is_weighted:
+            kshape, bshape = expected_weight_shapes(spec)
+            fan_in = int(np.prod(kshape[:-1])) if spec.type != "DepthwiseConv2D" else int(np.prod(kshape[:2]))
+            kernel = rng.normal(0.0, np.sqrt(2.0 / fan_in), kshape).astype(np.float32)
+            bias = None if bshape is None else rng.normal(0.0, 0.05, bshape).astype(np.float32)
+            weights[spec.name] = {"kernel": kernel, "bias": bias}
+    return weights
+
+
+def _weighted(spec, x, kernel, bias, chunk: int = 32) -> np.ndarray:
+    """ops.weighted, with Conv2D as one BLAS product per tap on contiguous copies
+    (numpy's matmul of strided views is very slow), in chunks of samples."""
+    if spec.type != "Conv2D":
+        return ops.weighted(spec, x, kernel, bias)
+    c = spec.config
+    (kh, kw), (sh, sw), (dh, dw) = c["kernel_size"], c["strides"], c["dilation_rate"]
+    pt, pb, pl, pr = spec.pads
+    oh, ow, filters = spec.output_shape
+    out = np.empty((x.shape[0], oh, ow, filters), np.float32)
+    for lo in range(0, x.shape[0], chunk):
+        xc = x[lo:lo + chunk]
+        if any(spec.pads):
+            xc = np.pad(xc, ((0, 0), (pt, pb), (pl, pr), (0, 0)))
+        n = xc.shape[0]
+        acc = np.zeros((n * oh * ow, filters), np.float32)
+        for ky in range(kh):
+            for kx in range(kw):
+                y0, x0 = ky * dh, kx * dw
+                view = xc[:, y0:y0 + (oh - 1) * sh + 1:sh, x0:x0 + (ow - 1) * sw + 1:sw, :]
+                acc += np.ascontiguousarray(view).reshape(n * oh * ow, -1) @ kernel[ky, kx]
+        out[lo:lo + n] = acc.reshape(n, oh, ow, filters)
+    if bias is not None:
+        out += bias
+    return out
+
+
+def normalise(model: tn.Model, x: np.ndarray, percentile: float = PERCENTILE, batchnorm: bool = True) -> dict:
+    """Scale the model's weights in place, layer by layer; returns the scale of each layer.
+
+    One forward pass: each weighted layer's pre-activation is computed from the
+    already-normalised activations before it, a batch norm with the statistics
+    of ``x`` is folded in (``batchnorm``), its kernel and bias are divided
+    by the percentile of the positive activations, and the scaled activation
+    is passed on.
+    """
+    acts = {INPUT_NAME: np.asarray(x, np.float32)}
+    scales = {}
+    for spec in model.layers:
+        ins = [acts[n] for n in spec.inbound]
+        if spec.is_weighted:
+            w = model.weights[spec.name]
+            pre = _weighted(spec, ins[0], w["kernel"], w["bias"])
+            if batchnorm and w["bias"] is not None:
+                # Fold a batch norm with the statistics of x (gamma 1, beta = the random
+                # bias): per output channel zero mean and unit variance, so that about
+                # half of the units are active and samples stay distinguishable.
+                flat = pre.reshape(-1, pre.shape[-1])
+                mean = flat.mean(axis=0)
+                std = flat.std(axis=0) + np.float32(1e-3)
+                w["kernel"] /= std.reshape(w["kernel"].shape[2:] if spec.type == "DepthwiseConv2D"
+                                           else (1,) * (w["kernel"].ndim - 1) + (-1,))
+                beta = w["bias"].copy()
+                w["bias"] = ((w["bias"] - mean) / std + beta).astype(np.float32)
+                pre = ((pre - mean) / std + beta).astype(np.float32)  # = the new layer's output
+            pos = pre[pre > 0]
+            scale = float(np.percentile(pos, percentile)) if pos.size else 1.0
+            if not np.isfinite(scale) or scale <= 0:
+                scale = 1.0
+            w["kernel"] /= np.float32(scale)
+            if w["bias"] is not None:
+                w["bias"] /= np.float32(scale)
+            scales[spec.name] = scale
+            acts[spec.name] = np.maximum(pre / np.float32(scale), 0).astype(np.float32)
+        else:
+            acts[spec.name] = ops.apply_layer(spec, ins, None)
+    return scales
+
+
+def ann_forward(model: tn.Model, x: np.ndarray) -> np.ndarray:
+    """The ANN's output (as ``Model.ann_forward``, with the faster Conv2D of this module)."""
+    acts = {INPUT_NAME: np.asarray(x, np.float32)}
+    for spec in model.layers:
+        ins = [acts[n] for n in spec.inbound]
+        if spec.is_weighted:
+            w = model.weights[spec.name]
+            out = _weighted(spec, ins[0], w["kernel"], w["bias"])
+            acts[spec.name] = ops.softmax(out) if spec.activation == "softmax" else \
+                out if spec.activation == "linear" else np.maximum(out, 0)
+        else:
+            acts[spec.name] = ops.apply_layer(spec, ins, None)
+    return acts[model.output_layer.name]
+
+
+def inputs(net: str, n: int, seed: int | None = None) -> np.ndarray:
+    """The benchmark inputs of ``net``: uniform [0, 1), fixed seed, (n, *input_shape) float32."""
+    shape, _ = NETWORKS[net]()
+    rng = np.random.default_rng(10_000 + (SEEDS[net] if seed is None else seed))
+    return rng.random((n,) + tuple(shape), dtype=np.float32)
+
+
+def build(net: str, x: np.ndarray | None = None, n_norm: int = 64) -> tn.Model:
+    """The benchmark model ``net`` with random weights, normalised on the first ``n_norm``
+    samples of ``x`` (default: its benchmark inputs)."""
+    if net not in NETWORKS:
+        raise ValueError(f"unknown network {net!r}; choose from {', '.join(NETWORKS)}")
+    shape, layers = NETWORKS[net]()
+    rng = np.random.default_rng(SEEDS[net])
+    model = tn.Model(shape, layers, _random_weights(shape, layers, rng),
+                     metadata={"benchmark": net, "description": DESCRIPTIONS[net],
+                               "normalisation": f"{PERCENTILE}th percentile of ReLU activations"})
+    if x is None:
+        x = inputs(net, n_norm)
+    scales = normalise(model, x[:n_norm])
+    model.metadata["scales"] = {k: round(v, 6) for k, v in scales.items()}
+    return model
+
+
+def save_models(directory, nets=None) -> list:
+    """Write each benchmark network as a model folder ``directory/<net>``; returns the paths."""
+    from pathlib import Path
+    out = []
+    for net in nets or NETWORKS:
+        out.append(build(net).save(Path(directory) / net))
+    return out
