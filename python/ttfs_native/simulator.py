@@ -147,7 +147,9 @@ class Simulator:
             labels = _check_labels(labels, n, self.model.num_classes)
         steps, classes = self.steps, self.model.num_classes
         spiking = self.model.spiking_layers
-        recorded = spiking if self.record_spike_times else []
+        # The CUDA engine always writes first-spike times (it has no path without
+        # them yet); they are dropped below when not asked for.
+        recorded = spiking if (self.record_spike_times or self.backend == "cuda") else []
         _check_result_size(n, classes, steps, sum(s.size for s in recorded))
         counts = np.zeros((n, classes, steps), np.int32)
         synops = np.zeros((n, steps), np.float64)
@@ -172,7 +174,8 @@ class Simulator:
                 progress(hi, n)
         wall = time.perf_counter() - start
         raw = {"counts": counts, "synops_t": synops, "stop_step": stop_step,
-               "first_spike_times": {s.name: first[s.name].reshape((n,) + s.output_shape) for s in recorded},
+               "first_spike_times": {s.name: first[s.name].reshape((n,) + s.output_shape)
+                                     for s in recorded if self.record_spike_times},
                "spike_counts": {s.name: spike_counts[:, j] for j, s in enumerate(spiking)}}
         return SimulationResult.from_raw(
             raw, labels=labels, ann_ops=self.ann_ops, neurons={s.name: s.size for s in spiking},
