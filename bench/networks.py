@@ -17,8 +17,7 @@ import numpy as np
 
 import ttfs_native as tn
 from ttfs_native import ops
-from ttfs_native.layers import expected_weight_shapes
-from ttfs_native.model import INPUT_NAME, _parse_layer
+from ttfs_native.model import INPUT_NAME, weight_shapes
 
 PERCENTILE = 99.9
 
@@ -89,17 +88,14 @@ SEEDS = {"lenet": 1, "vgg": 2, "vgg_max": 2, "mobilenet": 3}
 
 def _random_weights(input_shape, layers, rng) -> dict:
     """He-normal kernels and small normal biases in Keras layouts."""
-    shapes, specs, weights = {INPUT_NAME: tuple(input_shape)}, [], {}
-    for i, raw in enumerate(layers):
-        spec = _parse_layer(raw, i, shapes, specs)
-        specs.append(spec)
-        shapes[spec.name] = spec.output_shape
-        if spec.is_weighted:
-            kshape, bshape = expected_weight_shapes(spec)
-            fan_in = int(np.prod(kshape[:-1])) if spec.type != "DepthwiseConv2D" else int(np.prod(kshape[:2]))
-            kernel = rng.normal(0.0, np.sqrt(2.0 / fan_in), kshape).astype(np.float32)
-            bias = None if bshape is None else rng.normal(0.0, 0.05, bshape).astype(np.float32)
-            weights[spec.name] = {"kernel": kernel, "bias": bias}
+    weights = {}
+    for name, (kshape, bshape) in weight_shapes(input_shape, layers).items():
+        # depthwise kernels (kh, kw, in, multiplier) have a fan-in of kh*kw
+        depthwise = next(l for l in layers if l["name"] == name)["type"] == "DepthwiseConv2D"
+        fan_in = int(np.prod(kshape[:2] if depthwise else kshape[:-1]))
+        kernel = rng.normal(0.0, np.sqrt(2.0 / fan_in), kshape).astype(np.float32)
+        bias = None if bshape is None else rng.normal(0.0, 0.05, bshape).astype(np.float32)
+        weights[name] = {"kernel": kernel, "bias": bias}
     return weights
 
 

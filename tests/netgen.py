@@ -4,34 +4,14 @@ from __future__ import annotations
 import numpy as np
 
 import ttfs_native as tn
+from ttfs_native.model import weight_shapes
 
 
-def _weights_for(model_layers, input_shape, rng):
-    """Random Keras-layout weights for a layer list (shapes from a weightless dry run)."""
-    probe = tn.Model(input_shape, model_layers, _zero_weights(model_layers, input_shape))
-    weights = {}
-    for spec in probe.layers:
-        if spec.is_weighted:
-            w = probe.weights[spec.name]
-            kernel = rng.normal(0, 1, w["kernel"].shape).astype(np.float32)
-            bias = None if w["bias"] is None else rng.normal(0, 0.1, w["bias"].shape).astype(np.float32)
-            weights[spec.name] = {"kernel": kernel, "bias": bias}
-    return weights
-
-
-def _zero_weights(layers, input_shape):
-    """Weights of the right shapes, found by letting Model report the expected ones."""
-    from ttfs_native.layers import expected_weight_shapes
-    from ttfs_native.model import _parse_layer
-    shapes, specs, out = {"input": tuple(input_shape)}, [], {}
-    for i, raw in enumerate(layers):
-        spec = _parse_layer(raw, i, shapes, specs)
-        specs.append(spec)
-        shapes[spec.name] = spec.output_shape
-        if spec.is_weighted:
-            k, b = expected_weight_shapes(spec)
-            out[spec.name] = {"kernel": np.zeros(k, np.float32), "bias": None if b is None else np.zeros(b, np.float32)}
-    return out
+def _random_weights(layers, input_shape, rng):
+    """Random Keras-layout weights for a layer list."""
+    return {name: {"kernel": rng.normal(0, 1, k).astype(np.float32),
+                   "bias": None if b is None else rng.normal(0, 0.1, b).astype(np.float32)}
+            for name, (k, b) in weight_shapes(input_shape, layers).items()}
 
 
 def normalised_model(input_shape, layers, x, seed=0, percentile=99.0):
@@ -41,7 +21,7 @@ def normalised_model(input_shape, layers, x, seed=0, percentile=99.0):
     threshold tie at step 1, where float32 summation order decides the spike:
     a legal disagreement that tiny test networks cannot absorb in 99.9%.)"""
     rng = np.random.default_rng(seed)
-    weights = _weights_for(layers, input_shape, rng)
+    weights = _random_weights(layers, input_shape, rng)
     model = tn.Model(input_shape, layers, weights)
     for spec in model.layers:
         if not spec.is_weighted:

@@ -3,23 +3,16 @@ import numpy as np
 import pytest
 
 import ttfs_native as tn
+from ttfs_native.model import weight_shapes
 from ttfs_native.normalise import normalise, scale_factors
 
 
 def _random_model(layers, input_shape=(8, 8, 1), seed=0):
-    """A Model with random weights of the right shapes (Model reports them)."""
-    from ttfs_native.layers import expected_weight_shapes
-    from ttfs_native.model import _parse_layer
+    """A Model with random weights of the right shapes."""
     rng = np.random.default_rng(seed)
-    shapes, specs, weights = {"input": tuple(input_shape)}, [], {}
-    for i, raw in enumerate(layers):
-        spec = _parse_layer(raw, i, shapes, specs)
-        specs.append(spec)
-        shapes[spec.name] = spec.output_shape
-        if spec.is_weighted:
-            k, b = expected_weight_shapes(spec)
-            weights[spec.name] = {"kernel": rng.normal(0, 0.7, k).astype(np.float32),
-                                  "bias": None if b is None else rng.normal(0.05, 0.1, b).astype(np.float32)}
+    weights = {name: {"kernel": rng.normal(0, 0.7, k).astype(np.float32),
+                      "bias": None if b is None else rng.normal(0.05, 0.1, b).astype(np.float32)}
+               for name, (k, b) in weight_shapes(input_shape, layers).items()}
     return tn.Model(input_shape, layers, weights)
 
 

@@ -126,6 +126,19 @@ class Model:
         return save_model(self, path)
 
 
+def weight_shapes(input_shape, layers) -> dict:
+    """name -> (kernel shape, bias shape or None) of every weighted layer of a
+    layer list (model.json style), for building weights from scratch."""
+    shapes, specs, out = {INPUT_NAME: _input_shape(input_shape)}, [], {}
+    for i, raw in enumerate(layers):
+        spec = _parse_layer(raw, i, shapes, specs)
+        specs.append(spec)
+        shapes[spec.name] = spec.output_shape
+        if spec.is_weighted:
+            out[spec.name] = expected_weight_shapes(spec)
+    return out
+
+
 def _input_shape(value) -> tuple:
     if not isinstance(value, (list, tuple)) or not value or \
             not all(isinstance(v, (int, np.integer)) and not isinstance(v, bool) and v >= 1 for v in value):
