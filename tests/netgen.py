@@ -112,3 +112,56 @@ def agreement(a, b):
         same += int(np.sum(t == b.first_spike_times[name]))
         total += t.size
     return same, total
+
+
+# Simulator options every native backend is checked under.
+OPTIONS = {
+    "defaults": dict(duration=40),
+    "leak": dict(duration=40, leak=True),
+    "dt_half": dict(duration=20, dt=0.5),
+    "dt_tenth": dict(duration=3, dt=0.1),
+    "low_threshold": dict(duration=30, v_thresh=0.6),
+    "short_refractory": dict(duration=30, tau_refrac=4.0),
+    "early_stop": dict(duration=40, early_stop=True),
+}
+
+
+def assert_meets_contract(got, ref, label=""):
+    """SEMANTICS.md's agreement rule against the reference: >= 99.9% of first-spike
+    times, every prediction, count and stop step; returns the agreement rate."""
+    same, total = agreement(ref, got)
+    print(f"{label}: first-spike agreement with the reference {same / total:.6f}")
+    assert same / total >= 0.999
+    np.testing.assert_array_equal(got.predictions, ref.predictions)
+    np.testing.assert_array_equal(got.counts, ref.counts)
+    np.testing.assert_array_equal(got.stop_step, ref.stop_step)
+    np.testing.assert_allclose(got.synops_t, ref.synops_t)
+    for name in ref.spike_counts:
+        np.testing.assert_array_equal(got.spike_counts[name], ref.spike_counts[name])
+    return same / total
+
+
+def run_golden(case, backend, **extra):
+    """(result, expected arrays) of a golden case folder simulated as the original did."""
+    import json
+    info = json.loads((case / "case.json").read_text())
+    sim = tn.Simulator(case / "model", duration=info["duration"], dt=info["dt"], leak=info["leak"],
+                       v_thresh=info["v_thresh"], tau_refrac=info["tau_refrac"], backend=backend,
+                       ops_convention="snntoolbox", **extra)
+    return sim.run(np.load(case / "x.npy"), np.load(case / "y.npy")), np.load(case / "expected.npz")
+
+
+def assert_golden(result, expected, label=""):
+    """Everything the original simulator recorded, reproduced exactly."""
+    same = total = 0
+    for key in expected.files:
+        if key.startswith("spike_times/"):
+            got = result.first_spike_times[key[len("spike_times/"):]]
+            same += int(np.sum(got == expected[key]))
+            total += got.size
+    print(f"{label}: first-spike times equal {same}/{total} = {same / total:.6f}")
+    assert same == total
+    np.testing.assert_array_equal(result.predictions, expected["predictions"])
+    np.testing.assert_array_equal(result.counts, expected["counts"])
+    np.testing.assert_array_equal(result.accuracy_t, expected["accuracy_t"])
+    np.testing.assert_array_equal(result.synops_t, expected["synops_t"])

@@ -6,7 +6,6 @@ CUDA must give the CPU backend's results bit for bit; against the float32
 reference it must meet the contract (>= 99.9% of first-spike times, every
 prediction).
 """
-import json
 import threading
 
 import numpy as np
@@ -21,17 +20,6 @@ INFO = tn.build_info()
 pytestmark = pytest.mark.skipif(
     not INFO["cuda_available"],
     reason=f"CUDA backend not usable here (compiled: {INFO['cuda']}): {INFO['cuda_status']}")
-
-OPTIONS = {
-    "defaults": dict(duration=40),
-    "leak": dict(duration=40, leak=True),
-    "dt_half": dict(duration=20, dt=0.5),
-    "dt_tenth": dict(duration=3, dt=0.1),
-    "low_threshold": dict(duration=30, v_thresh=0.6),
-    "short_refractory": dict(duration=30, tau_refrac=4.0),
-    "early_stop": dict(duration=40, early_stop=True),
-}
-
 
 def assert_identical(got, want):
     """Every result array equal (both native backends compute the same float32 values)."""
@@ -55,10 +43,10 @@ def test_cuda_is_available_and_chosen_by_auto():
     assert tn.Simulator(model, duration=4).backend == "cuda"
 
 
-@pytest.mark.parametrize("option", sorted(OPTIONS))
+@pytest.mark.parametrize("option", sorted(netgen.OPTIONS))
 @pytest.mark.parametrize("arch", sorted(netgen.ARCHITECTURES))
 def test_cuda_matches_reference_and_cpu(arch, option):
-    kwargs = dict(OPTIONS[option])
+    kwargs = dict(netgen.OPTIONS[option])
     model, x, labels = netgen.make(arch, n=16)
     if option == "early_stop" and arch == "softmax_output":
         with pytest.raises(ValueError, match="early_stop needs a ReLU output"):
@@ -66,15 +54,7 @@ def test_cuda_matches_reference_and_cpu(arch, option):
         return
     ref = tn.Simulator(model, backend="reference", **kwargs).run(x, labels)
     got = tn.Simulator(model, backend=BACKEND, **kwargs).run(x, labels)
-    same, total = netgen.agreement(ref, got)
-    print(f"{arch}/{option}: first-spike agreement with the reference {same / total:.6f}")
-    assert same / total >= 0.999
-    np.testing.assert_array_equal(got.predictions, ref.predictions)
-    np.testing.assert_array_equal(got.counts, ref.counts)
-    np.testing.assert_array_equal(got.stop_step, ref.stop_step)
-    np.testing.assert_allclose(got.synops_t, ref.synops_t)
-    for name in ref.spike_counts:
-        np.testing.assert_array_equal(got.spike_counts[name], ref.spike_counts[name])
+    netgen.assert_meets_contract(got, ref, f"{arch}/{option}")
     assert ref.spikes_per_neuron > 0.05  # the test network really spikes
     assert_identical(got, tn.Simulator(model, backend="cpu", **kwargs).run(x, labels))
 
@@ -121,33 +101,14 @@ def test_convolution_geometry(h, w, c, k, kw, stride, dilation, padding, depthwi
 
 
 # ------------------------------------------------------------------ golden cases
-def _run_golden(case, backend, **extra):
-    info = json.loads((case / "case.json").read_text())
-    sim = tn.Simulator(case / "model", duration=info["duration"], dt=info["dt"], leak=info["leak"],
-                       v_thresh=info["v_thresh"], tau_refrac=info["tau_refrac"], backend=backend,
-                       ops_convention="snntoolbox", **extra)
-    return sim.run(np.load(case / "x.npy"), np.load(case / "y.npy")), np.load(case / "expected.npz")
-
-
 def test_golden_case_reproduced(golden_case):
-    result, expected = _run_golden(golden_case, BACKEND)
-    same = total = 0
-    for key in expected.files:
-        if key.startswith("spike_times/"):
-            got = result.first_spike_times[key[len("spike_times/"):]]
-            same += int(np.sum(got == expected[key]))
-            total += got.size
-    print(f"{golden_case.name}/{BACKEND}: first-spike times equal {same}/{total} = {same / total:.6f}")
-    assert same == total
-    np.testing.assert_array_equal(result.predictions, expected["predictions"])
-    np.testing.assert_array_equal(result.counts, expected["counts"])
-    np.testing.assert_array_equal(result.accuracy_t, expected["accuracy_t"])
-    np.testing.assert_array_equal(result.synops_t, expected["synops_t"])
+    result, expected = netgen.run_golden(golden_case, BACKEND)
+    netgen.assert_golden(result, expected, f"{golden_case.name}/{BACKEND}")
 
 
 def test_golden_early_stop_equals_cpu(golden_case):
-    got, _ = _run_golden(golden_case, BACKEND, early_stop=True)
-    want, _ = _run_golden(golden_case, "cpu", early_stop=True)
+    got, _ = netgen.run_golden(golden_case, BACKEND, early_stop=True)
+    want, _ = netgen.run_golden(golden_case, "cpu", early_stop=True)
     assert_identical(got, want)
     assert np.any(got.stop_step < got.steps)  # samples really stopped early
 

@@ -1,36 +1,16 @@
 """The golden cases produced by the original simulator (tests/data/golden, from shared/oracle)."""
-import json
-
 import numpy as np
 import pytest
 
+import netgen
 import ttfs_native as tn
 from ttfs_native import connectivity
 
 
-def _run(case, backend, **extra):
-    info = json.loads((case / "case.json").read_text())
-    sim = tn.Simulator(case / "model", duration=info["duration"], dt=info["dt"], leak=info["leak"],
-                       v_thresh=info["v_thresh"], tau_refrac=info["tau_refrac"], backend=backend,
-                       ops_convention="snntoolbox", **extra)
-    return sim.run(np.load(case / "x.npy"), np.load(case / "y.npy")), np.load(case / "expected.npz")
-
-
 @pytest.mark.parametrize("backend", ["cpu", "reference"])
 def test_golden_case_reproduced(golden_case, backend):
-    result, expected = _run(golden_case, backend)
-    same = total = 0
-    for key in expected.files:
-        if key.startswith("spike_times/"):
-            got = result.first_spike_times[key[len("spike_times/"):]]
-            same += int(np.sum(got == expected[key]))
-            total += got.size
-    print(f"{golden_case.name}/{backend}: first-spike times equal {same}/{total} = {same / total:.6f}")
-    assert same == total
-    np.testing.assert_array_equal(result.predictions, expected["predictions"])
-    np.testing.assert_array_equal(result.counts, expected["counts"])
-    np.testing.assert_array_equal(result.accuracy_t, expected["accuracy_t"])
-    np.testing.assert_array_equal(result.synops_t, expected["synops_t"])
+    result, expected = netgen.run_golden(golden_case, backend)
+    netgen.assert_golden(result, expected, f"{golden_case.name}/{backend}")
 
 
 def test_golden_connectivity_in_toolbox_convention(golden_case):
@@ -44,8 +24,8 @@ def test_golden_connectivity_in_toolbox_convention(golden_case):
 
 
 def test_golden_early_stop_keeps_predictions(golden_case):
-    full, _ = _run(golden_case, "cpu")
-    early, _ = _run(golden_case, "cpu", early_stop=True)
+    full, _ = netgen.run_golden(golden_case, "cpu")
+    early, _ = netgen.run_golden(golden_case, "cpu", early_stop=True)
     np.testing.assert_array_equal(early.predictions, full.predictions)
     decided = full.decision_step > 0
     np.testing.assert_array_equal(early.stop_step[decided], full.decision_step[decided])
