@@ -105,7 +105,10 @@ def _info(args) -> int:
 
 
 def build_parser() -> argparse.ArgumentParser:
-    parser = argparse.ArgumentParser(prog="ttfs-native", description=__doc__.splitlines()[0])
+    parser = argparse.ArgumentParser(
+        prog="ttfs-native",
+        description="Simulate converted spiking neural networks with time-to-first-spike coding and a "
+                    "dynamic threshold (SNN Toolbox's ttfs_dyn_thresh semantics) on CPU or GPU.")
     sub = parser.add_subparsers(dest="command", required=True)
 
     p = sub.add_parser("simulate", help="simulate a model folder on an input array")

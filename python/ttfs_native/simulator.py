@@ -26,7 +26,7 @@ def cuda_status() -> tuple:
     """(available, reason) for the CUDA backend."""
     core = _core()
     if not core.cuda_compiled:
-        return False, "this build of ttfs-native has no CUDA backend (no nvcc at build time)"
+        return False, "this build of ttfs-native has no CUDA backend (no CUDA compiler found at build time, or TTFS_CUDA=OFF)"
     ok, reason = core.cuda_device_status()
     return bool(ok), reason
 
