@@ -9,3 +9,22 @@
 #else
 #define TTFS_HD inline
 #endif
+
+namespace ttfs {
+// Correctly rounded float32 multiply and add that never contract into a
+// fused multiply-add, on the host (built with -ffp-contract=off) and the device.
+TTFS_HD float mul_rn(float a, float b) {
+#if defined(__CUDA_ARCH__)
+  return __fmul_rn(a, b);
+#else
+  return a * b;
+#endif
+}
+TTFS_HD float add_rn(float a, float b) {
+#if defined(__CUDA_ARCH__)
+  return __fadd_rn(a, b);
+#else
+  return a + b;
+#endif
+}
+}  // namespace ttfs

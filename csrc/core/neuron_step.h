@@ -19,6 +19,19 @@ struct StepConstants {
   bool leak;
 };
 
+// SEMANTICS.md "Arithmetic": tau = f32(t) * f32(dt), R = tau + f32(tau_refrac),
+// leak step = f32(0.1) * f32(dt); the same on every backend.
+TTFS_HD StepConstants step_constants(int t, float dt, float v_thresh, float tau_refrac, bool leak) {
+  StepConstants k;
+  k.tau = mul_rn(float(t), dt);
+  k.dt = dt;
+  k.v0 = v_thresh;
+  k.refrac_end = add_rn(k.tau, tau_refrac);
+  k.leak_step = mul_rn(0.1f, dt);
+  k.leak = leak;
+  return k;
+}
+
 // Steps 3-4: refractory mask, integrate, leak. Returns the new membrane V'.
 TTFS_HD float integrate(float current, float membrane, float refrac_until,
                         const StepConstants& k) {

@@ -17,18 +17,7 @@ struct SimConfig {
   uint64_t seed = 0;
   bool early_stop = false;
 
-  // SEMANTICS.md "Arithmetic": tau = f32(t) * f32(dt), R = tau + f32(tau_refrac),
-  // leak step = f32(0.1) * f32(dt).
-  StepConstants step(int t) const {
-    StepConstants k;
-    k.tau = float(t) * dt;
-    k.dt = dt;
-    k.v0 = v_thresh;
-    k.refrac_end = k.tau + tau_refrac;
-    k.leak_step = 0.1f * dt;
-    k.leak = leak;
-    return k;
-  }
+  StepConstants step(int t) const { return step_constants(t, dt, v_thresh, tau_refrac, leak); }
 };
 
 // Where a backend writes the results of a batch (host memory, row-major).

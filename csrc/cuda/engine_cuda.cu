@@ -119,8 +119,7 @@ struct CudaEngine::Impl {
     if (net.nodes.empty() || net.nodes[0].kind != NodeKind::Input)
       throw std::invalid_argument("CudaEngine: the network must start with its input node");
     TTFS_CUDA_CHECK(cudaGetDevice(&device));
-    const StepConstants k1 = cfg.step(1);
-    params = StepParams{cfg.dt, cfg.v_thresh, cfg.tau_refrac, k1.leak_step, cfg.leak ? 1 : 0,
+    params = StepParams{cfg.dt, cfg.v_thresh, cfg.tau_refrac, cfg.leak ? 1 : 0,
                         cfg.steps, cfg.early_stop ? 1 : 0, cfg.seed};
     early_stop = cfg.early_stop;
     steps = cfg.steps;

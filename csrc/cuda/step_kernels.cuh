@@ -49,24 +49,16 @@ struct Control {
 
 // Run constants (SimConfig) as the kernels need them.
 struct StepParams {
-  float dt, v0, tau_refrac, leak_step;
+  float dt, v0, tau_refrac;
   int leak;
   int steps;
   int early_stop;
   uint64_t seed;
 };
 
-// SEMANTICS.md "Arithmetic": tau = f32(t) * f32(dt), R = tau + f32(tau_refrac)
-// (explicitly rounded: these must never contract into a multiply-add).
+// The scalars of step t, from the shared definition in core/neuron_step.h.
 __device__ __forceinline__ StepConstants step_constants(const StepParams& p, int t) {
-  StepConstants k;
-  k.tau = __fmul_rn(float(t), p.dt);
-  k.dt = p.dt;
-  k.v0 = p.v0;
-  k.refrac_end = __fadd_rn(k.tau, p.tau_refrac);
-  k.leak_step = p.leak_step;  // f32(0.1) * f32(dt), computed on the host by SimConfig::step
-  k.leak = p.leak != 0;
-  return k;
+  return ttfs::step_constants(t, p.dt, p.v0, p.tau_refrac, p.leak != 0);
 }
 
 // Addressing of what is shared between nodes: every node's signal and
@@ -194,7 +186,7 @@ __global__ void input_kernel(const float* __restrict__ x, int64_t in_size, float
   const int64_t s = blockIdx.y;
   const int64_t j = int64_t(blockIdx.x) * blockDim.x + threadIdx.x;
   if (j >= in_size) return;
-  const float a = __fmul_rn(x[s * in_size + j], dt);
+  const float a = mul_rn(x[s * in_size + j], dt);  // x * dt, as the CPU
   v.signal_of(s, 0)[j] = a;
   v.prospective_of(s, 0)[j] = 0.0f;
   if (a != 0.0f) v.nonzero(s)[0] = 1;
