@@ -2,6 +2,8 @@
 from __future__ import annotations
 
 import numpy as np
+import pytest
+from hypothesis import strategies as st
 
 import ttfs_native as tn
 from ttfs_native.model import weight_shapes
@@ -165,3 +167,52 @@ def assert_golden(result, expected, label=""):
     np.testing.assert_array_equal(result.counts, expected["counts"])
     np.testing.assert_array_equal(result.accuracy_t, expected["accuracy_t"])
     np.testing.assert_array_equal(result.synops_t, expected["synops_t"])
+
+
+def assert_identical(got, want):
+    """Every result array equal (the native backends compute the same float32 values)."""
+    np.testing.assert_array_equal(got.predictions, want.predictions)
+    np.testing.assert_array_equal(got.counts, want.counts)
+    np.testing.assert_array_equal(got.stop_step, want.stop_step)
+    np.testing.assert_array_equal(got.synops_t, want.synops_t)
+    assert got.first_spike_times.keys() == want.first_spike_times.keys()
+    for name, times in want.first_spike_times.items():
+        np.testing.assert_array_equal(got.first_spike_times[name], times, err_msg=f"first spikes of {name}")
+        np.testing.assert_array_equal(got.spike_counts[name], want.spike_counts[name],
+                                      err_msg=f"spike counts of {name}")
+
+
+_INFO = tn.build_info()
+CUDA_SKIP = pytest.mark.skipif(
+    not _INFO["cuda_available"],
+    reason=f"CUDA backend not usable here (compiled: {_INFO['cuda']}): {_INFO['cuda_status']}")
+# The native backends, for tests that hold for each of them.
+NATIVE_BACKENDS = [pytest.param("cpu"), pytest.param("cuda", marks=CUDA_SKIP)]
+
+# Convolution geometries for hypothesis: any kernel, stride, dilation, padding, depth multiplier.
+GEOMETRY = dict(h=st.integers(3, 9), w=st.integers(3, 9), c=st.integers(1, 3), k=st.integers(1, 4),
+                kw=st.integers(1, 4), stride=st.integers(1, 3), dilation=st.integers(1, 2),
+                padding=st.sampled_from(["valid", "same"]), depthwise=st.booleans(),
+                mult=st.integers(1, 3), seed=st.integers(0, 1000))
+
+
+def geometry_case(h, w, c, k, kw, stride, dilation, padding, depthwise, mult, seed):
+    """(model, x): one convolution of the drawn geometry, then average and max pooling
+    with 'same' padding and a Dense output, data-normalised."""
+    if stride > 1:
+        dilation = 1  # Keras allows only one of them above 1
+    if padding == "valid" and ((k - 1) * dilation + 1 > h or (kw - 1) * dilation + 1 > w):
+        padding = "same"
+    conv = {"name": "conv", "kernel_size": [k, kw], "strides": stride, "dilation_rate": dilation,
+            "padding": padding}
+    if depthwise:
+        conv.update(type="DepthwiseConv2D", depth_multiplier=mult)
+    else:
+        conv.update(type="Conv2D", filters=mult + 1)
+    layers = [conv, {"name": "pool", "type": "AveragePooling2D", "pool_size": 2, "strides": 1,
+                     "padding": "same"},
+              {"name": "mp", "type": "MaxPooling2D", "pool_size": 2, "padding": "same"},
+              {"name": "flat", "type": "Flatten"}, {"name": "out", "type": "Dense", "units": 3}]
+    rng = np.random.default_rng(seed)
+    x = rng.random((4, h, w, c), dtype=np.float32)
+    return normalised_model((h, w, c), layers, x, seed=seed), x

@@ -6,33 +6,17 @@ CUDA must give the CPU backend's results bit for bit; against the float32
 reference it must meet the contract (>= 99.9% of first-spike times, every
 prediction).
 """
-import threading
-
 import numpy as np
 import pytest
-from hypothesis import HealthCheck, given, settings, strategies as st
+from hypothesis import HealthCheck, given, settings
 
 import netgen
 import ttfs_native as tn
+from netgen import assert_identical
 
 BACKEND = "cuda"
 INFO = tn.build_info()
-pytestmark = pytest.mark.skipif(
-    not INFO["cuda_available"],
-    reason=f"CUDA backend not usable here (compiled: {INFO['cuda']}): {INFO['cuda_status']}")
-
-def assert_identical(got, want):
-    """Every result array equal (both native backends compute the same float32 values)."""
-    np.testing.assert_array_equal(got.predictions, want.predictions)
-    np.testing.assert_array_equal(got.counts, want.counts)
-    np.testing.assert_array_equal(got.stop_step, want.stop_step)
-    np.testing.assert_array_equal(got.synops_t, want.synops_t)
-    assert got.first_spike_times.keys() == want.first_spike_times.keys()
-    for name, times in want.first_spike_times.items():
-        np.testing.assert_array_equal(got.first_spike_times[name], times, err_msg=f"first spikes of {name}")
-        np.testing.assert_array_equal(got.spike_counts[name], want.spike_counts[name],
-                                      err_msg=f"spike counts of {name}")
-
+pytestmark = netgen.CUDA_SKIP
 
 def test_cuda_is_available_and_chosen_by_auto():
     assert INFO["cuda"] and INFO["cuda_available"]
@@ -73,29 +57,10 @@ def test_signed_input_into_max_pooling():
 
 
 @settings(max_examples=25, deadline=None, suppress_health_check=[HealthCheck.too_slow])
-@given(h=st.integers(3, 9), w=st.integers(3, 9), c=st.integers(1, 3), k=st.integers(1, 4),
-       kw=st.integers(1, 4), stride=st.integers(1, 3), dilation=st.integers(1, 2),
-       padding=st.sampled_from(["valid", "same"]), depthwise=st.booleans(), mult=st.integers(1, 3),
-       seed=st.integers(0, 1000))
-def test_convolution_geometry(h, w, c, k, kw, stride, dilation, padding, depthwise, mult, seed):
+@given(**netgen.GEOMETRY)
+def test_convolution_geometry(**geometry):
     """Any kernel/stride/dilation/padding/depth-multiplier combination gives the CPU's answer."""
-    if stride > 1:
-        dilation = 1
-    if padding == "valid" and ((k - 1) * dilation + 1 > h or (kw - 1) * dilation + 1 > w):
-        padding = "same"
-    conv = {"name": "conv", "kernel_size": [k, kw], "strides": stride, "dilation_rate": dilation,
-            "padding": padding}
-    if depthwise:
-        conv.update(type="DepthwiseConv2D", depth_multiplier=mult)
-    else:
-        conv.update(type="Conv2D", filters=mult + 1)
-    layers = [conv, {"name": "pool", "type": "AveragePooling2D", "pool_size": 2, "strides": 1,
-                     "padding": "same"},
-              {"name": "mp", "type": "MaxPooling2D", "pool_size": 2, "padding": "same"},
-              {"name": "flat", "type": "Flatten"}, {"name": "out", "type": "Dense", "units": 3}]
-    rng = np.random.default_rng(seed)
-    x = rng.random((4, h, w, c), dtype=np.float32)
-    model = netgen.normalised_model((h, w, c), layers, x, seed=seed)
+    model, x = netgen.geometry_case(**geometry)
     got = tn.Simulator(model, duration=16, backend=BACKEND).run(x)
     assert_identical(got, tn.Simulator(model, duration=16, backend="cpu").run(x))
 
@@ -175,26 +140,3 @@ def test_more_samples_than_one_launch_holds():
     got = tn.Simulator(model, duration=8, backend=BACKEND, batch_size=66000).run(x)
     want = tn.Simulator(model, duration=8, backend="cpu", batch_size=66000).run(x)
     assert_identical(got, want)
-
-
-def test_two_threads_match_sequential_runs():
-    jobs = []
-    for arch in ("conv_strides_dilation", "branches_concat"):
-        model, x, _ = netgen.make(arch, n=40)
-        sim = tn.Simulator(model, duration=40, backend=BACKEND, batch_size=8)
-        jobs.append((sim, x, sim.run(x)))
-    results = [None, None]
-
-    def work(i):
-        sim, x, _ = jobs[i]
-        results[i] = [sim.run(x) for _ in range(3)]
-
-    threads = [threading.Thread(target=work, args=(i,)) for i in range(2)]
-    for t in threads:
-        t.start()
-    for t in threads:
-        t.join()
-    for (_, _, alone), runs in zip(jobs, results):
-        assert runs is not None
-        for r in runs:
-            assert_identical(r, alone)

@@ -1,5 +1,6 @@
 #!/usr/bin/env bash
-# Run tests/test_cuda.py without a GPU: the CUDA sources are compiled as host
+# Run the CUDA tests (tests/test_cuda.py, and the cuda cases of tests shared
+# by both native backends) without a GPU: the CUDA sources are compiled as host
 # C++ against a small emulation of the CUDA runtime (cuda_runtime.h beside
 # this script: blocks run one after another, a block's threads run as fibers
 # that switch at barriers, so __syncthreads and warp shuffles behave). It
@@ -34,5 +35,5 @@ for p in "${pids[@]}"; do wait "$p"; done
 g++ -shared -fopenmp "$emu"/obj/*.o -o "$emu/pkg/ttfs_native/_core$(python3-config --extension-suffix)"
 cd "$repo"
 # 66,000 samples are too slow to emulate
-PYTHONPATH="$emu/pkg" python3 -m pytest tests/test_cuda.py -q -p no:cacheprovider \
+PYTHONPATH="$emu/pkg" python3 -m pytest tests/test_cuda.py tests/test_concurrency.py -q -p no:cacheprovider \
   --deselect tests/test_cuda.py::test_more_samples_than_one_launch_holds "$@"
