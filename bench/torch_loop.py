@@ -52,6 +52,16 @@ def strict_float32():
     torch.backends.cudnn.allow_tf32 = False
 
 
+def _prepare(device) -> None:
+    """Torch present, strict float32, cuDNN autotuning on a GPU."""
+    ok, why = available()
+    if not ok:
+        raise RuntimeError(why)
+    strict_float32()
+    if str(device).startswith("cuda"):
+        torch.backends.cudnn.benchmark = True
+
+
 class _Layer:
     """One layer translated to torch: L(x), L_abs(x) and the plain ANN op."""
 
@@ -174,12 +184,7 @@ class TorchANN:
     """The converted ANN's forward pass in PyTorch (cuDNN on a GPU), float32."""
 
     def __init__(self, model: Model, device: str = "cpu"):
-        ok, why = available()
-        if not ok:
-            raise RuntimeError(why)
-        strict_float32()
-        if str(device).startswith("cuda"):
-            torch.backends.cudnn.benchmark = True
+        _prepare(device)
         self.model, self.device = model, torch.device(device)
         self.layers = [_Layer(s, model.weights.get(s.name), np.float32(1.0), self.device)
                        if not s.is_structural else s for s in model.layers]
@@ -218,12 +223,7 @@ class TorchTTFS:
     def __init__(self, model: Model, steps: int, dt: float = 1.0, v_thresh: float = 1.0,
                  tau_refrac: float | None = None, leak: bool = False, seed: int = 0,
                  device: str = "cpu"):
-        ok, why = available()
-        if not ok:
-            raise RuntimeError(why)
-        strict_float32()
-        if str(device).startswith("cuda"):
-            torch.backends.cudnn.benchmark = True
+        _prepare(device)
         self.model, self.steps, self.device = model, int(steps), torch.device(device)
         self.dt = np.float32(dt)
         self.v0 = np.float32(v_thresh)

@@ -216,3 +216,14 @@ def geometry_case(h, w, c, k, kw, stride, dilation, padding, depthwise, mult, se
     rng = np.random.default_rng(seed)
     x = rng.random((4, h, w, c), dtype=np.float32)
     return normalised_model((h, w, c), layers, x, seed=seed), x
+
+
+def signed_max_pool_case():
+    """(model, x): negative inputs reach a max pool directly, so its S switches on
+    at a negative maximum and its record fires from step 2 on (SEMANTICS.md, literally)."""
+    layers = [{"name": "mp", "type": "MaxPooling2D", "pool_size": 2},
+              {"name": "flat", "type": "Flatten"},
+              {"name": "out", "type": "Dense", "units": 4}]
+    rng = np.random.default_rng(3)
+    x = rng.random((12, 6, 6, 1), dtype=np.float32) - np.float32(0.7)
+    return normalised_model((6, 6, 1), layers, x), x

@@ -29,12 +29,7 @@ def test_cpu_matches_reference(arch, option):
 
 def test_signed_input_into_max_pooling():
     """Negative inputs reach a max pool directly: its S and records follow SEMANTICS.md literally."""
-    layers = [{"name": "mp", "type": "MaxPooling2D", "pool_size": 2},
-              {"name": "flat", "type": "Flatten"},
-              {"name": "out", "type": "Dense", "units": 4}]
-    rng = np.random.default_rng(3)
-    x = rng.random((12, 6, 6, 1), dtype=np.float32) - np.float32(0.7)
-    model = netgen.normalised_model((6, 6, 1), layers, x)
+    model, x = netgen.signed_max_pool_case()
     ref, cpu, rate = _compare(model, x, None, duration=12)
     assert rate == 1.0
     np.testing.assert_allclose(cpu.synops_t, ref.synops_t)

@@ -45,12 +45,7 @@ def test_cuda_matches_reference_and_cpu(arch, option):
 
 def test_signed_input_into_max_pooling():
     """Negative inputs reach a max pool directly (its S switches on at a negative max)."""
-    layers = [{"name": "mp", "type": "MaxPooling2D", "pool_size": 2},
-              {"name": "flat", "type": "Flatten"},
-              {"name": "out", "type": "Dense", "units": 4}]
-    rng = np.random.default_rng(3)
-    x = rng.random((12, 6, 6, 1), dtype=np.float32) - np.float32(0.7)
-    model = netgen.normalised_model((6, 6, 1), layers, x)
+    model, x = netgen.signed_max_pool_case()
     got = tn.Simulator(model, duration=12, backend=BACKEND).run(x)
     assert_identical(got, tn.Simulator(model, duration=12, backend="cpu").run(x))
     assert got.spike_counts["mp"].sum() > 0

@@ -6,6 +6,7 @@
 // and AveragePooling2D live here once.
 #pragma once
 
+#include <cmath>
 #include <cstdint>
 
 #include "common.h"
@@ -74,6 +75,26 @@ TTFS_HD void scatter_input(NodeKind kind, const Geometry& g, const float* w, int
     });
   } else if (kind == NodeKind::AveragePooling2D) {
     for_each_window(g, iy, ix, [&](int64_t pos, int) { acc[pos * g.out_c + c] += Acc(delta); });
+  }
+}
+
+// MaxPooling2D's window at output (oy, ox, channel c): the maximum of the
+// signal and of the prospective map over the input cells it covers (padded
+// cells do not count). G is Geometry or any struct with its fields.
+template <typename G>
+TTFS_HD void max_pool_window(const G& g, const float* signal, const float* prospective, int oy, int ox,
+                             int c, float& m, float& mp) {
+  m = mp = -INFINITY;
+  for (int ky = 0; ky < g.kernel_h; ++ky) {
+    const int iy = oy * g.stride_h - g.pad_top + ky;
+    if (iy < 0 || iy >= g.in_h) continue;
+    for (int kx = 0; kx < g.kernel_w; ++kx) {
+      const int ix = ox * g.stride_w - g.pad_left + kx;
+      if (ix < 0 || ix >= g.in_w) continue;
+      const int64_t j = (int64_t(iy) * g.in_w + ix) * g.in_c + c;
+      m = m < signal[j] ? signal[j] : m;
+      mp = mp < prospective[j] ? prospective[j] : mp;
+    }
   }
 }
 

@@ -434,18 +434,8 @@ class SampleRunner {
       for (int oy = 0; oy < g.out_h; ++oy)
         for (int ox = 0; ox < g.out_w; ++ox)
           for (int c = 0; c < g.out_c; ++c) {
-            float m = -INFINITY, mp = -INFINITY;
-            for (int ky = 0; ky < g.kernel_h; ++ky) {
-              const int iy = oy * g.stride_h - g.pad_top + ky;
-              if (iy < 0 || iy >= g.in_h) continue;
-              for (int kx = 0; kx < g.kernel_w; ++kx) {
-                const int ix = ox * g.stride_w - g.pad_left + kx;
-                if (ix < 0 || ix >= g.in_w) continue;
-                const int64_t j = (int64_t(iy) * g.in_w + ix) * g.in_c + c;
-                m = std::max(m, in.signal[j]);
-                mp = std::max(mp, in.prospective[j]);
-              }
-            }
+            float m, mp;
+            max_pool_window(g, in.signal.data(), in.prospective.data(), oy, ox, c, m, mp);
             const int64_t o = (int64_t(oy) * g.out_w + ox) * g.out_c + c;
             s.pooled[o] = m;
             s.pooled_prospective[o] = mp;

@@ -385,20 +385,8 @@ __global__ void __launch_bounds__(kBlock) maxpool_kernel(const LayerArgs a) {
     if (a.v.changed_step(s)[a.inbound] == t) {
       const int pos = i / g.out_c, c = i - pos * g.out_c;
       const int oy = pos / g.out_w, ox = pos - oy * g.out_w;
-      const float* in_signal = a.v.signal_of(s, a.in_offset);
-      const float* in_prospective = a.v.prospective_of(s, a.in_offset);
-      m = mp = -INFINITY;
-      for (int ky = 0; ky < g.kernel_h; ++ky) {  // the CPU's window (no dilation for pooling)
-        const int iy = oy * g.stride_h - g.pad_top + ky;
-        if (iy < 0 || iy >= g.in_h) continue;
-        for (int kx = 0; kx < g.kernel_w; ++kx) {
-          const int ix = ox * g.stride_w - g.pad_left + kx;
-          if (ix < 0 || ix >= g.in_w) continue;
-          const int64_t j = (int64_t(iy) * g.in_w + ix) * g.in_c + c;
-          m = m < in_signal[j] ? in_signal[j] : m;  // std::max
-          mp = mp < in_prospective[j] ? in_prospective[j] : mp;
-        }
-      }
+      max_pool_window(g, a.v.signal_of(s, a.in_offset), a.v.prospective_of(s, a.in_offset), oy, ox, c,
+                      m, mp);
       *pooled_state = m;
       *pooled_p_state = mp;
     } else if (first_step) {

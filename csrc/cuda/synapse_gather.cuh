@@ -17,6 +17,7 @@
 #include <cstdint>
 
 #include "../core/network.h"
+#include "../core/synapse.h"
 
 namespace ttfs {
 namespace cuda {

@@ -195,9 +195,7 @@ def calibrate(model_or_ann: Model, x_cal, y_cal, max_steps: int = 64,
     if not isinstance(model_or_ann, Model):
         raise TypeError(f"model_or_ann must be a ttfs_native Model, got {type(model_or_ann).__name__}")
     model_or_ann = ann_view(model_or_ann)
-    x = check_input(model_or_ann, x_cal, "calibration input")
-    if x.shape[0] == 0:
-        raise ValueError("calibration input has no samples (shape[0] == 0)")
+    x = check_input(model_or_ann, x_cal, "calibration input", allow_empty=False)
     y = _check_labels(y_cal, x.shape[0], model_or_ann.num_classes)
     if isinstance(max_steps, bool) or not isinstance(max_steps, (int, np.integer)) or max_steps < 1:
         raise ValueError(f"max_steps must be a positive integer, got {max_steps!r}")

@@ -231,8 +231,9 @@ def as_host_array(x, what: str = "input") -> np.ndarray:
     return np.asarray(x)
 
 
-def check_input(model: Model, x, what: str = "input") -> np.ndarray:
-    """Return ``x`` as a C-contiguous float32 (N, *input_shape) array or raise."""
+def check_input(model: Model, x, what: str = "input", allow_empty: bool = True) -> np.ndarray:
+    """Return ``x`` as a C-contiguous float32 (N, *input_shape) array or raise
+    (also when N == 0, unless ``allow_empty``)."""
     arr = as_host_array(x, what)
     if arr.dtype.kind not in "fiub":
         raise ValueError(f"{what} has unsupported dtype {arr.dtype} (expected real numbers)")
@@ -242,6 +243,8 @@ def check_input(model: Model, x, what: str = "input") -> np.ndarray:
                              f"{', '.join(map(str, model.input_shape))})")
         raise ValueError(f"{what} has shape {arr.shape}, expected (N, "
                          f"{', '.join(map(str, model.input_shape))})")
+    if not allow_empty and arr.shape[0] == 0:
+        raise ValueError(f"{what} has no samples (shape[0] == 0)")
     arr = np.ascontiguousarray(arr, dtype=np.float32)
     if not np.all(np.isfinite(arr)):
         raise ValueError(f"{what} contains NaN or Inf")

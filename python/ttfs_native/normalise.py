@@ -104,9 +104,7 @@ def scale_factors(model: Model, x_calibration, percentile: float = DEFAULT_PERCE
     if not isinstance(model, Model):
         raise TypeError(f"model must be a ttfs_native Model, got {type(model).__name__}")
     percentile = check_percentile(percentile)
-    x = check_input(model, x_calibration, "calibration input")
-    if x.shape[0] == 0:
-        raise ValueError("calibration input has no samples (shape[0] == 0)")
+    x = check_input(model, x_calibration, "calibration input", allow_empty=False)
     if isinstance(batch_size, bool) or not isinstance(batch_size, numbers.Integral) or batch_size < 1:
         raise ValueError(f"batch_size must be a positive integer, got {batch_size!r}")
     factors = {}

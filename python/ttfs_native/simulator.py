@@ -139,10 +139,8 @@ class Simulator:
 
         ``progress``: optional callable ``progress(done, total)`` after each batch.
         """
-        x = check_input(self.model, x)
+        x = check_input(self.model, x, allow_empty=False)
         n = x.shape[0]
-        if n == 0:
-            raise ValueError("input has no samples (shape[0] == 0)")
         if labels is not None:
             labels = _check_labels(labels, n, self.model.num_classes)
         steps, classes = self.steps, self.model.num_classes
