@@ -189,21 +189,26 @@ CUDA_SKIP = pytest.mark.skipif(
 # The native backends, for tests that hold for each of them.
 NATIVE_BACKENDS = [pytest.param("cpu"), pytest.param("cuda", marks=CUDA_SKIP)]
 
-# Convolution geometries for hypothesis: any kernel, stride, dilation, padding, depth multiplier.
+# Convolution geometries for hypothesis: any kernel, strides, dilations (each axis
+# its own), padding, depth multiplier.
 GEOMETRY = dict(h=st.integers(3, 9), w=st.integers(3, 9), c=st.integers(1, 3), k=st.integers(1, 4),
-                kw=st.integers(1, 4), stride=st.integers(1, 3), dilation=st.integers(1, 2),
+                kw=st.integers(1, 4), stride=st.integers(1, 3), stride_w=st.integers(1, 3),
+                dilation=st.integers(1, 2), dilation_w=st.integers(1, 2),
                 padding=st.sampled_from(["valid", "same"]), depthwise=st.booleans(),
                 mult=st.integers(1, 3), seed=st.integers(0, 1000))
 
 
-def geometry_case(h, w, c, k, kw, stride, dilation, padding, depthwise, mult, seed):
+def geometry_case(h, w, c, k, kw, stride, dilation, padding, depthwise, mult, seed, stride_w=None,
+                  dilation_w=None):
     """(model, x): one convolution of the drawn geometry, then average and max pooling
     with 'same' padding and a Dense output, data-normalised."""
-    if stride > 1:
-        dilation = 1  # Keras allows only one of them above 1
-    if padding == "valid" and ((k - 1) * dilation + 1 > h or (kw - 1) * dilation + 1 > w):
+    strides = [stride, stride if stride_w is None else stride_w]
+    dilations = [dilation, dilation if dilation_w is None else dilation_w]
+    if max(strides) > 1:
+        dilations = [1, 1]  # Keras allows only one of them above 1
+    if padding == "valid" and ((k - 1) * dilations[0] + 1 > h or (kw - 1) * dilations[1] + 1 > w):
         padding = "same"
-    conv = {"name": "conv", "kernel_size": [k, kw], "strides": stride, "dilation_rate": dilation,
+    conv = {"name": "conv", "kernel_size": [k, kw], "strides": strides, "dilation_rate": dilations,
             "padding": padding}
     if depthwise:
         conv.update(type="DepthwiseConv2D", depth_multiplier=mult)

@@ -20,6 +20,10 @@ void validate_node(const Network& net, const Node& node) {
               g.dilation_h > 0 && g.dilation_w > 0 && g.pad_top >= 0 && g.pad_left >= 0 &&
               g.multiplier > 0,
           node, "invalid geometry");
+  // (element indices are 32-bit in the synaptic kernels)
+  const int64_t limit = int64_t(1) << 31;
+  require(node.size < limit && int64_t(g.in_h) * g.in_w < limit && int64_t(g.in_h) * g.in_w * g.in_c < limit,
+          node, "more than 2^31 elements in one layer");
   switch (node.kind) {
     case NodeKind::Input:
       require(index == 0 && node.inbound.empty(), node, "the input must be node 0");

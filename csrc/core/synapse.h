@@ -1,9 +1,10 @@
-// Synaptic input of one presynaptic element: the contribution of input
-// element j, changed by `delta`, to every neuron it connects to. The CPU and
-// CUDA backends both build a layer's input current I and missing impulse M
-// from these scatters (of W and of |W|), so the connectivity rules of Dense,
-// Conv2D (strides, padding, dilation), DepthwiseConv2D (depth multiplier)
-// and AveragePooling2D live here once.
+// Connectivity of the weighted and pooling layers: which neurons an input
+// element reaches, with which weight. The CPU backend builds a layer's input
+// current I and missing impulse M from scatters of the changes of its input
+// (of W and of |W|); the CUDA backend's gather (cuda/synapse_gather.cuh)
+// reads the same rules backwards. Dense, Conv2D (strides, padding,
+// dilation), DepthwiseConv2D (depth multiplier) and AveragePooling2D are
+// described here once.
 #pragma once
 
 #include <cmath>
@@ -18,8 +19,13 @@ namespace ttfs {
 // y = base - k*dilation lies in [0, (out-1)*stride]; empty if first > last.
 TTFS_HD void tap_range(int base, int kernel, int dilation, int stride, int out, int& first, int& last) {
   const int low = base - (out - 1) * stride;  // k*dilation >= low
-  first = low <= 0 ? 0 : (low + dilation - 1) / dilation;
-  last = base < 0 ? -1 : base / dilation;
+  if (dilation == 1) {  // the usual case, without divisions
+    first = low <= 0 ? 0 : low;
+    last = base < 0 ? -1 : base;
+  } else {
+    first = low <= 0 ? 0 : (low + dilation - 1) / dilation;
+    last = base < 0 ? -1 : base / dilation;
+  }
   if (last > kernel - 1) last = kernel - 1;
 }
 
@@ -28,6 +34,14 @@ TTFS_HD void tap_range(int base, int kernel, int dilation, int stride, int out, 
 // computed, not searched, so only strides > 1 need a divisibility test.
 template <typename Visit>
 TTFS_HD void for_each_window(const Geometry& g, int iy, int ix, Visit&& visit) {
+  if (g.kernel_h == g.stride_h && g.kernel_w == g.stride_w && g.dilation_h == 1 && g.dilation_w == 1) {
+    // windows that tile the input (pooling): at most one covers the cell
+    const int y = iy + g.pad_top, x = ix + g.pad_left;
+    const int oy = y / g.stride_h, ox = x / g.stride_w;
+    if (oy < g.out_h && ox < g.out_w)
+      visit(oy * g.out_w + ox, (y - oy * g.stride_h) * g.kernel_w + (x - ox * g.stride_w));
+    return;
+  }
   int ky0, ky1, kx0, kx1;
   tap_range(iy + g.pad_top, g.kernel_h, g.dilation_h, g.stride_h, g.out_h, ky0, ky1);
   tap_range(ix + g.pad_left, g.kernel_w, g.dilation_w, g.stride_w, g.out_w, kx0, kx1);
@@ -44,37 +58,104 @@ TTFS_HD void for_each_window(const Geometry& g, int iy, int ix, Visit&& visit) {
   }
 }
 
-// acc[i] += w[j -> i] * delta for every neuron i connected to input j.
-// `w` is the kernel in Keras layout (or |kernel|); unused for pooling.
-template <typename Acc>
-TTFS_HD void scatter_input(NodeKind kind, const Geometry& g, const float* w, int64_t j,
-                           float delta, Acc* acc) {
-  const int c = int(j % g.in_c);
-  const int64_t cell = j / g.in_c;
+// Input element j changed its signal by `da` and its prospective map by `dp`:
+// cur[i] += w[j -> i] * da and miss[i] += |w|[j -> i] * dp for every neuron i
+// connected to j, in one walk over the connections. Signal / Prospective say
+// which of the two changed (the other delta is ignored). `w` and `w_abs` are
+// the kernel and |kernel| in Keras layout; unused for pooling.
+template <NodeKind kind, bool Signal, bool Prospective, typename Acc>
+TTFS_HD void scatter_change(const Geometry& g, const float* w, const float* w_abs,
+                            int64_t j, float da, float dp, Acc* cur, Acc* miss) {
+  const Acc a = Acc(da), p = Acc(dp);
+  // 32-bit divisions (validate_node keeps layers below 2^31 elements)
+  const uint32_t channels = uint32_t(g.in_c);
+  const int c = int(uint32_t(j) % channels);
+  const int64_t cell = int64_t(uint32_t(j) / channels);
+  // n outputs from `offset` on, weights from `k` on (contiguous)
+  auto run = [&](int64_t offset, int64_t k, int n) {
+    Acc* __restrict out_c = cur + offset;
+    Acc* __restrict out_m = miss + offset;
+    const float* __restrict wk = w + k;
+    const float* __restrict wa = w_abs + k;
+    for (int u = 0; u < n; ++u) {
+      if (Signal) out_c[u] += Acc(wk[u]) * a;
+      if (Prospective) out_m[u] += Acc(wa[u]) * p;
+    }
+  };
   if (kind == NodeKind::Dense) {
-    const int units = g.multiplier;
-    const float* row = w + int64_t(c) * units;
-    Acc* out = acc + cell * units;
-    for (int u = 0; u < units; ++u) out[u] += Acc(row[u]) * Acc(delta);
+    run(cell * g.multiplier, int64_t(c) * g.multiplier, g.multiplier);
     return;
   }
-  const int iy = int(cell / g.in_w), ix = int(cell % g.in_w);
+  const int iy = int(uint32_t(cell) / uint32_t(g.in_w)), ix = int(uint32_t(cell) % uint32_t(g.in_w));
   if (kind == NodeKind::Conv2D) {
     const int filters = g.multiplier;
     for_each_window(g, iy, ix, [&](int64_t pos, int tap) {
-      const float* wk = w + (int64_t(tap) * g.in_c + c) * filters;
-      Acc* out = acc + pos * filters;
-      for (int f = 0; f < filters; ++f) out[f] += Acc(wk[f]) * Acc(delta);
+      run(pos * filters, (int64_t(tap) * g.in_c + c) * filters, filters);
     });
   } else if (kind == NodeKind::DepthwiseConv2D) {
     const int mult = g.multiplier;
     for_each_window(g, iy, ix, [&](int64_t pos, int tap) {
-      const float* wk = w + (int64_t(tap) * g.in_c + c) * mult;
-      Acc* out = acc + pos * g.out_c + int64_t(c) * mult;
-      for (int m = 0; m < mult; ++m) out[m] += Acc(wk[m]) * Acc(delta);
+      run(pos * g.out_c + int64_t(c) * mult, (int64_t(tap) * g.in_c + c) * mult, mult);
     });
   } else if (kind == NodeKind::AveragePooling2D) {
-    for_each_window(g, iy, ix, [&](int64_t pos, int) { acc[pos * g.out_c + c] += Acc(delta); });
+    for_each_window(g, iy, ix, [&](int64_t pos, int) {
+      if (Signal) cur[pos * g.out_c + c] += a;
+      if (Prospective) miss[pos * g.out_c + c] += p;
+    });
+  }
+}
+
+// Conv2D with horizontal stride and dilation 1 (the usual case) has a faster
+// scatter: for one kernel row, the outputs an input cell reaches are
+// adjacent positions, so the row's taps form one contiguous run of
+// (taps x filters) sums. It needs the kernel in "row layout":
+// rows[((c * kernel_h + ky) * kernel_w + (kernel_w - 1 - kx)) * filters + f]
+// = kernel[ky][kx][c][f] (Keras layout), so the weights are contiguous too.
+TTFS_HD bool conv_rows_apply(const Geometry& g) { return g.stride_w == 1 && g.dilation_w == 1; }
+
+inline void conv_row_layout(const Geometry& g, const float* kernel, float* rows) {
+  const int64_t filters = g.multiplier;
+  for (int ky = 0; ky < g.kernel_h; ++ky)
+    for (int kx = 0; kx < g.kernel_w; ++kx)
+      for (int c = 0; c < g.in_c; ++c) {
+        const float* from = kernel + ((int64_t(ky) * g.kernel_w + kx) * g.in_c + c) * filters;
+        float* to = rows + ((int64_t(c) * g.kernel_h + ky) * g.kernel_w + (g.kernel_w - 1 - kx)) * filters;
+        for (int64_t f = 0; f < filters; ++f) to[f] = from[f];
+      }
+}
+
+// scatter_change for a Conv2D where conv_rows_apply(g), with `rows` and
+// `abs_rows` in row layout. Every sum receives the same terms in the same
+// order as with scatter_change, so the results are identical.
+template <bool Signal, bool Prospective, typename Acc>
+TTFS_HD void scatter_conv_rows(const Geometry& g, const float* rows, const float* abs_rows, int64_t j,
+                               float da, float dp, Acc* cur, Acc* miss) {
+  const Acc a = Acc(da), p = Acc(dp);
+  const uint32_t channels = uint32_t(g.in_c);
+  const int c = int(uint32_t(j) % channels);
+  const uint32_t cell = uint32_t(j) / channels;
+  const int iy = int(cell / uint32_t(g.in_w)), ix = int(cell % uint32_t(g.in_w));
+  int ky0, ky1, kx0, kx1;
+  tap_range(iy + g.pad_top, g.kernel_h, g.dilation_h, g.stride_h, g.out_h, ky0, ky1);
+  tap_range(ix + g.pad_left, g.kernel_w, 1, 1, g.out_w, kx0, kx1);
+  if (kx0 > kx1) return;
+  const int64_t filters = g.multiplier;
+  const int64_t n = (kx1 - kx0 + 1) * filters;
+  const int ox = ix + g.pad_left - kx1;  // leftmost output reached
+  for (int ky = ky0; ky <= ky1; ++ky) {
+    const int y = iy + g.pad_top - ky * g.dilation_h;
+    if (g.stride_h != 1 && y % g.stride_h) continue;
+    const int oy = g.stride_h == 1 ? y : y / g.stride_h;
+    const int64_t offset = (int64_t(oy) * g.out_w + ox) * filters;
+    const int64_t k = ((int64_t(c) * g.kernel_h + ky) * g.kernel_w + (g.kernel_w - 1 - kx1)) * filters;
+    Acc* __restrict out_c = cur + offset;
+    Acc* __restrict out_m = miss + offset;
+    const float* __restrict wk = rows + k;
+    const float* __restrict wa = abs_rows + k;
+    for (int64_t u = 0; u < n; ++u) {
+      if (Signal) out_c[u] += Acc(wk[u]) * a;
+      if (Prospective) out_m[u] += Acc(wa[u]) * p;
+    }
   }
 }
 

@@ -5,6 +5,19 @@
 #include <cstring>
 #include <vector>
 
+#if defined(__GNUC__) && defined(__x86_64__)
+#define TTFS_X86 1
+#include <immintrin.h>
+#endif
+
+// The kernels are compiled once per instruction set, inside the entry points
+// that carry the target attribute: everything they call must be inlined there.
+#if defined(__GNUC__)
+#define TTFS_KERNEL inline __attribute__((always_inline))
+#else
+#define TTFS_KERNEL inline
+#endif
+
 #ifdef _OPENMP
 #include <omp.h>
 #endif
@@ -33,34 +46,89 @@ bool openmp_enabled() {
 
 namespace {
 
+// Per-neuron flags of one step (32 bits wide, as the neuron state, so that
+// the neuron pass vectorises without packing).
+using Flags = uint32_t;
+constexpr Flags kSpiked = 1, kChanged = 2;
+
+// The changed elements of a layer's input and the layer's running sums.
+struct InputChanges {
+  const float* signal;       // the inbound node's a_out and p_out now
+  const float* prospective;
+  const int64_t* changed;    // where they changed this step
+  size_t count;
+  float* seen_signal;        // what the sums hold so far
+  float* seen_prospective;
+  double* current_sum;       // L(a_in) without bias
+  double* missing_sum;       // L_abs(p_in)
+};
+
+// A layer's weights as its scatter reads them: the kernel and |kernel| in
+// Keras layout, or, where `rows`, a Conv2D's in row layout (synapse.h).
+struct LayerWeights {
+  const float* w;
+  const float* w_abs;
+  bool rows;
+};
+
+// scatter_change, or scatter_conv_rows where the weights are in row layout.
+template <NodeKind Kind, bool Signal, bool Prospective>
+TTFS_KERNEL void scatter_one(const Geometry& g, const LayerWeights& lw, int64_t j, float da, float dp,
+                             double* cur, double* miss) {
+  if (Kind == NodeKind::Conv2D && lw.rows)
+    scatter_conv_rows<Signal, Prospective>(g, lw.w, lw.w_abs, j, da, dp, cur, miss);
+  else
+    scatter_change<Kind, Signal, Prospective>(g, lw.w, lw.w_abs, j, da, dp, cur, miss);
+}
+
+// Scatters the changes into the sums (one walk over the connections of an
+// element whose signal and prospective flag both changed, as when it fires);
+// returns the change in the number of non-zero input elements.
+template <NodeKind Kind>
+TTFS_KERNEL int64_t absorb_kind(const Node& node, const LayerWeights& lw, const InputChanges& c) {
+  const Geometry& g = node.geom;
+  int64_t nonzero = 0;
+  for (size_t n = 0; n < c.count; ++n) {
+    const int64_t j = c.changed[n];
+    const float a = c.signal[j], a_seen = c.seen_signal[j];
+    const float p = c.prospective[j], p_seen = c.seen_prospective[j];
+    const float da = a - a_seen, dp = p - p_seen;
+    if (a != a_seen && p != p_seen)
+      scatter_one<Kind, true, true>(g, lw, j, da, dp, c.current_sum, c.missing_sum);
+    else if (a != a_seen)
+      scatter_one<Kind, true, false>(g, lw, j, da, dp, c.current_sum, c.missing_sum);
+    else if (p != p_seen)
+      scatter_one<Kind, false, true>(g, lw, j, da, dp, c.current_sum, c.missing_sum);
+    nonzero += int64_t(a != 0.0f) - int64_t(a_seen != 0.0f);
+    c.seen_signal[j] = a;
+    c.seen_prospective[j] = p;
+  }
+  return nonzero;
+}
+
+TTFS_KERNEL int64_t absorb_dispatch(const Node& node, const LayerWeights& lw, const InputChanges& c) {
+  switch (node.kind) {
+    case NodeKind::Dense: return absorb_kind<NodeKind::Dense>(node, lw, c);
+    case NodeKind::Conv2D: return absorb_kind<NodeKind::Conv2D>(node, lw, c);
+    case NodeKind::DepthwiseConv2D: return absorb_kind<NodeKind::DepthwiseConv2D>(node, lw, c);
+    case NodeKind::AveragePooling2D: return absorb_kind<NodeKind::AveragePooling2D>(node, lw, c);
+    default: return 0;  // not an integrating layer
+  }
+}
+
 // The synaptic scatter is most of the arithmetic: it is compiled a second
 // time for AVX2 and chosen at run time, so one binary stays portable.
-using ScatterFn = void (*)(NodeKind, const Geometry&, const float*, int64_t, float, double*);
-
-void scatter_generic(NodeKind kind, const Geometry& g, const float* w, int64_t j, float delta,
-                     double* acc) {
-  scatter_input(kind, g, w, j, delta, acc);
+int64_t absorb_generic(const Node& node, const LayerWeights& lw, const InputChanges& c) {
+  return absorb_dispatch(node, lw, c);
 }
-
-#if defined(__GNUC__) && defined(__x86_64__)
-__attribute__((target("avx2"))) void scatter_avx2(NodeKind kind, const Geometry& g, const float* w,
-                                                  int64_t j, float delta, double* acc) {
-  scatter_input(kind, g, w, j, delta, acc);
+#ifdef TTFS_X86
+__attribute__((target("avx2"))) int64_t absorb_avx2(const Node& node, const LayerWeights& lw,
+                                                    const InputChanges& c) {
+  return absorb_dispatch(node, lw, c);
 }
 #endif
 
-ScatterFn pick_scatter() {
-#if defined(__GNUC__) && defined(__x86_64__)
-  if (__builtin_cpu_supports("avx2")) return scatter_avx2;
-#endif
-  return scatter_generic;
-}
-
-const ScatterFn scatter = pick_scatter();
-
-// Per-neuron flags of one step.
-constexpr uint8_t kSpiked = 1, kChanged = 2;
-
+// A layer's arrays for the neuron pass.
 struct LayerArrays {
   const double* current_sum;
   const double* missing_sum;
@@ -72,24 +140,28 @@ struct LayerArrays {
   float* last_spike;
   float* prospective;
   float* signal;
-  uint8_t* flags;
 };
 
-// ttfs_neuron_step over a whole layer, branch-free so that it vectorises.
-// A neuron whose refractory period outlasts the run goes through it too: its
-// membrane stays 0 below threshold and nothing observable changes.
-// HasInput: step 2, while the sample's input is all zero, I = 0 (no bias either).
-// ttfs_neuron_step over a whole layer, branch-free so that it vectorises.
-// `bias_dt` (b * dt) and `pool_count` are given per neuron. A neuron whose
-// refractory period outlasts the run goes through it too: its membrane stays
-// 0 below threshold and nothing observable changes.
+// Where a layer's pass puts the neurons that changed their output (signal or
+// prospective flag) and those that spiked, in increasing order.
+struct PassOutput {
+  std::vector<int64_t>& changed;
+  std::vector<int64_t>& spiked;
+};
+
+// ttfs_neuron_step over n neurons of a layer (the arrays start at the first),
+// branch-free so that it vectorises; flags[i] says what neuron i did. `bias_dt`
+// (b * dt) and `pool_count` are given per neuron. A neuron whose refractory
+// period outlasts the run goes through it too: its membrane stays 0 below
+// threshold and nothing observable changes. HasInput: step 2, while the
+// sample's input is all zero, I = 0 (no bias either).
 template <bool AveragePool, bool HasInput>
-inline void neuron_run(const double* __restrict current_sum, const double* __restrict missing_sum,
-                       const float* __restrict bias_dt, const float* __restrict count,
-                       float* __restrict membrane, float* __restrict threshold,
-                       float* __restrict refrac_until, float* __restrict last_spike,
-                       float* __restrict prospective, float* __restrict signal,
-                       uint8_t* __restrict flags, int64_t n, const StepConstants k) {
+TTFS_KERNEL void neuron_run(const double* __restrict current_sum, const double* __restrict missing_sum,
+                            const float* __restrict bias_dt, const float* __restrict count,
+                            float* __restrict membrane, float* __restrict threshold,
+                            float* __restrict refrac_until, float* __restrict last_spike,
+                            float* __restrict prospective, float* __restrict signal,
+                            Flags* __restrict flags, int64_t n, const StepConstants k) {
   for (int64_t i = 0; i < n; ++i) {
     // 1-2: I and M from the running sums (average pooling divides the float32 sum)
     float current = AveragePool ? float(current_sum[i]) / count[i] : float(current_sum[i]) + bias_dt[i];
@@ -107,47 +179,101 @@ inline void neuron_run(const double* __restrict current_sum, const double* __res
     last_spike[i] = s;
     prospective[i] = p;
     signal[i] = out;
-    flags[i] = uint8_t((spiked ? kSpiked : 0) | (changed ? kChanged : 0));
+    flags[i] = (spiked ? kSpiked : 0) | (changed ? kChanged : 0);
   }
 }
 
-template <bool AveragePool, bool HasInput>
-inline void neuron_pass_impl(const LayerArrays& a, int64_t n, const StepConstants& k) {
-  neuron_run<AveragePool, HasInput>(a.current_sum, a.missing_sum, a.bias_dt, a.pool_count, a.membrane,
-                                    a.threshold, a.refrac_until, a.last_spike, a.prospective,
-                                    a.signal, a.flags, n, k);
+// Appends the neurons flagged in flags[0, n) (neuron begin + i) to `out`.
+// Flags are sparse (a few percent per step), so quiet runs are skipped whole.
+TTFS_KERNEL void scan_flags_generic(const Flags* flags, int64_t begin, int64_t n, const PassOutput& out) {
+  for (int64_t i = 0; i < n; ++i) {
+    if (i + 4 <= n && (flags[i] | flags[i + 1] | flags[i + 2] | flags[i + 3]) == 0) {
+      i += 3;
+      continue;
+    }
+    if (flags[i] & kChanged) out.changed.push_back(begin + i);
+    if (flags[i] & kSpiked) out.spiked.push_back(begin + i);
+  }
+}
+#ifdef TTFS_X86
+__attribute__((target("avx2"))) TTFS_KERNEL void scan_flags_avx2(const Flags* flags, int64_t begin, int64_t n,
+                                                            const PassOutput& out) {
+  const __m256i ch = _mm256_set1_epi32(int(kChanged)), sp = _mm256_set1_epi32(int(kSpiked));
+  int64_t i = 0;
+  for (; i + 8 <= n; i += 8) {
+    const __m256i v = _mm256_loadu_si256(reinterpret_cast<const __m256i*>(flags + i));
+    if (_mm256_testz_si256(v, v)) continue;
+    const __m256i c = _mm256_cmpeq_epi32(_mm256_and_si256(v, ch), ch);
+    const __m256i f = _mm256_cmpeq_epi32(_mm256_and_si256(v, sp), sp);
+    for (uint32_t m = uint32_t(_mm256_movemask_ps(_mm256_castsi256_ps(c))); m; m &= m - 1)
+      out.changed.push_back(begin + i + __builtin_ctz(m));
+    for (uint32_t m = uint32_t(_mm256_movemask_ps(_mm256_castsi256_ps(f))); m; m &= m - 1)
+      out.spiked.push_back(begin + i + __builtin_ctz(m));
+  }
+  scan_flags_generic(flags + i, begin + i, n - i, out);
+}
+#endif
+
+// The neuron pass of a layer in blocks, each scanned for flags while they
+// are still in L1.
+constexpr int64_t kBlock = 256;
+
+template <bool AveragePool, bool HasInput, typename Scan>
+TTFS_KERNEL void pass_blocks(const LayerArrays& a, int64_t n, const StepConstants& k, const PassOutput& out,
+                        Scan scan) {
+  Flags flags[kBlock];
+  for (int64_t begin = 0; begin < n; begin += kBlock) {
+    const int64_t count = std::min(kBlock, n - begin);
+    const int64_t b = begin;
+    neuron_run<AveragePool, HasInput>(a.current_sum + b, a.missing_sum + b, a.bias_dt + b,
+                                      AveragePool ? a.pool_count + b : nullptr, a.membrane + b,
+                                      a.threshold + b, a.refrac_until + b, a.last_spike + b,
+                                      a.prospective + b, a.signal + b, flags, count, k);
+    scan(flags, begin, count, out);
+  }
 }
 
-inline void neuron_pass_dispatch(const LayerArrays& a, int64_t n, bool has_input,
-                                 const StepConstants& k) {
+template <typename Scan>
+TTFS_KERNEL void neuron_pass_dispatch(const LayerArrays& a, int64_t n, bool has_input, const StepConstants& k,
+                                 const PassOutput& out, Scan scan) {
   if (a.pool_count) {
-    if (has_input) neuron_pass_impl<true, true>(a, n, k);
-    else neuron_pass_impl<true, false>(a, n, k);
+    if (has_input) pass_blocks<true, true>(a, n, k, out, scan);
+    else pass_blocks<true, false>(a, n, k, out, scan);
   } else {
-    if (has_input) neuron_pass_impl<false, true>(a, n, k);
-    else neuron_pass_impl<false, false>(a, n, k);
+    if (has_input) pass_blocks<false, true>(a, n, k, out, scan);
+    else pass_blocks<false, false>(a, n, k, out, scan);
   }
 }
 
-void neuron_pass_generic(const LayerArrays& a, int64_t n, bool has_input, const StepConstants& k) {
-  neuron_pass_dispatch(a, n, has_input, k);
+void neuron_pass_generic(const LayerArrays& a, int64_t n, bool has_input, const StepConstants& k,
+                         const PassOutput& out) {
+  neuron_pass_dispatch(a, n, has_input, k, out, scan_flags_generic);
 }
 
-#if defined(__GNUC__) && defined(__x86_64__)
-__attribute__((target("avx2"))) void neuron_pass_avx2(const LayerArrays& a, int64_t n,
-                                                      bool has_input, const StepConstants& k) {
-  neuron_pass_dispatch(a, n, has_input, k);
+#ifdef TTFS_X86
+__attribute__((target("avx2"))) void neuron_pass_avx2(const LayerArrays& a, int64_t n, bool has_input,
+                                                      const StepConstants& k, const PassOutput& out) {
+  struct Scan {
+    __attribute__((target("avx2"))) void operator()(const Flags* f, int64_t b, int64_t c,
+                                                    const PassOutput& o) const {
+      scan_flags_avx2(f, b, c, o);
+    }
+  };
+  neuron_pass_dispatch(a, n, has_input, k, out, Scan{});
 }
 #endif
 
-using NeuronPassFn = void (*)(const LayerArrays&, int64_t, bool, const StepConstants&);
-NeuronPassFn pick_neuron_pass() {
-#if defined(__GNUC__) && defined(__x86_64__)
-  if (__builtin_cpu_supports("avx2")) return neuron_pass_avx2;
+// The kernels above, picked once for this CPU.
+using AbsorbFn = int64_t (*)(const Node&, const LayerWeights&, const InputChanges&);
+using NeuronPassFn = void (*)(const LayerArrays&, int64_t, bool, const StepConstants&, const PassOutput&);
+#ifdef TTFS_X86
+const bool kAvx2 = __builtin_cpu_supports("avx2");
+const AbsorbFn absorb = kAvx2 ? absorb_avx2 : absorb_generic;
+const NeuronPassFn neuron_pass = kAvx2 ? neuron_pass_avx2 : neuron_pass_generic;
+#else
+const AbsorbFn absorb = absorb_generic;
+const NeuronPassFn neuron_pass = neuron_pass_generic;
 #endif
-  return neuron_pass_generic;
-}
-const NeuronPassFn neuron_pass = pick_neuron_pass();
 
 // What the spiking neurons of one layer produced at one step.
 struct StepRecord {
@@ -162,7 +288,7 @@ struct NodeState {
   std::vector<float> signal, prospective;  // a_out, p_out
   bool changed = false;                    // did signal or prospective change this step
   std::vector<int64_t> changed_list;       // ... and where
-  std::vector<uint8_t> recorded;           // spike-train record non-zero this step
+  std::vector<uint8_t> recorded;           // MaxPooling2D, softmax: spike-train record non-zero this step
   // Integrating layers: input already scattered, and the sums it produced.
   std::vector<float> seen_signal, seen_prospective;
   std::vector<double> current_sum, missing_sum;
@@ -175,10 +301,8 @@ struct NodeState {
 class SampleRunner {
  public:
   SampleRunner(const Network& net, const SimConfig& cfg, const std::vector<int>& spiking,
-               const std::vector<int>& slot, const std::vector<std::vector<float>>& bias_dt,
-               const std::vector<std::vector<float>>& pool_count)
-      : net_(net), cfg_(cfg), spiking_(spiking), slot_(slot), bias_dt_(bias_dt),
-        pool_count_(pool_count),
+               const std::vector<int>& slot, const std::vector<CpuNodeTables>& tables)
+      : net_(net), cfg_(cfg), spiking_(spiking), slot_(slot), tables_(tables),
         state_(net.nodes.size()) {
     for (size_t i = 0; i < net.nodes.size(); ++i) {
       const Node& node = net.nodes[i];
@@ -322,19 +446,16 @@ class SampleRunner {
   // last step into the running sums of L(a_in) (without bias) and L_abs(p_in).
   void absorb_input_changes(const Node& node, NodeState& s) {
     const NodeState& in = state_[node.inbound[0]];
-    for (const int64_t j : in.changed_list) {
-      const float a = in.signal[j], a_seen = s.seen_signal[j];
-      if (a != a_seen) {
-        scatter(node.kind, node.geom, node.kernel.data(), j, a - a_seen, s.current_sum.data());
-        s.nonzero_inputs += int(a != 0.0f) - int(a_seen != 0.0f);
-        s.seen_signal[j] = a;
-      }
-      const float p = in.prospective[j], p_seen = s.seen_prospective[j];
-      if (p != p_seen) {
-        scatter(node.kind, node.geom, node.abs_kernel.data(), j, p - p_seen, s.missing_sum.data());
-        s.seen_prospective[j] = p;
-      }
-    }
+    if (in.changed_list.empty()) return;
+    const InputChanges changes{in.signal.data(), in.prospective.data(), in.changed_list.data(),
+                               in.changed_list.size(), s.seen_signal.data(),
+                               s.seen_prospective.data(), s.current_sum.data(),
+                               s.missing_sum.data()};
+    const CpuNodeTables& t = tables_[&node - net_.nodes.data()];
+    const LayerWeights weights = t.rows.empty()
+                                     ? LayerWeights{node.kernel.data(), node.abs_kernel.data(), false}
+                                     : LayerWeights{t.rows.data(), t.abs_rows.data(), true};
+    s.nonzero_inputs += absorb(node, weights, changes);
   }
 
   // I and M of neuron i from the running sums (SEMANTICS.md steps 1-2).
@@ -355,7 +476,7 @@ class SampleRunner {
   bool integrate_step(const Node& node, NodeState& s, const StepConstants& k, int64_t sample, int t,
                       StepRecord& rec) {
     absorb_input_changes(node, s);
-    const std::vector<float>& bias = bias_dt_[&node - net_.nodes.data()];
+    const std::vector<float>& bias = tables_[&node - net_.nodes.data()].bias_dt;
     s.changed = false;
     if (node.softmax) {
       softmax_step(node, s, bias, k, sample, t);
@@ -372,28 +493,16 @@ class SampleRunner {
                       const StepConstants& k, StepRecord& rec) {
     const size_t index = size_t(&node - net_.nodes.data());
     LayerArrays a{s.current_sum.data(), s.missing_sum.data(), bias.data(),
-                  node.kind == NodeKind::AveragePooling2D ? pool_count_[index].data() : nullptr,
+                  node.kind == NodeKind::AveragePooling2D ? tables_[index].pool_count.data() : nullptr,
                   s.membrane.data(), s.threshold.data(), s.refrac_until.data(),
-                  s.last_spike.data(), s.prospective.data(), s.signal.data(), s.recorded.data()};
-    neuron_pass(a, node.size, s.nonzero_inputs != 0, k);
+                  s.last_spike.data(), s.prospective.data(), s.signal.data()};
     s.changed_list.clear();
-    const uint8_t* flags = s.recorded.data();
-    for (int64_t i = 0; i < node.size; ++i) {
-      if (i + 8 <= node.size) {  // skip quiet runs of 8 neurons at once
-        uint64_t word;
-        std::memcpy(&word, flags + i, sizeof word);
-        if (word == 0) {
-          i += 7;
-          continue;
-        }
-      }
-      if (!flags[i]) continue;
-      if (flags[i] & kChanged) s.changed_list.push_back(i);
-      if (flags[i] & kSpiked) {  // 8: spike-train record
-        ++rec.spikes;
-        rec.synops += rec.fanout[i];
-        if (rec.first_spike && rec.first_spike[i] == 0.0f) rec.first_spike[i] = k.tau;
-      }
+    spiked_.clear();
+    neuron_pass(a, node.size, s.nonzero_inputs != 0, k, PassOutput{s.changed_list, spiked_});
+    rec.spikes += int64_t(spiked_.size());
+    for (const int64_t i : spiked_) {  // 8: spike-train record
+      rec.synops += rec.fanout[i];
+      if (rec.first_spike && rec.first_spike[i] == 0.0f) rec.first_spike[i] = k.tau;
     }
   }
 
@@ -476,12 +585,12 @@ class SampleRunner {
   const SimConfig& cfg_;
   const std::vector<int>& spiking_;
   const std::vector<int>& slot_;
-  const std::vector<std::vector<float>>& bias_dt_;
-  const std::vector<std::vector<float>>& pool_count_;
+  const std::vector<CpuNodeTables>& tables_;
   std::vector<NodeState> state_;
   std::vector<int32_t> class_count_;
   float end_tau_ = 0.0f;  // time of the last step
   std::vector<float> softmax_scratch_;
+  std::vector<int64_t> spiked_;  // neurons of a layer that spiked this step
 };
 
 }  // namespace
@@ -490,19 +599,25 @@ CpuEngine::CpuEngine(const Network& net, const SimConfig& config) : net_(net), c
   spiking_ = net_.spiking_nodes();
   spiking_slot_.assign(net_.nodes.size(), -1);
   for (size_t l = 0; l < spiking_.size(); ++l) spiking_slot_[spiking_[l]] = int(l);
-  bias_dt_.resize(net_.nodes.size());
-  pool_count_.resize(net_.nodes.size());
+  tables_.resize(net_.nodes.size());
   for (size_t i = 0; i < net_.nodes.size(); ++i) {
     const Node& node = net_.nodes[i];
     if (!node.integrates()) continue;
+    CpuNodeTables& t = tables_[i];
     // b * dt and pool cell counts per neuron, so the neuron pass is one flat loop
     const int64_t channels = node.geom.out_c;
-    bias_dt_[i].assign(node.size, 0.0f);
+    t.bias_dt.assign(node.size, 0.0f);
     if (!node.bias.empty())
-      for (int64_t n = 0; n < node.size; ++n) bias_dt_[i][n] = node.bias[n % channels] * config_.dt;
+      for (int64_t n = 0; n < node.size; ++n) t.bias_dt[n] = node.bias[n % channels] * config_.dt;
     if (node.kind == NodeKind::AveragePooling2D) {
-      pool_count_[i].resize(node.size);
-      for (int64_t n = 0; n < node.size; ++n) pool_count_[i][n] = node.pool_count[n / channels];
+      t.pool_count.resize(node.size);
+      for (int64_t n = 0; n < node.size; ++n) t.pool_count[n] = node.pool_count[n / channels];
+    }
+    if (node.kind == NodeKind::Conv2D && conv_rows_apply(node.geom)) {
+      t.rows.resize(node.kernel.size());
+      t.abs_rows.resize(node.kernel.size());
+      conv_row_layout(node.geom, node.kernel.data(), t.rows.data());
+      conv_row_layout(node.geom, node.abs_kernel.data(), t.abs_rows.data());
     }
   }
 }
@@ -514,7 +629,7 @@ void CpuEngine::run(const float* x, int64_t samples, int64_t sample_offset, cons
   const int threads = int(std::max<int64_t>(1, std::min<int64_t>(num_threads > 0 ? num_threads : max_threads(), samples)));
 #pragma omp parallel num_threads(threads)
   {
-    SampleRunner runner(net_, config_, spiking_, spiking_slot_, bias_dt_, pool_count_);
+    SampleRunner runner(net_, config_, spiking_, spiking_slot_, tables_);
 #pragma omp for schedule(dynamic, 1)
     for (int64_t n = 0; n < samples; ++n) runner.run(x + n * in_size, sample_offset + n, n, out);
   }

@@ -7,6 +7,14 @@
 
 namespace ttfs {
 
+// What the CPU engine prepares once for an integrating node.
+struct CpuNodeTables {
+  std::vector<float> bias_dt;     // per neuron, b * dt (zeros without a bias)
+  std::vector<float> pool_count;  // AveragePooling2D: cells in each neuron's window
+  // Conv2D where conv_rows_apply: kernel and |kernel| in row layout (synapse.h)
+  std::vector<float> rows, abs_rows;
+};
+
 class CpuEngine {
  public:
   CpuEngine(const Network& net, const SimConfig& config);
@@ -21,8 +29,7 @@ class CpuEngine {
   const SimConfig config_;
   std::vector<int> spiking_;            // node index of each spiking layer
   std::vector<int> spiking_slot_;       // node index -> slot in spiking_ (-1 if none)
-  std::vector<std::vector<float>> bias_dt_;     // per node and neuron, b * dt
-  std::vector<std::vector<float>> pool_count_;  // AveragePooling2D: cells per neuron's window
+  std::vector<CpuNodeTables> tables_;   // per node
 };
 
 int max_threads();
