@@ -135,3 +135,62 @@ def test_more_samples_than_one_launch_holds():
     got = tn.Simulator(model, duration=8, backend=BACKEND, batch_size=66000).run(x)
     want = tn.Simulator(model, duration=8, backend="cpu", batch_size=66000).run(x)
     assert_identical(got, want)
+
+
+# ------------------------------------------------------------ device memory in and out
+def test_device_array_round_trip():
+    x = np.random.default_rng(0).random((3, 4, 5), dtype=np.float32)
+    d = tn.DeviceArray.from_numpy(x)
+    assert d.shape == (3, 4, 5) and d.dtype == np.float32 and len(d) == 3 and d.size == 60
+    assert d.__dlpack_device__() == (2, d.device)
+    np.testing.assert_array_equal(d.numpy(), x)
+    np.testing.assert_array_equal(np.asarray(d), x)
+    assert "shape=(3, 4, 5)" in repr(d)
+
+
+@pytest.mark.parametrize("batch_size", [None, 5])
+def test_device_input_and_device_spike_times_equal_host_run(batch_size):
+    model, x, labels = netgen.make("depthwise_maxpool", n=12)
+    host = tn.Simulator(model, duration=30, backend=BACKEND, batch_size=batch_size).run(x, labels)
+    on_device = tn.DeviceArray.from_numpy(x)
+    assert_identical(tn.Simulator(model, duration=30, backend=BACKEND, batch_size=batch_size)
+                     .run(on_device, labels), host)
+    sim = tn.Simulator(model, duration=30, backend=BACKEND, batch_size=batch_size, spike_times_on_device=True)
+    for source in (x, on_device):
+        got = sim.run(source, labels)
+        for name, times in got.first_spike_times.items():
+            assert isinstance(times, tn.DeviceArray) and times.shape == host.first_spike_times[name].shape
+        assert_identical(got, host)
+
+
+def test_bad_device_input_is_refused():
+    model, x, _ = netgen.make("mlp", n=4)
+    sim = tn.Simulator(model, duration=10, backend=BACKEND)
+    bad = x.copy()
+    bad[2, 1] = np.nan
+    with pytest.raises(ValueError, match="NaN or Inf"):
+        sim.run(tn.DeviceArray.from_numpy(bad))
+    with pytest.raises(ValueError, match="has shape"):
+        sim.run(tn.DeviceArray.from_numpy(x[:, :-1]))
+    with pytest.raises(ValueError, match="no samples"):
+        sim.run(tn.DeviceArray.from_numpy(x[:0]))
+
+
+def test_torch_cuda_tensors_in_and_out():
+    torch = pytest.importorskip("torch")
+    if not torch.cuda.is_available():
+        pytest.skip("torch has no CUDA device")
+    model, x, labels = netgen.make("depthwise_maxpool", n=8)
+    host = tn.Simulator(model, duration=30, backend=BACKEND).run(x, labels)
+    xt = torch.from_numpy(x).cuda()
+    sim = tn.Simulator(model, duration=30, backend=BACKEND, spike_times_on_device=True)
+    got = sim.run(xt, labels)
+    assert_identical(got, host)
+    for name, times in got.first_spike_times.items():
+        t = torch.from_dlpack(times)
+        assert t.is_cuda
+        np.testing.assert_array_equal(t.cpu().numpy(), host.first_spike_times[name])
+    with pytest.raises(ValueError, match="must be float32"):
+        sim.run(xt.double())
+    with pytest.raises(ValueError, match="not C-contiguous"):
+        sim.run(torch.cat([xt, xt], dim=-1)[..., ::2])

@@ -48,3 +48,42 @@ def test_results_export_through_dlpack(case):
     r = sim.run(x)
     back = np.from_dlpack(r.counts)
     assert np.shares_memory(back, r.counts)
+
+
+class FakeCudaTensor:
+    """Claims to live on GPU 0 (the CPU backend must refuse it before reading)."""
+
+    def __dlpack_device__(self):
+        return (2, 0)
+
+    def __dlpack__(self, **kwargs):
+        raise AssertionError("a backend without CUDA must not consume it")
+
+
+def test_gpu_input_to_a_host_backend_is_refused_clearly(case):
+    model, x, sim = case
+    with pytest.raises(ValueError, match="CUDA device 0; the cpu backend needs it in host memory"):
+        sim.run(FakeCudaTensor())
+
+
+def test_spike_times_on_device_needs_the_cuda_backend(case):
+    model, x, sim = case
+    with pytest.raises(ValueError, match="spike_times_on_device needs backend='cuda'"):
+        tn.Simulator(model, duration=20, backend="cpu", spike_times_on_device=True)
+
+
+def test_dlpack_input_describes_and_owns_the_tensor():
+    x = np.arange(24, dtype=np.float32).reshape(2, 3, 4)
+    capsule = x.__dlpack__()
+    with tn._core.DLPackInput(capsule) as view:
+        assert view.shape == (2, 3, 4) and view.dtype == "float32" and view.device == (1, 0)
+        assert view.c_contiguous and view.data_ptr == x.ctypes.data
+    with pytest.raises(ValueError, match="unconsumed DLPack capsule"):
+        tn._core.DLPackInput(capsule)  # consumed by the first
+    with pytest.raises(ValueError, match="already closed"):
+        view.shape
+    strided = tn._core.DLPackInput(x[:, :, ::2].__dlpack__())
+    assert strided.shape == (2, 3, 2) and not strided.c_contiguous
+    strided.close()
+    strided.close()  # idempotent
+    assert tn._core.DLPackInput(np.zeros(3, np.int64).__dlpack__()).dtype == "int64"

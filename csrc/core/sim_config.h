@@ -25,6 +25,7 @@ struct ResultViews {
   int64_t samples = 0;
   int32_t* counts = nullptr;                // (N, classes, steps) cumulative
   std::vector<float*> first_spike;          // per spiking node: (N, size), 0 = never; empty: not recorded
+  bool first_spike_on_device = false;       // CUDA: first_spike points to the engine's device memory
   int64_t* spike_counts = nullptr;          // (N, spiking nodes)
   double* synops = nullptr;                 // (N, steps)
   int32_t* stop_step = nullptr;             // (N,)

@@ -368,23 +368,29 @@ struct CudaEngine::Impl {
   }
 
   template <typename T>
-  void copy_to_host(T* host, const DeviceBuffer<T>& device, int64_t count) {
+  void copy_out(T* to, const DeviceBuffer<T>& device, int64_t count, bool to_device = false) {
     if (count > 0)
-      TTFS_CUDA_CHECK(cudaMemcpyAsync(host, device.data(), size_t(count) * sizeof(T),
-                                      cudaMemcpyDeviceToHost, stream.get()));
+      TTFS_CUDA_CHECK(cudaMemcpyAsync(to, device.data(), size_t(count) * sizeof(T),
+                                      to_device ? cudaMemcpyDeviceToDevice : cudaMemcpyDeviceToHost,
+                                      stream.get()));
   }
 
   // ------------------------------------------------------------ one chunk
-  void run_chunk(const float* x, int64_t n, int64_t sample_offset, const ResultViews& out, int64_t row0) {
+  // x: host memory, or device memory read in place if x_on_device.
+  void run_chunk(const float* x, bool x_on_device, int64_t n, int64_t sample_offset, const ResultViews& out,
+                 int64_t row0) {
     cudaStream_t st = stream.get();
     const cudaGraphExec_t step = step_graph(n);
     TTFS_CUDA_CHECK(cudaMemsetAsync(batch.flags.data(), 0, size_t(n) * flag_row * sizeof(int), st));
-    TTFS_CUDA_CHECK(cudaMemcpyAsync(batch.x.data(), x, size_t(n) * in_size * sizeof(float),
-                                    cudaMemcpyHostToDevice, st));
+    if (!x_on_device) {
+      TTFS_CUDA_CHECK(cudaMemcpyAsync(batch.x.data(), x, size_t(n) * in_size * sizeof(float),
+                                      cudaMemcpyHostToDevice, st));
+      x = batch.x.data();
+    }
     const Control start{1, int(n), sample_offset};
     TTFS_CUDA_CHECK(cudaMemcpyAsync(control.data(), &start, sizeof start, cudaMemcpyHostToDevice, st));
     launch("input_kernel", input_kernel, dim3(blocks_for(in_size, kBlock), unsigned(n)), dim3(kBlock), st,
-           batch.x.data(), in_size, params.dt, sample_view());
+           x, in_size, params.dt, sample_view());
     for (int t = 1; t <= steps; ++t) {
       TTFS_CUDA_CHECK(cudaGraphLaunch(step, st));
       if (early_stop && t < steps && t % kEarlyStopPoll == 0) {
@@ -395,14 +401,14 @@ struct CudaEngine::Impl {
         if (running == 0) break;  // every sample stopped and filled its results
       }
     }
-    copy_to_host(out.counts + row0 * classes * steps, batch.counts, n * classes * steps);
-    for (size_t l = 0; l < spiking.size(); ++l) {
+    copy_out(out.counts + row0 * classes * steps, batch.counts, n * classes * steps);
+    for (size_t l = 0; l < out.first_spike.size(); ++l) {
       const int64_t size = nodes[spiking[l]].size;
-      copy_to_host(out.first_spike[l] + row0 * size, batch.first_spike[l], n * size);
+      copy_out(out.first_spike[l] + row0 * size, batch.first_spike[l], n * size, out.first_spike_on_device);
     }
-    copy_to_host(out.spike_counts + row0 * layers, batch.spike_counts, n * layers);
-    copy_to_host(out.synops + row0 * steps, batch.synops, n * steps);
-    copy_to_host(out.stop_step + row0, batch.stop_step, n);
+    copy_out(out.spike_counts + row0 * layers, batch.spike_counts, n * layers);
+    copy_out(out.synops + row0 * steps, batch.synops, n * steps);
+    copy_out(out.stop_step + row0, batch.stop_step, n);
     TTFS_CUDA_CHECK(cudaStreamSynchronize(st));
   }
 };
@@ -413,16 +419,70 @@ CudaEngine::CudaEngine(const Network& net, const SimConfig& config)
 CudaEngine::~CudaEngine() = default;
 
 void CudaEngine::run(const float* x, int64_t samples, int64_t sample_offset, const ResultViews& out,
-                     int /*num_threads_ignored*/) const {
+                     int /*num_threads_ignored*/, bool x_on_device) const {
   if (samples <= 0) return;
+  if (!out.first_spike.empty() && out.first_spike.size() != impl_->spiking.size())
+    throw std::invalid_argument("CudaEngine::run: one first-spike array per spiking layer, or none");
   Impl& m = *impl_;
   const std::lock_guard<std::mutex> lock(m.mutex);
   const DeviceScope scope(m.device);
   const int64_t chunk = m.ensure_capacity(samples);
   for (int64_t start = 0; start < samples; start += chunk) {
     const int64_t n = std::min(chunk, samples - start);
-    m.run_chunk(x + start * m.in_size, n, sample_offset + start, out, start);
+    m.run_chunk(x + start * m.in_size, x_on_device, n, sample_offset + start, out, start);
   }
+}
+
+int CudaEngine::device() const { return impl_->device; }
+
+uintptr_t CudaEngine::stream_handle() const { return reinterpret_cast<uintptr_t>(impl_->stream.get()); }
+
+bool CudaEngine::all_finite(const float* x, int64_t count) const {
+  if (count <= 0) return true;
+  Impl& m = *impl_;
+  const std::lock_guard<std::mutex> lock(m.mutex);
+  const DeviceScope scope(m.device);
+  cudaStream_t st = m.stream.get();
+  DeviceBuffer<int> found(1);
+  TTFS_CUDA_CHECK(cudaMemsetAsync(found.data(), 0, sizeof(int), st));
+  const int blocks = int(std::min<int64_t>(blocks_for(count, kBlock), 4096));
+  launch("nonfinite_kernel", nonfinite_kernel, dim3(blocks), dim3(kBlock), st, x, count, found.data());
+  int host = 0;
+  TTFS_CUDA_CHECK(cudaMemcpyAsync(&host, found.data(), sizeof host, cudaMemcpyDeviceToHost, st));
+  TTFS_CUDA_CHECK(cudaStreamSynchronize(st));
+  return host == 0;
+}
+
+DeviceMemory::DeviceMemory(size_t bytes, int device) : bytes_(bytes), device_(device) {
+  const DeviceScope scope(device);
+  if (bytes > 0) TTFS_CUDA_CHECK(cudaMalloc(&data_, bytes));
+}
+
+DeviceMemory::~DeviceMemory() {
+  if (!data_) return;
+  int previous = 0;  // (errors ignored: destructors must not throw)
+  cudaGetDevice(&previous);
+  cudaSetDevice(device_);
+  cudaFree(data_);
+  cudaSetDevice(previous);
+}
+
+void DeviceMemory::copy_from_host(const void* host, size_t bytes) {
+  if (bytes > bytes_) throw std::invalid_argument("DeviceMemory: copy larger than the allocation");
+  const DeviceScope scope(device_);
+  if (bytes > 0) TTFS_CUDA_CHECK(cudaMemcpy(data_, host, bytes, cudaMemcpyHostToDevice));
+}
+
+void DeviceMemory::copy_to_host(void* host, size_t bytes) const {
+  if (bytes > bytes_) throw std::invalid_argument("DeviceMemory: copy larger than the allocation");
+  const DeviceScope scope(device_);
+  if (bytes > 0) TTFS_CUDA_CHECK(cudaMemcpy(host, data_, bytes, cudaMemcpyDeviceToHost));
+}
+
+int cuda_current_device() {
+  int device = 0;
+  TTFS_CUDA_CHECK(cudaGetDevice(&device));
+  return device;
 }
 
 std::pair<bool, std::string> cuda_device_status() {

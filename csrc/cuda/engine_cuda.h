@@ -23,13 +23,22 @@ class CudaEngine {
   CudaEngine(const CudaEngine&) = delete;
   CudaEngine& operator=(const CudaEngine&) = delete;
 
-  // x: (N, input size) float32 in host memory; results for samples
-  // sample_offset .. +N into host memory. Splits N into chunks that fit the
+  // x: (N, input size) float32 in host memory, or in this engine's device
+  // memory if x_on_device (read in place); results for samples
+  // sample_offset .. +N into host memory (first-spike times into device
+  // memory if out.first_spike_on_device). Splits N into chunks that fit the
   // device's free memory. Thread-safe (runs on one engine are serialised).
+  // Returns when the results are complete.
   void run(const float* x, int64_t samples, int64_t sample_offset, const ResultViews& out,
-           int num_threads_ignored) const;
+           int num_threads_ignored, bool x_on_device = false) const;
   const Network& network() const { return net_; }
   const SimConfig& config() const { return config_; }
+  int device() const;
+  // The engine's stream (cudaStream_t), for the DLPack exchange: producers of
+  // device input order their pending writes before it.
+  uintptr_t stream_handle() const;
+  // Whether `count` floats of device memory are all finite (no NaN or Inf).
+  bool all_finite(const float* x, int64_t count) const;
 
  private:
   struct Impl;
@@ -37,6 +46,29 @@ class CudaEngine {
   const SimConfig config_;
   std::unique_ptr<Impl> impl_;
 };
+
+// Device memory owned by an array handed to Python (DeviceArray), on one
+// device. Freed by the destructor.
+class DeviceMemory {
+ public:
+  DeviceMemory(size_t bytes, int device);
+  ~DeviceMemory();
+  DeviceMemory(const DeviceMemory&) = delete;
+  DeviceMemory& operator=(const DeviceMemory&) = delete;
+  void* data() const { return data_; }
+  size_t bytes() const { return bytes_; }
+  int device() const { return device_; }
+  void copy_from_host(const void* host, size_t bytes);
+  void copy_to_host(void* host, size_t bytes) const;
+
+ private:
+  void* data_ = nullptr;
+  size_t bytes_ = 0;
+  int device_ = 0;
+};
+
+// The calling thread's current CUDA device.
+int cuda_current_device();
 
 // (usable, reason): whether a CUDA device can run this build's kernels, and
 // either the device's description or why not. Never throws; safe on machines

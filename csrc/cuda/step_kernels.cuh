@@ -193,6 +193,14 @@ __global__ void input_kernel(const float* __restrict__ x, int64_t in_size, float
   if (j == 0) v.changed_step(s)[0] = 1;  // the input "changes" at step 1 only
 }
 
+// Sets *found if any of x[0, n) is NaN or Inf (device input is checked
+// before a run, as the host checks host input). Every writer stores 1.
+__global__ void nonfinite_kernel(const float* __restrict__ x, int64_t n, int* found) {
+  const int64_t stride = int64_t(gridDim.x) * blockDim.x;
+  for (int64_t i = int64_t(blockIdx.x) * blockDim.x + threadIdx.x; i < n; i += stride)
+    if (!isfinite(x[i])) *found = 1;
+}
+
 // Flatten, Reshape, ZeroPadding2D, Concatenate: copy (signal, prospective)
 // through the index map whenever an inbound node changed (CPU gather_step).
 struct GatherArgs {

@@ -34,8 +34,14 @@ def __getattr__(name):
     if name in ("from_onnx", "from_keras"):
         from . import importers
         return getattr(importers, name)
+    if name == "DeviceArray":  # float32 GPU memory, a DLPack producer (CUDA builds)
+        from . import _core
+        if not hasattr(_core, "DeviceArray"):
+            raise AttributeError("ttfs_native.DeviceArray needs a build with the CUDA backend "
+                                 "(this one has none)")
+        return _core.DeviceArray
     raise AttributeError(f"module 'ttfs_native' has no attribute {name!r}")
 
 
-__all__ = ["Model", "ModelError", "SimParams", "SimulationResult", "Simulator", "build_info",
+__all__ = ["DeviceArray", "Model", "ModelError", "SimParams", "SimulationResult", "Simulator", "build_info",
            "from_keras", "from_onnx", "load_model", "save_model", "__version__"]

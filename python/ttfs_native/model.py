@@ -231,20 +231,25 @@ def as_host_array(x, what: str = "input") -> np.ndarray:
     return np.asarray(x)
 
 
+def check_input_shape(model: Model, shape: tuple, what: str = "input", allow_empty: bool = True):
+    """Raise unless ``shape`` is (N, *input_shape) (with N > 0 unless ``allow_empty``)."""
+    shape = tuple(shape)
+    if shape[1:] != model.input_shape:
+        expected = f"expected (N, {', '.join(map(str, model.input_shape))})"
+        if shape == model.input_shape:
+            raise ValueError(f"{what} has shape {shape}: add a batch axis, {expected}")
+        raise ValueError(f"{what} has shape {shape}, {expected}")
+    if not allow_empty and shape[0] == 0:
+        raise ValueError(f"{what} has no samples (shape[0] == 0)")
+
+
 def check_input(model: Model, x, what: str = "input", allow_empty: bool = True) -> np.ndarray:
     """Return ``x`` as a C-contiguous float32 (N, *input_shape) array or raise
     (also when N == 0, unless ``allow_empty``)."""
     arr = as_host_array(x, what)
     if arr.dtype.kind not in "fiub":
         raise ValueError(f"{what} has unsupported dtype {arr.dtype} (expected real numbers)")
-    if arr.shape[1:] != model.input_shape:
-        if arr.shape == model.input_shape:
-            raise ValueError(f"{what} has shape {arr.shape}: add a batch axis, expected (N, "
-                             f"{', '.join(map(str, model.input_shape))})")
-        raise ValueError(f"{what} has shape {arr.shape}, expected (N, "
-                         f"{', '.join(map(str, model.input_shape))})")
-    if not allow_empty and arr.shape[0] == 0:
-        raise ValueError(f"{what} has no samples (shape[0] == 0)")
+    check_input_shape(model, arr.shape, what, allow_empty)
     arr = np.ascontiguousarray(arr, dtype=np.float32)
     if not np.all(np.isfinite(arr)):
         raise ValueError(f"{what} contains NaN or Inf")

@@ -18,7 +18,8 @@ class SimulationResult:
     counts : (N, classes, T) int32, cumulative number of steps at which each
         output neuron's signal was non-zero.
     first_spike_times : dict layer -> (N, *layer shape) float32, time of the
-        first spike in time units (t * dt), 0 where the neuron never fired.
+        first spike in time units (t * dt), 0 where the neuron never fired
+        (a :class:`DeviceArray` on the GPU with ``spike_times_on_device``).
     spike_counts : dict layer -> (N,) int64, spikes (spike-train records) per
         sample in that layer.
     synops_t : (N, T) float64, synaptic operations at each step.

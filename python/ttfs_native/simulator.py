@@ -8,11 +8,12 @@ from pathlib import Path
 import numpy as np
 
 from . import connectivity, reference
-from .model import Model, check_input, load_model
+from .model import Model, check_input, check_input_shape, load_model
 from .params import SimParams
 from .result import SimulationResult
 
 BACKENDS = ("auto", "cpu", "cuda", "reference")
+DLPACK_CUDA, DLPACK_CUDA_MANAGED = 2, 13  # DLPack device types read by the CUDA backend
 # Result arrays larger than this are refused up front rather than failing mid-run.
 MAX_RESULT_BYTES = 16 * 2 ** 30
 
@@ -46,13 +47,20 @@ class Simulator:
     ``"snntoolbox"`` the original's approximate fan-outs.
     record_spike_times=False leaves ``first_spike_times`` empty (saves memory
     and copies on large runs).
+
+    On the CUDA backend, input that already lives on the simulator's GPU
+    (any DLPack producer: PyTorch, CuPy, JAX, :class:`DeviceArray`; float32,
+    C-contiguous) is read in place, without a copy. spike_times_on_device=True
+    leaves ``first_spike_times`` on the GPU as :class:`DeviceArray` (zero-copy
+    into ``torch.from_dlpack`` and the like); the other results stay on the host.
     """
 
     def __init__(self, model, duration: float = 200, dt: float = 1.0, v_thresh: float = 1.0,
                  tau_refrac: float | None = None, leak: bool = False, backend: str = "auto",
                  batch_size: int | None = None, seed: int = 0, early_stop: bool = False,
                  ops_convention: str = "exact", num_threads: int | None = None,
-                 softmax_to_relu: bool = False, record_spike_times: bool = True):
+                 softmax_to_relu: bool = False, record_spike_times: bool = True,
+                 spike_times_on_device: bool = False):
         if isinstance(model, (str, os.PathLike, Path)):
             model = load_model(model)
         if not isinstance(model, Model):
@@ -83,6 +91,10 @@ class Simulator:
             raise ValueError(f"num_threads must be a positive integer or None, got {num_threads!r}")
         self.num_threads = int(num_threads or 0)
         self.backend = self._pick_backend(backend)
+        self.spike_times_on_device = bool(spike_times_on_device)
+        if self.spike_times_on_device and (self.backend != "cuda" or not self.record_spike_times):
+            raise ValueError("spike_times_on_device needs backend='cuda' and record_spike_times=True "
+                             f"(got backend={self.backend!r}, record_spike_times={self.record_spike_times})")
         self.batch_size = int(batch_size) if batch_size else (64 if self.backend == "reference" else 1024)
         self.fanouts = connectivity.fanouts(model, ops_convention)
         self.ann_ops = connectivity.ann_operations(model, ops_convention)
@@ -139,8 +151,49 @@ class Simulator:
 
         ``progress``: optional callable ``progress(done, total)`` after each batch.
         """
-        x = check_input(self.model, x, allow_empty=False)
-        n = x.shape[0]
+        device_input = self._device_input(x)  # input in GPU memory, read in place
+        try:
+            return self._run(x, device_input, labels, progress)
+        finally:
+            if device_input is not None:
+                device_input.close()
+
+    def _device_input(self, x):
+        """A consumed DLPack view of ``x`` if it lives in CUDA memory, else None."""
+        if isinstance(x, np.ndarray) or not hasattr(x, "__dlpack_device__"):
+            return None
+        kind, device = (int(v) for v in x.__dlpack_device__())
+        if kind not in (DLPACK_CUDA, DLPACK_CUDA_MANAGED):
+            return None  # host memory: check_input reads it through numpy
+        if self.backend != "cuda":
+            raise ValueError(f"input lives on CUDA device {device}; the {self.backend} backend needs it in "
+                             "host memory (e.g. tensor.cpu()), or use backend='cuda'")
+        if device != self._engine.device:
+            raise ValueError(f"input lives on CUDA device {device}, but this simulator runs on device "
+                             f"{self._engine.device}")
+        # The producer orders its pending writes before our stream (DLPack exchange).
+        view = _core().DLPackInput(x.__dlpack__(stream=self._engine.stream_handle))
+        try:
+            check_input_shape(self.model, view.shape, allow_empty=False)
+            if view.dtype != "float32":
+                raise ValueError(f"input on the GPU must be float32, got {view.dtype}; convert it there "
+                                 "(e.g. x.float())")
+            if not view.c_contiguous:
+                raise ValueError("input on the GPU is not C-contiguous; pass a contiguous copy "
+                                 "(e.g. x.contiguous())")
+            if not self._engine.all_finite(view.data_ptr, int(np.prod(view.shape))):
+                raise ValueError("input contains NaN or Inf")
+        except BaseException:
+            view.close()
+            raise
+        return view
+
+    def _run(self, x, device_input, labels, progress) -> SimulationResult:
+        if device_input is None:
+            x = check_input(self.model, x, allow_empty=False)
+            n = x.shape[0]
+        else:
+            n = int(device_input.shape[0])
         if labels is not None:
             labels = _check_labels(labels, n, self.model.num_classes)
         steps, classes = self.steps, self.model.num_classes
@@ -148,12 +201,19 @@ class Simulator:
         # The CUDA engine always writes first-spike times (it has no path without
         # them yet); they are dropped below when not asked for.
         recorded = spiking if (self.record_spike_times or self.backend == "cuda") else []
-        _check_result_size(n, classes, steps, sum(s.size for s in recorded))
+        _check_result_size(n, classes, steps, 0 if self.spike_times_on_device else sum(s.size for s in recorded))
         counts = np.zeros((n, classes, steps), np.int32)
         synops = np.zeros((n, steps), np.float64)
         stop_step = np.zeros(n, np.int32)
-        first = {s.name: np.zeros((n, s.size), np.float32) for s in recorded}
+        if self.spike_times_on_device:
+            device_first = {s.name: _core().DeviceArray((n,) + s.output_shape, self._engine.device)
+                            for s in spiking}
+            first = {}
+        else:
+            device_first = {}
+            first = {s.name: np.zeros((n, s.size), np.float32) for s in recorded}
         spike_counts = np.zeros((n, len(spiking)), np.int64)
+        in_bytes = 4 * int(np.prod(self.model.input_shape))
         start = time.perf_counter()
         for lo in range(0, n, self.batch_size):
             hi = min(n, lo + self.batch_size)
@@ -164,16 +224,27 @@ class Simulator:
                     if s.name in first:
                         first[s.name][lo:hi] = raw["first_spike_times"][s.name].reshape(hi - lo, -1)
                     spike_counts[lo:hi, j] = raw["spike_counts"][s.name]
-            else:
+            elif self.backend == "cpu":
                 self._engine.run(x[lo:hi].reshape(hi - lo, -1), lo, counts[lo:hi],
                                  [first[s.name][lo:hi] for s in recorded], spike_counts[lo:hi],
                                  synops[lo:hi], stop_step[lo:hi], self.num_threads)
+            else:
+                self._engine.run_cuda(
+                    None if device_input else x[lo:hi].reshape(hi - lo, -1),
+                    device_input.data_ptr + lo * in_bytes if device_input else 0, hi - lo, lo,
+                    counts[lo:hi], [first[s.name][lo:hi] for s in recorded if s.name in first],
+                    [device_first[s.name] for s in spiking if s.name in device_first], lo,
+                    spike_counts[lo:hi], synops[lo:hi], stop_step[lo:hi])
             if progress is not None:
                 progress(hi, n)
         wall = time.perf_counter() - start
+        if device_first:
+            spike_times = device_first
+        else:
+            spike_times = {s.name: first[s.name].reshape((n,) + s.output_shape)
+                           for s in recorded if self.record_spike_times}
         raw = {"counts": counts, "synops_t": synops, "stop_step": stop_step,
-               "first_spike_times": {s.name: first[s.name].reshape((n,) + s.output_shape)
-                                     for s in recorded if self.record_spike_times},
+               "first_spike_times": spike_times,
                "spike_counts": {s.name: spike_counts[:, j] for j, s in enumerate(spiking)}}
         return SimulationResult.from_raw(
             raw, labels=labels, ann_ops=self.ann_ops, neurons={s.name: s.size for s in spiking},

@@ -31,7 +31,7 @@ struct dim3 {
 };
 typedef enum cudaError { cudaSuccess = 0, cudaErrorInvalidValue = 1, cudaErrorMemoryAllocation = 2,
                          cudaErrorStreamCaptureInvalidated = 901 } cudaError_t;
-enum cudaMemcpyKind { cudaMemcpyHostToDevice = 1, cudaMemcpyDeviceToHost = 2 };
+enum cudaMemcpyKind { cudaMemcpyHostToDevice = 1, cudaMemcpyDeviceToHost = 2, cudaMemcpyDeviceToDevice = 3 };
 enum cudaStreamCaptureMode { cudaStreamCaptureModeThreadLocal = 1 };
 struct CUgraph_st { std::vector<std::function<void()>> ops; };
 struct CUgraphExec_st { std::vector<std::function<void()>> ops; };
@@ -166,6 +166,7 @@ inline void __syncthreads() { emu::barrier(); }
 inline int __syncthreads_or(int p) { return emu::barrier_or(p); }
 template <typename T>
 inline T __shfl_down_sync(unsigned, T v, int offset) { return emu::shfl_down(v, offset); }
+using std::isfinite;
 inline float __fmul_rn(float a, float b) { return a * b; }
 inline float __fadd_rn(float a, float b) { return a + b; }
 inline int atomicSub(int* a, int v) { int old = *a; *a -= v; return old; }
