@@ -123,6 +123,14 @@ for arch, kwargs in [("depthwise_maxpool", dict(duration=12, early_stop=True)),
     assert np.array_equal(got.counts, want.counts), arch
     assert np.array_equal(got.synops_t, want.synops_t), arch
     print(arch, "ok")
+# input read in place from device memory, first-spike times left there
+model, x, labels = netgen.make("depthwise_maxpool", n=3)
+sim = tn.Simulator(model, backend="cuda", duration=10, batch_size=2, spike_times_on_device=True)
+got = sim.run(tn.DeviceArray.from_numpy(x), labels)
+want = tn.Simulator(model, backend="cpu", duration=10).run(x, labels)
+for name, times in want.first_spike_times.items():
+    assert np.array_equal(np.asarray(got.first_spike_times[name]), times), name
+print("device input and output ok")
 EOF
 
 sanitize() {

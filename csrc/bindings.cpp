@@ -294,7 +294,7 @@ PYBIND11_MODULE(_core, m) {
 
   py::class_<SimConfig>(m, "SimConfig")
       .def(py::init([](int steps, float dt, float v_thresh, float tau_refrac, bool leak,
-                       uint64_t seed, bool early_stop) {
+                       uint64_t seed, bool early_stop, bool record_spike_times) {
              if (steps < 1) throw py::value_error("steps must be >= 1");
              SimConfig c;
              c.steps = steps;
@@ -304,10 +304,11 @@ PYBIND11_MODULE(_core, m) {
              c.leak = leak;
              c.seed = seed;
              c.early_stop = early_stop;
+             c.record_spike_times = record_spike_times;
              return c;
            }),
            py::arg("steps"), py::arg("dt"), py::arg("v_thresh"), py::arg("tau_refrac"),
-           py::arg("leak"), py::arg("seed"), py::arg("early_stop"));
+           py::arg("leak"), py::arg("seed"), py::arg("early_stop"), py::arg("record_spike_times") = true);
 
   py::class_<CpuEngine>(m, "CpuEngine")
       .def(py::init<const Network&, const SimConfig&>(), py::arg("network"), py::arg("config"))

@@ -155,7 +155,7 @@ def test_result_summaries(conv_case):
     assert "SNN accuracy" in r.summary()
 
 
-@pytest.mark.parametrize("backend", ["cpu", "reference"])
+@pytest.mark.parametrize("backend", ["reference"] + netgen.NATIVE_BACKENDS)
 def test_spike_times_can_be_left_out(conv_case, backend):
     model, x, labels = conv_case
     full = tn.Simulator(model, duration=30, backend=backend).run(x, labels)

@@ -16,6 +16,8 @@ struct SimConfig {
   bool leak = false;
   uint64_t seed = 0;
   bool early_stop = false;
+  bool record_spike_times = true;  // CUDA: allocate and write first-spike times (the CPU
+                                   // engine records them when a run passes arrays)
 
   StepConstants step(int t) const { return step_constants(t, dt, v_thresh, tau_refrac, leak); }
 };

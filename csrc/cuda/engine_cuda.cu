@@ -103,6 +103,7 @@ struct CudaEngine::Impl {
   int device = 0;
   StepParams params{};
   bool early_stop = false;
+  bool record_spike_times = true;
   int steps = 0;
   int64_t in_size = 0, row = 0, classes = 0;
   int flag_row = 0, partial_stride = 0, layers = 0;
@@ -122,6 +123,7 @@ struct CudaEngine::Impl {
     params = StepParams{cfg.dt, cfg.v_thresh, cfg.tau_refrac, cfg.leak ? 1 : 0,
                         cfg.steps, cfg.early_stop ? 1 : 0, cfg.seed};
     early_stop = cfg.early_stop;
+    record_spike_times = cfg.record_spike_times;
     steps = cfg.steps;
     spiking = net.spiking_nodes();
     layers = int(spiking.size());
@@ -196,7 +198,8 @@ struct CudaEngine::Impl {
     for (size_t i = 0; i < nodes.size(); ++i)
       visit(b.state[i], int64_t(nodes[i].state_fields) * nodes[i].size);
     b.first_spike.resize(spiking.size());
-    for (size_t l = 0; l < spiking.size(); ++l) visit(b.first_spike[l], nodes[spiking[l]].size);
+    for (size_t l = 0; l < spiking.size(); ++l)
+      visit(b.first_spike[l], record_spike_times ? nodes[spiking[l]].size : 0);
     visit(b.partial_spikes, partial_stride);
     visit(b.partial_ops, partial_stride);
     visit(b.spike_counts, layers);
@@ -421,8 +424,10 @@ CudaEngine::~CudaEngine() = default;
 void CudaEngine::run(const float* x, int64_t samples, int64_t sample_offset, const ResultViews& out,
                      int /*num_threads_ignored*/, bool x_on_device) const {
   if (samples <= 0) return;
-  if (!out.first_spike.empty() && out.first_spike.size() != impl_->spiking.size())
-    throw std::invalid_argument("CudaEngine::run: one first-spike array per spiking layer, or none");
+  if (out.first_spike.size() != (config_.record_spike_times ? impl_->spiking.size() : 0))
+    throw std::invalid_argument(config_.record_spike_times
+                                    ? "CudaEngine::run: one first-spike array per spiking layer"
+                                    : "CudaEngine::run: this engine does not record first-spike times");
   Impl& m = *impl_;
   const std::lock_guard<std::mutex> lock(m.mutex);
   const DeviceScope scope(m.device);

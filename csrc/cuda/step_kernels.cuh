@@ -85,7 +85,7 @@ struct SampleView {
 
 // Where a spiking node records its spike-train records.
 struct Recorder {
-  float* first_spike;     // [sample][size], 0 = never
+  float* first_spike;     // [sample][size], 0 = never; null: not recorded
   const double* fanout;   // [size]
   int* partial_spikes;    // [sample][partial_stride]
   double* partial_ops;    // [sample][partial_stride]
@@ -114,13 +114,15 @@ struct LayerArgs {
 
 // ------------------------------------------------------------- helpers
 
-// Records into the first-spike times (CPU: `if (first[i] == 0) first[i] = tau`).
-__device__ __forceinline__ void record_first_spike(float* first_spike, bool recorded, bool first_step,
-                                                   float tau) {
+// Records into the first-spike times, element n (CPU: `if (first[i] == 0)
+// first[i] = tau`); `first_spike` is null when the run does not record them.
+__device__ __forceinline__ void record_first_spike(float* first_spike, int64_t n, bool recorded,
+                                                   bool first_step, float tau) {
+  if (!first_spike) return;
   if (first_step)
-    *first_spike = recorded ? tau : 0.0f;
-  else if (recorded && *first_spike == 0.0f)
-    *first_spike = tau;
+    first_spike[n] = recorded ? tau : 0.0f;
+  else if (recorded && first_spike[n] == 0.0f)
+    first_spike[n] = tau;
 }
 
 // Writes a node's output for one neuron and the node's per-sample flags
@@ -306,7 +308,7 @@ __global__ void __launch_bounds__(kBlock) integrate_kernel(const LayerArgs a) {
       }
       publish(a.v, s, a.node, signal, prospective, relu_signal(last_spike, k.dt), new_prospective,
               old_signal, old_prospective, first_step, t);
-      record_first_spike(a.r.first_spike + n, spiked, first_step, k.tau);
+      record_first_spike(a.r.first_spike, n, spiked, first_step, k.tau);
       if (spiked) {
         spikes = 1;
         ops = a.r.fanout[i];
@@ -359,7 +361,7 @@ __global__ void __launch_bounds__(kBlock) softmax_kernel(const SoftmaxArgs a) {
       const float u = softmax_uniform(a.p.seed, uint32_t(i), sample, uint32_t(t));
       const bool spiked = u <= softmax_exp(membrane[c] - v_max) / total;
       signal[i] = spiked ? 1.0f : 0.0f;
-      record_first_spike(a.r.first_spike + s * a.size + i, spiked, first_step, k.tau);
+      record_first_spike(a.r.first_spike, s * a.size + i, spiked, first_step, k.tau);
       if (spiked) {
         ++spikes;
         ops += a.r.fanout[i];
@@ -417,7 +419,7 @@ __global__ void __launch_bounds__(kBlock) maxpool_kernel(const LayerArgs a) {
     *last_p_state = last_prospective;
     publish(a.v, s, a.node, signal, prospective, relu_signal(last_spike, k.dt),
             relu_signal(last_prospective, k.dt), old_signal, old_prospective, first_step, t);
-    record_first_spike(a.r.first_spike + n, recorded, first_step, k.tau);
+    record_first_spike(a.r.first_spike, n, recorded, first_step, k.tau);
     if (recorded) {
       spikes = 1;
       ops = a.r.fanout[i];

@@ -105,7 +105,8 @@ class Simulator:
             self._network = build_network(core, model, self.fanouts)
             p = self.params
             config = core.SimConfig(steps=p.steps, dt=p.dt, v_thresh=p.v_thresh, tau_refrac=p.tau_refrac,
-                                    leak=bool(p.leak), seed=int(p.seed), early_stop=bool(p.early_stop))
+                                    leak=bool(p.leak), seed=int(p.seed), early_stop=bool(p.early_stop),
+                                    record_spike_times=self.record_spike_times)
             engine_type = core.CpuEngine if self.backend == "cpu" else core.CudaEngine
             self._engine = engine_type(self._network, config)
 
@@ -198,9 +199,7 @@ class Simulator:
             labels = _check_labels(labels, n, self.model.num_classes)
         steps, classes = self.steps, self.model.num_classes
         spiking = self.model.spiking_layers
-        # The CUDA engine always writes first-spike times (it has no path without
-        # them yet); they are dropped below when not asked for.
-        recorded = spiking if (self.record_spike_times or self.backend == "cuda") else []
+        recorded = spiking if self.record_spike_times else []
         _check_result_size(n, classes, steps, 0 if self.spike_times_on_device else sum(s.size for s in recorded))
         counts = np.zeros((n, classes, steps), np.int32)
         synops = np.zeros((n, steps), np.float64)
@@ -241,8 +240,7 @@ class Simulator:
         if device_first:
             spike_times = device_first
         else:
-            spike_times = {s.name: first[s.name].reshape((n,) + s.output_shape)
-                           for s in recorded if self.record_spike_times}
+            spike_times = {s.name: first[s.name].reshape((n,) + s.output_shape) for s in recorded}
         raw = {"counts": counts, "synops_t": synops, "stop_step": stop_step,
                "first_spike_times": spike_times,
                "spike_counts": {s.name: spike_counts[:, j] for j, s in enumerate(spiking)}}
