@@ -5,10 +5,11 @@
 #     bash bench/gpu_check.sh            # logs to $OUT, or ./gpu_check_out
 #
 # Stages: environment, build for sm_90, full test suite, compute-sanitizer
-# (memcheck, racecheck, initcheck) on a tiny simulation, quick benchmark (if
-# bench/__main__.py exists). Every stage has a timeout inside one overall
-# budget (BUDGET_S, default 450 s), so the script ends well under 8 minutes.
-# At most 8 files are written to $OUT. Exit status: 0 when every stage that
+# (memcheck, racecheck, initcheck) on a tiny simulation, the benchmark's
+# reference configurations, then (time permitting) the same with
+# TTFS_CUDA_SYNAPSES=gather for comparison. Every stage has a timeout inside
+# one overall budget (BUDGET_S, default 450 s), so the script ends well under
+# 8 minutes. At most 8 files are written to $OUT (the device tool's limit). Exit status: 0 when every stage that
 # ran passed.
 set -uo pipefail
 export PYTHONUNBUFFERED=1
@@ -157,13 +158,24 @@ rm -rf "$TINY_DIR"
 
 # ------------------------------------------------------------------ benchmark
 if [ -f bench/__main__.py ]; then
+  # The reference configurations (VGG b256 T100, LeNet b1/b256 T64,
+  # MobileNet b256 T100), event-driven synaptic input (the default) ...
   run_bench() {
-    "$PY" -m bench --quick --device cuda --json "$OUT/bench.json" >"$OUT/bench.log" 2>&1
+    "$PY" -m bench --device cuda --json "$OUT/bench.json" >"$OUT/bench.log" 2>&1
     local rc=$?
     tail -n 30 "$OUT/bench.log"
     return $rc
   }
-  stage bench 150 run_bench
+  stage bench 180 run_bench
+  # ... and, with what time is left, the full fan-in gather for comparison.
+  run_bench_gather() {
+    echo "=== TTFS_CUDA_SYNAPSES=gather" >>"$OUT/bench.log"
+    TTFS_CUDA_SYNAPSES=gather "$PY" -m bench --device cuda --nets vgg,lenet >>"$OUT/bench.log" 2>&1
+    local rc=$?
+    tail -n 8 "$OUT/bench.log"
+    return $rc
+  }
+  stage bench_gather 90 run_bench_gather
 else
   echo "=== bench/__main__.py not found: benchmark skipped"
   SUMMARY+=("bench: skipped (no bench/__main__.py)")

@@ -1,13 +1,20 @@
 // CUDA backend. Per batch: clear the per-sample flags, copy the input, then
 // replay one captured CUDA graph per time step (one kernel per node, the
 // readout, and a kernel that advances the device-side step counter), then
-// copy the results back once. All state lives in device buffers allocated
+// copy the results back once. Synaptic input is event-driven: every output
+// element that changes is stamped with the step and its old values, and a
+// layer adds only the stamped inputs of its fan-in to running double sums
+// (Conv2D and Dense find them through per-cell lists of changed channels,
+// cell_changes_kernel). TTFS_CUDA_SYNAPSES=gather instead re-gathers the
+// whole fan-in whenever the inbound node changed (the first design, kept for
+// comparison and as a fallback). All state lives in device buffers allocated
 // once per batch capacity and reused across runs; the weights are copied to
 // the device once, by the constructor. See step_kernels.cuh for the kernels.
 #include "engine_cuda.h"
 
 #include <algorithm>
 #include <cstdio>
+#include <cstdlib>
 #include <limits>
 #include <mutex>
 #include <stdexcept>
@@ -58,8 +65,13 @@ struct BatchBuffers {
   int64_t capacity = 0;
   DeviceBuffer<float> x;                          // [sample][input size]
   DeviceBuffer<float> signal, prospective;        // [sample][row]
+  DeviceBuffer<int> stamp;                        // [sample][row]: step of the last change
+  DeviceBuffer<float> old_signal, old_prospective;  // [sample][row]: values before it
   DeviceBuffer<int> flags;                        // [sample][flag_row]
   std::vector<DeviceBuffer<float>> state;         // per node: [field][sample][size]
+  std::vector<DeviceBuffer<double>> sums;         // event-driven layers: [2][sample][size]
+  std::vector<DeviceBuffer<int>> cell_count;      // ... Conv2D, Dense: [sample][input cells]
+  std::vector<DeviceBuffer<int>> cell_list;       // ... [sample][input cells][in_c]
   std::vector<DeviceBuffer<float>> first_spike;   // per spiking layer: [sample][size]
   DeviceBuffer<int> partial_spikes;               // [sample][partial_stride]
   DeviceBuffer<double> partial_ops;               // [sample][partial_stride]
@@ -69,6 +81,10 @@ struct BatchBuffers {
   DeviceBuffer<int> counts;                       // [sample][classes][steps]
   DeviceBuffer<int> stop_step;                    // [sample]
 };
+
+// Event-driven Conv2D and Dense layers read their input's changes through
+// per-cell lists (cell_changes_kernel); the others test each input directly.
+bool uses_cell_lists(NodeKind kind) { return kind == NodeKind::Dense || kind == NodeKind::Conv2D; }
 
 void launch_integrate(NodeKind kind, bool softmax, dim3 grid, cudaStream_t stream, const LayerArgs& a) {
   const dim3 block(kBlock);
@@ -104,6 +120,9 @@ struct CudaEngine::Impl {
   StepParams params{};
   bool early_stop = false;
   bool record_spike_times = true;
+  // Synaptic input: event-driven (the changes of each step, added to running
+  // sums) unless TTFS_CUDA_SYNAPSES=gather asks for the full fan-in gather.
+  bool events = true;
   int steps = 0;
   int64_t in_size = 0, row = 0, classes = 0;
   int flag_row = 0, partial_stride = 0, layers = 0;
@@ -124,6 +143,8 @@ struct CudaEngine::Impl {
                         cfg.steps, cfg.early_stop ? 1 : 0, cfg.seed};
     early_stop = cfg.early_stop;
     record_spike_times = cfg.record_spike_times;
+    const char* synapses = std::getenv("TTFS_CUDA_SYNAPSES");
+    events = !(synapses && std::string(synapses) == "gather");
     steps = cfg.steps;
     spiking = net.spiking_nodes();
     layers = int(spiking.size());
@@ -193,10 +214,23 @@ struct CudaEngine::Impl {
     visit(b.x, in_size);
     visit(b.signal, row);
     visit(b.prospective, row);
+    visit(b.stamp, events ? row : 0);
+    visit(b.old_signal, events ? row : 0);
+    visit(b.old_prospective, events ? row : 0);
     visit(b.flags, flag_row);
     b.state.resize(nodes.size());
-    for (size_t i = 0; i < nodes.size(); ++i)
+    b.sums.resize(nodes.size());
+    b.cell_count.resize(nodes.size());
+    b.cell_list.resize(nodes.size());
+    for (size_t i = 0; i < nodes.size(); ++i) {
+      const Node& node = net.nodes[i];
       visit(b.state[i], int64_t(nodes[i].state_fields) * nodes[i].size);
+      const bool event_driven = events && node.integrates();
+      visit(b.sums[i], event_driven ? 2 * int64_t(nodes[i].size) : 0);
+      const bool lists = event_driven && uses_cell_lists(node.kind);
+      visit(b.cell_count[i], lists ? int64_t(node.geom.in_h) * node.geom.in_w : 0);
+      visit(b.cell_list[i], lists ? node.geom.in_size() : 0);
+    }
     b.first_spike.resize(spiking.size());
     for (size_t l = 0; l < spiking.size(); ++l)
       visit(b.first_spike[l], record_spike_times ? nodes[spiking[l]].size : 0);
@@ -267,7 +301,8 @@ struct CudaEngine::Impl {
 
   // ------------------------------------------------------------ one step
   SampleView sample_view() {
-    return SampleView{batch.signal.data(), batch.prospective.data(), row, batch.flags.data(),
+    return SampleView{batch.signal.data(), batch.prospective.data(), batch.stamp.data(),
+                      batch.old_signal.data(), batch.old_prospective.data(), row, batch.flags.data(),
                       int(nodes.size()), flag_row, control.data()};
   }
 
@@ -291,6 +326,9 @@ struct CudaEngine::Impl {
     a.pool_count = d.pool_count.data();
     a.state = batch.state[i].data();
     a.field_stride = batch.capacity * d.size;
+    a.sums = batch.sums[i].data();  // null unless event-driven
+    a.cell_count = batch.cell_count[i].data();
+    a.cell_list = batch.cell_list[i].data();
     a.v = sample_view();
     a.r = recorder(d);
     a.p = params;
@@ -313,6 +351,14 @@ struct CudaEngine::Impl {
         launch("maxpool_kernel", maxpool_kernel, grid, dim3(kBlock), st, layer_args(i));
       } else {
         const LayerArgs a = layer_args(i);
+        if (a.cell_count) {  // event-driven Conv2D / Dense: this step's changes per input cell
+          const int cells = node.geom.in_h * node.geom.in_w;
+          const CellChangesArgs c{cells, node.geom.in_c, a.inbound, a.in_offset,
+                                  batch.cell_count[i].data(), batch.cell_list[i].data(), v};
+          const int threads = std::min(kCellBlock, (node.geom.in_c + 31) / 32 * 32);
+          launch("cell_changes_kernel", cell_changes_kernel, dim3(unsigned(cells), unsigned(n)),
+                 dim3(unsigned(threads)), st, c);
+        }
         launch_integrate(node.kind, d.softmax, grid, st, a);
         if (d.softmax) {
           const int per_position = node.geom.out_c;

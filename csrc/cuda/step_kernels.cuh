@@ -13,6 +13,10 @@
 //   with `> 0`, and every tau is > 0.
 // * A finished sample (early stop) is skipped by every kernel, which freezes
 //   its results exactly where the CPU engine stops.
+// * Per element of every node's output: stamp = the step it last changed,
+//   old_signal / old_prospective = its values before that change, written by
+//   publish(). A layer's event-driven input (add_input_events) adds the
+//   stamped elements' deltas to running sums in the CPU engine's order.
 // * Per-(sample, node) flags: changed_step = the last step at which the node's
 //   signal or prospective map changed (so nothing needs clearing per step),
 //   nonzero = the node's signal has a non-zero element. Every signal that a
@@ -62,12 +66,17 @@ __device__ __forceinline__ StepConstants step_constants(const StepParams& p, int
 }
 
 // Addressing of what is shared between nodes: every node's signal and
-// prospective map ([sample][row], node at its offset in the row) and the
-// per-sample flags ([sample][flag_row]: changed_step[nodes], nonzero[nodes],
-// done).
+// prospective map ([sample][row], node at its offset in the row), per
+// element the step it last changed and its values before that change
+// (stamp, old_signal, old_prospective: the events the next layer adds up),
+// and the per-sample flags ([sample][flag_row]: changed_step[nodes],
+// nonzero[nodes], done).
 struct SampleView {
   float* signal;
   float* prospective;
+  int* stamp;
+  float* old_signal;
+  float* old_prospective;
   int64_t row;
   int* flags;
   int nodes;
@@ -107,6 +116,12 @@ struct LayerArgs {
   const float* pool_count;         // AveragePooling2D: cells per output position
   float* state;                    // IntegratingField / MaxPoolField fields
   int64_t field_stride;            // capacity * size
+  // Event-driven input (integrating layers, when `sums`): the running sums of
+  // L(a_in) and L_abs(p_in) in double, [2][sample][size], and for Conv2D and
+  // Dense the changed channels of each input cell at this step (cell_changes_kernel).
+  double* sums;
+  const int* cell_count;           // [sample][cells]
+  const int* cell_list;            // [sample][cells][in_c]
   SampleView v;
   Recorder r;
   StepParams p;
@@ -125,15 +140,25 @@ __device__ __forceinline__ void record_first_spike(float* first_spike, int64_t n
     first_spike[n] = tau;
 }
 
-// Writes a node's output for one neuron and the node's per-sample flags
-// (the CPU engine's `changed`: signal or prospective differ from last step).
-__device__ __forceinline__ void publish(const SampleView& v, int64_t s, int node, float* signal,
-                                        float* prospective, float new_signal, float new_prospective,
-                                        float old_signal, float old_prospective, bool first_step, int t) {
+// Writes element i of a node's output (at `offset` in the row) and the
+// node's per-sample flags (the CPU engine's `changed`: signal or prospective
+// differ from last step). A change is stamped with the step and the old
+// values, for the event-driven input of the next layer.
+__device__ __forceinline__ void publish(const SampleView& v, int64_t s, int node, int64_t offset, int i,
+                                        float new_signal, float new_prospective, float old_signal,
+                                        float old_prospective, bool first_step, int t) {
   const bool changed = new_signal != old_signal || new_prospective != old_prospective;
+  const int64_t e = s * v.row + offset + i;
   if (changed || first_step) {
-    *signal = new_signal;
-    *prospective = new_prospective;
+    v.signal[e] = new_signal;
+    v.prospective[e] = new_prospective;
+  }
+  if (v.stamp) {  // null when the layers gather their whole fan-in instead
+    if (changed || first_step) v.stamp[e] = changed ? t : 0;
+    if (changed) {
+      v.old_signal[e] = old_signal;
+      v.old_prospective[e] = old_prospective;
+    }
   }
   if (changed) v.changed_step(s)[node] = t;  // all writers store the same value
   if (new_signal != 0.0f && old_signal == 0.0f) v.nonzero(s)[node] = 1;
@@ -189,10 +214,52 @@ __global__ void input_kernel(const float* __restrict__ x, int64_t in_size, float
   const int64_t j = int64_t(blockIdx.x) * blockDim.x + threadIdx.x;
   if (j >= in_size) return;
   const float a = mul_rn(x[s * in_size + j], dt);  // x * dt, as the CPU
-  v.signal_of(s, 0)[j] = a;
-  v.prospective_of(s, 0)[j] = 0.0f;
-  if (a != 0.0f) v.nonzero(s)[0] = 1;
+  publish(v, s, 0, 0, int(j), a, 0.0f, 0.0f, 0.0f, true, 1);  // a change from 0 at step 1
   if (j == 0) v.changed_step(s)[0] = 1;  // the input "changes" at step 1 only
+  if (j == 0) v.changed_step(s)[0] = 1;  // the input "changes" at step 1 only
+}
+
+// Before a Conv2D or Dense layer's integrate_kernel (event-driven input):
+// for each input cell, the channels that changed at this step, in
+// increasing order, so that the layer adds the events of a cell without
+// testing every channel. One block per (cell, sample), kCellBlock threads or
+// fewer (whole warps) reading consecutive channels; the order comes from
+// warp ballots, so the lists are deterministic.
+constexpr int kCellBlock = 128;
+
+struct CellChangesArgs {
+  int cells, channels;
+  int inbound;
+  int64_t in_offset;
+  int* count;  // [sample][cells]
+  int* list;   // [sample][cells][channels]
+  SampleView v;
+};
+
+__global__ void __launch_bounds__(kCellBlock) cell_changes_kernel(const CellChangesArgs a) {
+  const int64_t s = blockIdx.y;
+  if (*a.v.done(s)) return;  // uniform over the block
+  const int t = a.v.control->step;
+  if (a.v.changed_step(s)[a.inbound] != t) return;  // the layer reads no events then
+  const int cell = blockIdx.x;
+  const int* stamp = a.v.stamp + s * a.v.row + a.in_offset + int64_t(cell) * a.channels;
+  int* list = a.list + (s * a.cells + cell) * int64_t(a.channels);
+  __shared__ int warp_counts[kCellBlock / 32];
+  const int lane = threadIdx.x & 31, warp = threadIdx.x >> 5, warps = blockDim.x >> 5;
+  int written = 0;  // the same in every thread
+  for (int c0 = 0; c0 < a.channels; c0 += blockDim.x) {
+    const int c = c0 + threadIdx.x;
+    const bool hit = c < a.channels && stamp[c] == t;
+    const unsigned mask = __ballot_sync(0xffffffffu, hit);
+    if (lane == 0) warp_counts[warp] = __popc(mask);
+    __syncthreads();
+    int before = written;
+    for (int w = 0; w < warp; ++w) before += warp_counts[w];
+    if (hit) list[before + __popc(mask & ((1u << lane) - 1u))] = c;
+    for (int w = 0; w < warps; ++w) written += warp_counts[w];
+    __syncthreads();  // warp_counts is rewritten by the next chunk
+  }
+  if (threadIdx.x == 0) a.count[s * a.cells + cell] = written;
 }
 
 // Sets *found if any of x[0, n) is NaN or Inf (device input is checked
@@ -227,11 +294,11 @@ __global__ void __launch_bounds__(kBlock) gather_kernel(const GatherArgs a) {
     const int64_t src = a.source[i];
     const float signal = src >= 0 ? a.v.signal_of(s, 0)[src] : 0.0f;
     const float prospective = src >= 0 ? a.v.prospective_of(s, 0)[src] : 0.0f;
-    a.v.signal_of(s, a.out_offset)[i] = signal;
-    a.v.prospective_of(s, a.out_offset)[i] = prospective;
-    if (signal != 0.0f) a.v.nonzero(s)[a.node] = 1;
+    const bool first_step = t == 1;
+    publish(a.v, s, a.node, a.out_offset, i, signal, prospective,
+            first_step ? 0.0f : a.v.signal_of(s, a.out_offset)[i],
+            first_step ? 0.0f : a.v.prospective_of(s, a.out_offset)[i], first_step, t);
   }
-  if (changed && i == 0) a.v.changed_step(s)[a.node] = t;
 }
 
 // Dense, Conv2D, DepthwiseConv2D, AveragePooling2D: SEMANTICS.md steps 1-11.
@@ -266,8 +333,26 @@ __global__ void __launch_bounds__(kBlock) integrate_kernel(const LayerArgs a) {
     float current, missing;
     if (a.v.changed_step(s)[a.inbound] == t) {
       double current_sum = 0.0, missing_sum = 0.0;
-      gather_synaptic_input<Kind>(a.g, a.kernel, i, a.v.signal_of(s, a.in_offset),
-                                  a.v.prospective_of(s, a.in_offset), current_sum, missing_sum);
+      if (a.sums) {  // event-driven: the running sums plus this step's input changes
+        double* sums = a.sums + n;
+        if (!first_step) {
+          current_sum = sums[0];
+          missing_sum = sums[a.field_stride];
+        }
+        const InputEvents in{a.v.signal_of(s, a.in_offset), a.v.prospective_of(s, a.in_offset),
+                             a.v.old_signal + s * a.v.row + a.in_offset,
+                             a.v.old_prospective + s * a.v.row + a.in_offset,
+                             a.v.stamp + s * a.v.row + a.in_offset,
+                             a.cell_count ? a.cell_count + s * int64_t(a.g.in_h) * a.g.in_w : nullptr,
+                             a.cell_list ? a.cell_list + s * int64_t(a.g.in_h) * a.g.in_w * a.g.in_c : nullptr,
+                             t};
+        add_input_events<Kind>(a.g, a.kernel, i, in, current_sum, missing_sum);
+        sums[0] = current_sum;
+        sums[a.field_stride] = missing_sum;
+      } else {  // full gather over the fan-in
+        gather_synaptic_input<Kind>(a.g, a.kernel, i, a.v.signal_of(s, a.in_offset),
+                                    a.v.prospective_of(s, a.in_offset), current_sum, missing_sum);
+      }
       // 2: no current (and no bias) until the sample's input has a non-zero element
       const bool has_input = a.v.nonzero(s)[a.inbound] != 0;
       if constexpr (Kind == NodeKind::AveragePooling2D) {
@@ -286,6 +371,10 @@ __global__ void __launch_bounds__(kBlock) integrate_kernel(const LayerArgs a) {
       current = missing = 0.0f;
       *current_state = 0.0f;
       *missing_state = 0.0f;
+      if (a.sums) {
+        a.sums[n] = 0.0;
+        a.sums[n + a.field_stride] = 0.0;
+      }
     } else {
       current = *current_state;
       missing = missing_before;
@@ -306,7 +395,7 @@ __global__ void __launch_bounds__(kBlock) integrate_kernel(const LayerArgs a) {
         *refrac_state = refrac_until;
         *last_spike_state = last_spike;
       }
-      publish(a.v, s, a.node, signal, prospective, relu_signal(last_spike, k.dt), new_prospective,
+      publish(a.v, s, a.node, a.out_offset, i, relu_signal(last_spike, k.dt), new_prospective,
               old_signal, old_prospective, first_step, t);
       record_first_spike(a.r.first_spike, n, spiked, first_step, k.tau);
       if (spiked) {
@@ -417,7 +506,7 @@ __global__ void __launch_bounds__(kBlock) maxpool_kernel(const LayerArgs a) {
     if (mp != 0.0f) last_prospective = k.tau;
     *last_spike_state = last_spike;
     *last_p_state = last_prospective;
-    publish(a.v, s, a.node, signal, prospective, relu_signal(last_spike, k.dt),
+    publish(a.v, s, a.node, a.out_offset, i, relu_signal(last_spike, k.dt),
             relu_signal(last_prospective, k.dt), old_signal, old_prospective, first_step, t);
     record_first_spike(a.r.first_spike, n, recorded, first_step, k.tau);
     if (recorded) {

@@ -115,5 +115,79 @@ __device__ __forceinline__ void gather_synaptic_input(const Window& g, const flo
   }
 }
 
+// The event-driven alternative to gather_synaptic_input: the changes of one
+// step of the inputs a neuron reads. An input element changed at step t
+// when stamp == t; its deltas are (signal - old_signal, prospective -
+// old_prospective), added as w * da to the current and |w| * dp to the
+// missing impulse, in increasing input index, which is the order in which
+// the CPU engine scatters them into its running sums: the double sums, and
+// so I and M, equal the CPU's bit for bit.
+struct InputEvents {
+  const float* signal;
+  const float* prospective;
+  const float* old_signal;
+  const float* old_prospective;
+  const int* stamp;
+  const int* cell_count;  // Conv2D, Dense: changed channels per input cell
+  const int* cell_list;   // ... which ones ([cell][in_c])
+  int t;
+};
+
+__device__ __forceinline__ void add_event(float w, const InputEvents& in, int64_t j, double& current,
+                                          double& missing) {
+  const float a = in.signal[j], a_old = in.old_signal[j];
+  const float p = in.prospective[j], p_old = in.old_prospective[j];
+  if (a != a_old) current += double(w) * double(a - a_old);  // exact product, one rounding
+  if (p != p_old) missing += double(fabsf(w)) * double(p - p_old);
+}
+
+template <NodeKind Kind>
+__device__ __forceinline__ void add_input_events(const Window& g, const float* __restrict__ kernel, int i,
+                                                 const InputEvents& in, double& current, double& missing) {
+  if constexpr (Kind == NodeKind::Dense) {
+    const int units = g.multiplier;
+    const int64_t cell = i / units;
+    const int u = i - int(cell) * units;
+    const int* list = in.cell_list + cell * g.in_c;
+    for (int k = 0, n = in.cell_count[cell]; k < n; ++k) {
+      const int c = list[k];
+      add_event(kernel[int64_t(c) * units + u], in, cell * g.in_c + c, current, missing);
+    }
+  } else if constexpr (Kind == NodeKind::Conv2D) {
+    const int filters = g.multiplier;
+    const int pos = i / filters, f = i - pos * filters;
+    const int oy = pos / g.out_w, ox = pos - oy * g.out_w;
+    for_each_tap(g, oy, ox, [&](int64_t cell_offset, int tap) {
+      const int64_t cell = cell_offset / g.in_c;
+      const int* list = in.cell_list + cell_offset;
+      const float* w = kernel + int64_t(tap) * g.in_c * filters + f;
+      for (int k = 0, n = in.cell_count[cell]; k < n; ++k) {
+        const int c = list[k];
+        add_event(w[int64_t(c) * filters], in, cell_offset + c, current, missing);
+      }
+    });
+  } else if constexpr (Kind == NodeKind::DepthwiseConv2D) {
+    const int mult = g.multiplier;
+    const int pos = i / g.out_c, oc = i - pos * g.out_c;
+    const int c = oc / mult, m = oc - c * mult;
+    const int oy = pos / g.out_w, ox = pos - oy * g.out_w;
+    for_each_tap(g, oy, ox, [&](int64_t cell_offset, int tap) {
+      if (in.stamp[cell_offset + c] == in.t)
+        add_event(kernel[(int64_t(tap) * g.in_c + c) * mult + m], in, cell_offset + c, current, missing);
+    });
+  } else if constexpr (Kind == NodeKind::AveragePooling2D) {
+    const int pos = i / g.out_c, c = i - pos * g.out_c;
+    const int oy = pos / g.out_w, ox = pos - oy * g.out_w;
+    for_each_tap(g, oy, ox, [&](int64_t cell_offset, int) {
+      const int64_t j = cell_offset + c;
+      if (in.stamp[j] != in.t) return;
+      const float a = in.signal[j], a_old = in.old_signal[j];
+      const float p = in.prospective[j], p_old = in.old_prospective[j];
+      if (a != a_old) current += double(a - a_old);
+      if (p != p_old) missing += double(p - p_old);
+    });
+  }
+}
+
 }  // namespace cuda
 }  // namespace ttfs

@@ -93,6 +93,18 @@ T shfl_down(T v, int offset) {
   barrier();
   return r;
 }
+// __ballot_sync over the emulated warp (all threads of the block must call it).
+inline unsigned ballot(int p) {
+  const int tid = int(threadIdx_.x);
+  slots[tid] = (p != 0);
+  barrier();
+  const int first = tid & ~31;
+  unsigned mask = 0;
+  for (int l = 0; l < 32 && first + l < int(blockDim_.x); ++l)
+    if (slots[first + l]) mask |= 1u << l;
+  barrier();
+  return mask;
+}
 inline void run_block(int threads) {
   for (int i = 0; i < threads; ++i) {
     Fiber& f = fibers[i];
@@ -164,6 +176,8 @@ inline cudaError_t last_error = cudaSuccess;
 
 inline void __syncthreads() { emu::barrier(); }
 inline int __syncthreads_or(int p) { return emu::barrier_or(p); }
+inline unsigned __ballot_sync(unsigned, int p) { return emu::ballot(p); }
+inline int __popc(unsigned x) { return __builtin_popcount(x); }
 template <typename T>
 inline T __shfl_down_sync(unsigned, T v, int offset) { return emu::shfl_down(v, offset); }
 using std::isfinite;
