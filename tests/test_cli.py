@@ -6,6 +6,7 @@ import sys
 import numpy as np
 import pytest
 
+import netgen
 from ttfs_native.cli import main
 
 
@@ -18,7 +19,7 @@ def _simulate(case, out, *extra):
     return main(args + list(extra))
 
 
-@pytest.mark.parametrize("backend", ["cpu", "reference"])
+@pytest.mark.parametrize("backend", ["reference"] + netgen.NATIVE_BACKENDS)
 def test_simulate_reproduces_golden_case(golden_case, tmp_path, backend, capsys):
     out = tmp_path / "r.npz"
     assert _simulate(golden_case, out, "--backend", backend, "--ops-convention", "snntoolbox") == 0
