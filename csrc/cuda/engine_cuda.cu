@@ -139,7 +139,7 @@ struct CudaEngine::Impl {
     if (net.nodes.empty() || net.nodes[0].kind != NodeKind::Input)
       throw std::invalid_argument("CudaEngine: the network must start with its input node");
     TTFS_CUDA_CHECK(cudaGetDevice(&device));
-    params = StepParams{cfg.dt, cfg.v_thresh, cfg.tau_refrac, cfg.leak ? 1 : 0,
+    params = StepParams{cfg.dt, cfg.v_thresh, cfg.tau_refrac, cfg.step(cfg.steps).tau, cfg.leak ? 1 : 0,
                         cfg.steps, cfg.early_stop ? 1 : 0, cfg.seed};
     early_stop = cfg.early_stop;
     record_spike_times = cfg.record_spike_times;

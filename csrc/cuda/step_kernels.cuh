@@ -54,6 +54,7 @@ struct Control {
 // Run constants (SimConfig) as the kernels need them.
 struct StepParams {
   float dt, v0, tau_refrac;
+  float end_tau;  // tau of the last step
   int leak;
   int steps;
   int early_stop;
@@ -302,6 +303,15 @@ __global__ void __launch_bounds__(kBlock) gather_kernel(const GatherArgs a) {
 }
 
 // Dense, Conv2D, DepthwiseConv2D, AveragePooling2D: SEMANTICS.md steps 1-11.
+// A ReLU neuron that fired and stays refractory to the end of the run (its R
+// = tau_s + tau_refrac, as step 7 computed it, beyond the last step's tau)
+// has nothing observable left: its membrane stays 0 below threshold, its
+// outputs stay as they are. integrate_kernel skips it, input included.
+__device__ __forceinline__ bool refractory_to_the_end(const LayerArgs& a, int64_t n) {
+  const float last_spike = a.state[kLastSpike * a.field_stride + n];
+  return last_spike > 0.0f && add_rn(last_spike, a.p.tau_refrac) > a.p.end_tau;
+}
+
 // Steps 1-2 (I, M) are recomputed by gathering over the fan-in only when the
 // inbound node changed for this sample; otherwise the stored values are
 // reused (they depend on the inbound state alone). With Softmax, only steps
@@ -315,7 +325,7 @@ __global__ void __launch_bounds__(kBlock) integrate_kernel(const LayerArgs a) {
   const int i = blockIdx.x * kBlock + threadIdx.x;
   int spikes = 0;
   double ops = 0.0;
-  if (i < a.size) {
+  if (i < a.size && !(!Softmax && !first_step && refractory_to_the_end(a, s * a.size + i))) {
     const StepConstants k = step_constants(a.p, t);
     const int64_t n = s * a.size + i;
     float* current_state = a.state + kCurrent * a.field_stride + n;
