@@ -69,17 +69,12 @@ void add_node(Network& net, int kind, const std::string& name, const std::vector
   net.nodes.push_back(std::move(node));
 }
 
-template <typename Engine>
-void run_engine(const Engine& engine, py::array_t<float, py::array::c_style> x, int64_t sample_offset,
-                py::array_t<int32_t, py::array::c_style> counts, py::list first_spike,
-                py::array_t<int64_t, py::array::c_style> spike_counts,
-                py::array_t<double, py::array::c_style> synops,
-                py::array_t<int32_t, py::array::c_style> stop_step, int num_threads) {
-  const Network& net = engine.network();
-  const SimConfig& cfg = engine.config();
-  if (x.ndim() != 2 || x.shape(1) != net.nodes[0].size)
-    throw py::value_error("x must be (samples, input size) float32");
-  const int64_t n = x.shape(0);
+// The host result arrays of a run of n samples, checked against the network.
+ResultViews result_views(const Network& net, const SimConfig& cfg, int64_t n,
+                         py::array_t<int32_t, py::array::c_style>& counts, py::list first_spike,
+                         py::array_t<int64_t, py::array::c_style>& spike_counts,
+                         py::array_t<double, py::array::c_style>& synops,
+                         py::array_t<int32_t, py::array::c_style>& stop_step) {
   const std::vector<int> spiking = net.spiking_nodes();
   ResultViews out;
   out.samples = n;
@@ -93,6 +88,21 @@ void run_engine(const Engine& engine, py::array_t<float, py::array::c_style> x, 
     auto a = first_spike[l].cast<py::array_t<float, py::array::c_style>>();
     out.first_spike.push_back(checked(a, {n, net.nodes[spiking[l]].size}, "first_spike"));
   }
+  return out;
+}
+
+template <typename Engine>
+void run_engine(const Engine& engine, py::array_t<float, py::array::c_style> x, int64_t sample_offset,
+                py::array_t<int32_t, py::array::c_style> counts, py::list first_spike,
+                py::array_t<int64_t, py::array::c_style> spike_counts,
+                py::array_t<double, py::array::c_style> synops,
+                py::array_t<int32_t, py::array::c_style> stop_step, int num_threads) {
+  const Network& net = engine.network();
+  if (x.ndim() != 2 || x.shape(1) != net.nodes[0].size)
+    throw py::value_error("x must be (samples, input size) float32");
+  const int64_t n = x.shape(0);
+  const ResultViews out =
+      result_views(net, engine.config(), n, counts, first_spike, spike_counts, synops, stop_step);
   const float* xp = x.data();
   py::gil_scoped_release release;
   engine.run(xp, n, sample_offset, out, num_threads);
@@ -230,7 +240,6 @@ void run_cuda(const CudaEngine& engine, py::object x, uintptr_t x_ptr, int64_t s
               py::array_t<double, py::array::c_style> synops,
               py::array_t<int32_t, py::array::c_style> stop_step) {
   const Network& net = engine.network();
-  const SimConfig& cfg = engine.config();
   const int64_t n = samples, in_size = net.nodes[0].size;
   const std::vector<int> spiking = net.spiking_nodes();
   py::array_t<float, py::array::c_style> host_x;
@@ -243,18 +252,9 @@ void run_cuda(const CudaEngine& engine, py::object x, uintptr_t x_ptr, int64_t s
   } else if (!xp) {
     throw py::value_error("run_cuda: give x or x_ptr");
   }
-  ResultViews out;
-  out.samples = n;
-  out.counts = checked(counts, {n, net.num_classes(), cfg.steps}, "counts");
-  out.spike_counts = checked(spike_counts, {n, py::ssize_t(spiking.size())}, "spike_counts");
-  out.synops = checked(synops, {n, cfg.steps}, "synops");
-  out.stop_step = checked(stop_step, {n}, "stop_step");
   if (py::len(first_spike) && py::len(first_spike_device))
     throw py::value_error("first-spike times go to the host or to the device, not both");
-  for (size_t l = 0; l < size_t(py::len(first_spike)); ++l) {
-    auto a = first_spike[l].cast<py::array_t<float, py::array::c_style>>();
-    out.first_spike.push_back(checked(a, {n, net.nodes[spiking[l]].size}, "first_spike"));
-  }
+  ResultViews out = result_views(net, engine.config(), n, counts, first_spike, spike_counts, synops, stop_step);
   for (size_t l = 0; l < size_t(py::len(first_spike_device)); ++l) {
     const DeviceArray& a = first_spike_device[l].cast<const DeviceArray&>();
     const int64_t size = net.nodes[spiking[l]].size;  // a row: (rows, *layer shape)

@@ -58,6 +58,30 @@ TTFS_HD void for_each_window(const Geometry& g, int iy, int ix, Visit&& visit) {
   }
 }
 
+// Where input element j sits: channel c of cell (iy, ix) (cell = iy*in_w + ix).
+// 32-bit divisions (validate_node keeps layers below 2^31 elements).
+struct ElementPosition {
+  int c, iy, ix;
+  int64_t cell;
+};
+TTFS_HD ElementPosition element_position(const Geometry& g, int64_t j) {
+  const uint32_t cell = uint32_t(j) / uint32_t(g.in_c);
+  return ElementPosition{int(uint32_t(j) % uint32_t(g.in_c)), int(cell / uint32_t(g.in_w)),
+                         int(cell % uint32_t(g.in_w)), int64_t(cell)};
+}
+
+// One contiguous run of an input element's connections: cur[u] += w[u] * a
+// and miss[u] += w_abs[u] * p for u < n (only the sums that Signal /
+// Prospective select).
+template <bool Signal, bool Prospective, typename Acc>
+TTFS_HD void add_weight_run(Acc* __restrict cur, Acc* __restrict miss, const float* __restrict w,
+                            const float* __restrict w_abs, int64_t n, Acc a, Acc p) {
+  for (int64_t u = 0; u < n; ++u) {
+    if (Signal) cur[u] += Acc(w[u]) * a;
+    if (Prospective) miss[u] += Acc(w_abs[u]) * p;
+  }
+}
+
 // Input element j changed its signal by `da` and its prospective map by `dp`:
 // cur[i] += w[j -> i] * da and miss[i] += |w|[j -> i] * dp for every neuron i
 // connected to j, in one walk over the connections. Signal / Prospective say
@@ -67,40 +91,27 @@ template <NodeKind kind, bool Signal, bool Prospective, typename Acc>
 TTFS_HD void scatter_change(const Geometry& g, const float* w, const float* w_abs,
                             int64_t j, float da, float dp, Acc* cur, Acc* miss) {
   const Acc a = Acc(da), p = Acc(dp);
-  // 32-bit divisions (validate_node keeps layers below 2^31 elements)
-  const uint32_t channels = uint32_t(g.in_c);
-  const int c = int(uint32_t(j) % channels);
-  const int64_t cell = int64_t(uint32_t(j) / channels);
-  // n outputs from `offset` on, weights from `k` on (contiguous)
-  auto run = [&](int64_t offset, int64_t k, int n) {
-    Acc* __restrict out_c = cur + offset;
-    Acc* __restrict out_m = miss + offset;
-    const float* __restrict wk = w + k;
-    const float* __restrict wa = w_abs + k;
-    for (int u = 0; u < n; ++u) {
-      if (Signal) out_c[u] += Acc(wk[u]) * a;
-      if (Prospective) out_m[u] += Acc(wa[u]) * p;
-    }
+  const ElementPosition e = element_position(g, j);
+  // n outputs from `offset` on, weights from `k` on
+  auto run = [&](int64_t offset, int64_t k, int64_t n) {
+    add_weight_run<Signal, Prospective>(cur + offset, miss + offset, w + k, w_abs + k, n, a, p);
   };
   if (kind == NodeKind::Dense) {
-    run(cell * g.multiplier, int64_t(c) * g.multiplier, g.multiplier);
-    return;
-  }
-  const int iy = int(uint32_t(cell) / uint32_t(g.in_w)), ix = int(uint32_t(cell) % uint32_t(g.in_w));
-  if (kind == NodeKind::Conv2D) {
+    run(e.cell * g.multiplier, int64_t(e.c) * g.multiplier, g.multiplier);
+  } else if (kind == NodeKind::Conv2D) {
     const int filters = g.multiplier;
-    for_each_window(g, iy, ix, [&](int64_t pos, int tap) {
-      run(pos * filters, (int64_t(tap) * g.in_c + c) * filters, filters);
+    for_each_window(g, e.iy, e.ix, [&](int64_t pos, int tap) {
+      run(pos * filters, (int64_t(tap) * g.in_c + e.c) * filters, filters);
     });
   } else if (kind == NodeKind::DepthwiseConv2D) {
     const int mult = g.multiplier;
-    for_each_window(g, iy, ix, [&](int64_t pos, int tap) {
-      run(pos * g.out_c + int64_t(c) * mult, (int64_t(tap) * g.in_c + c) * mult, mult);
+    for_each_window(g, e.iy, e.ix, [&](int64_t pos, int tap) {
+      run(pos * g.out_c + int64_t(e.c) * mult, (int64_t(tap) * g.in_c + e.c) * mult, mult);
     });
   } else if (kind == NodeKind::AveragePooling2D) {
-    for_each_window(g, iy, ix, [&](int64_t pos, int) {
-      if (Signal) cur[pos * g.out_c + c] += a;
-      if (Prospective) miss[pos * g.out_c + c] += p;
+    for_each_window(g, e.iy, e.ix, [&](int64_t pos, int) {
+      if (Signal) cur[pos * g.out_c + e.c] += a;
+      if (Prospective) miss[pos * g.out_c + e.c] += p;
     });
   }
 }
@@ -130,32 +141,22 @@ inline void conv_row_layout(const Geometry& g, const float* kernel, float* rows)
 template <bool Signal, bool Prospective, typename Acc>
 TTFS_HD void scatter_conv_rows(const Geometry& g, const float* rows, const float* abs_rows, int64_t j,
                                float da, float dp, Acc* cur, Acc* miss) {
-  const Acc a = Acc(da), p = Acc(dp);
-  const uint32_t channels = uint32_t(g.in_c);
-  const int c = int(uint32_t(j) % channels);
-  const uint32_t cell = uint32_t(j) / channels;
-  const int iy = int(cell / uint32_t(g.in_w)), ix = int(cell % uint32_t(g.in_w));
+  const ElementPosition e = element_position(g, j);
   int ky0, ky1, kx0, kx1;
-  tap_range(iy + g.pad_top, g.kernel_h, g.dilation_h, g.stride_h, g.out_h, ky0, ky1);
-  tap_range(ix + g.pad_left, g.kernel_w, 1, 1, g.out_w, kx0, kx1);
+  tap_range(e.iy + g.pad_top, g.kernel_h, g.dilation_h, g.stride_h, g.out_h, ky0, ky1);
+  tap_range(e.ix + g.pad_left, g.kernel_w, 1, 1, g.out_w, kx0, kx1);
   if (kx0 > kx1) return;
   const int64_t filters = g.multiplier;
   const int64_t n = (kx1 - kx0 + 1) * filters;
-  const int ox = ix + g.pad_left - kx1;  // leftmost output reached
+  const int ox = e.ix + g.pad_left - kx1;  // leftmost output reached
   for (int ky = ky0; ky <= ky1; ++ky) {
-    const int y = iy + g.pad_top - ky * g.dilation_h;
+    const int y = e.iy + g.pad_top - ky * g.dilation_h;
     if (g.stride_h != 1 && y % g.stride_h) continue;
     const int oy = g.stride_h == 1 ? y : y / g.stride_h;
     const int64_t offset = (int64_t(oy) * g.out_w + ox) * filters;
-    const int64_t k = ((int64_t(c) * g.kernel_h + ky) * g.kernel_w + (g.kernel_w - 1 - kx1)) * filters;
-    Acc* __restrict out_c = cur + offset;
-    Acc* __restrict out_m = miss + offset;
-    const float* __restrict wk = rows + k;
-    const float* __restrict wa = abs_rows + k;
-    for (int64_t u = 0; u < n; ++u) {
-      if (Signal) out_c[u] += Acc(wk[u]) * a;
-      if (Prospective) out_m[u] += Acc(wa[u]) * p;
-    }
+    const int64_t k = ((int64_t(e.c) * g.kernel_h + ky) * g.kernel_w + (g.kernel_w - 1 - kx1)) * filters;
+    add_weight_run<Signal, Prospective>(cur + offset, miss + offset, rows + k, abs_rows + k, n, Acc(da),
+                                        Acc(dp));
   }
 }
 
