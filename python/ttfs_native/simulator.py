@@ -225,14 +225,14 @@ class Simulator:
                     spike_counts[lo:hi, j] = raw["spike_counts"][s.name]
             elif self.backend == "cpu":
                 self._engine.run(x[lo:hi].reshape(hi - lo, -1), lo, counts[lo:hi],
-                                 [first[s.name][lo:hi] for s in recorded], spike_counts[lo:hi],
+                                 [a[lo:hi] for a in first.values()], spike_counts[lo:hi],
                                  synops[lo:hi], stop_step[lo:hi], self.num_threads)
             else:
+                on_device = device_input is not None
                 self._engine.run_cuda(
-                    None if device_input else x[lo:hi].reshape(hi - lo, -1),
-                    device_input.data_ptr + lo * in_bytes if device_input else 0, hi - lo, lo,
-                    counts[lo:hi], [first[s.name][lo:hi] for s in recorded if s.name in first],
-                    [device_first[s.name] for s in spiking if s.name in device_first], lo,
+                    None if on_device else x[lo:hi].reshape(hi - lo, -1),
+                    device_input.data_ptr + lo * in_bytes if on_device else 0, hi - lo, lo,
+                    counts[lo:hi], [a[lo:hi] for a in first.values()], list(device_first.values()), lo,
                     spike_counts[lo:hi], synops[lo:hi], stop_step[lo:hi])
             if progress is not None:
                 progress(hi, n)
