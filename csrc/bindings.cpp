@@ -417,6 +417,7 @@ PYBIND11_MODULE(_core, m) {
         py::arg("sample"), py::arg("step"),
         "The uniform number the softmax output draws (Philox4x32-10), for tests.");
   m.def("openmp_enabled", &openmp_enabled);
+  m.def("cpu_kernels", &cpu_kernels, "The CPU kernels in use: 'avx2' or 'generic' (TTFS_CPU_KERNELS=generic).");
   m.def("max_threads", &max_threads);
 #ifdef TTFS_WITH_CUDA
   m.attr("cuda_compiled") = true;

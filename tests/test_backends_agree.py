@@ -44,3 +44,57 @@ def test_convolution_geometry(**geometry):
     model, x = netgen.geometry_case(**geometry)
     ref, cpu, _ = _compare(model, x, None, duration=16)
     netgen.assert_meets_contract(cpu, ref)
+
+
+_GENERIC_RUN = """
+import sys
+import numpy as np
+sys.path.insert(0, {tests!r})
+import netgen
+import ttfs_native as tn
+assert tn.build_info()["cpu_kernels"] == "generic"
+out = {{}}
+for arch in sorted(netgen.ARCHITECTURES):
+    for option, kwargs in sorted(netgen.OPTIONS.items()):
+        if option == "early_stop" and arch == "softmax_output":
+            continue
+        model, x, labels = netgen.make(arch, n=6)
+        r = tn.Simulator(model, backend="cpu", **kwargs).run(x, labels)
+        out[f"{{arch}}/{{option}}/counts"] = r.counts
+        out[f"{{arch}}/{{option}}/synops"] = r.synops_t
+        for name, times in r.first_spike_times.items():
+            out[f"{{arch}}/{{option}}/{{name}}"] = times
+np.savez({path!r}, **out)
+"""
+
+
+@pytest.mark.skipif(tn.build_info()["cpu_kernels"] != "avx2",
+                    reason="this CPU runs the portable kernels already (the other tests cover them)")
+def test_portable_cpu_kernels_give_identical_results(tmp_path):
+    """TTFS_CPU_KERNELS=generic forces the kernels that CPUs without AVX2 (aarch64
+    wheels) run: every result equals the AVX2 kernels' bit for bit."""
+    import os
+    import subprocess
+    import sys
+    from pathlib import Path
+
+    path = tmp_path / "generic.npz"
+    script = _GENERIC_RUN.format(tests=str(Path(__file__).parent), path=str(path))
+    env = dict(os.environ, TTFS_CPU_KERNELS="generic")
+    done = subprocess.run([sys.executable, "-c", script], env=env, capture_output=True, text=True)
+    assert done.returncode == 0, done.stderr[-3000:]
+    generic = np.load(path)
+    compared = 0
+    for arch in sorted(netgen.ARCHITECTURES):
+        for option, kwargs in sorted(netgen.OPTIONS.items()):
+            if option == "early_stop" and arch == "softmax_output":
+                continue
+            model, x, labels = netgen.make(arch, n=6)
+            r = tn.Simulator(model, backend="cpu", **kwargs).run(x, labels)
+            key = f"{arch}/{option}"
+            np.testing.assert_array_equal(generic[f"{key}/counts"], r.counts, err_msg=key)
+            np.testing.assert_array_equal(generic[f"{key}/synops"], r.synops_t, err_msg=key)
+            for name, times in r.first_spike_times.items():
+                np.testing.assert_array_equal(generic[f"{key}/{name}"], times, err_msg=f"{key}/{name}")
+            compared += 1
+    assert compared == sum(k.endswith("/counts") for k in generic.files) > 40

@@ -2,6 +2,7 @@
 
 #include <algorithm>
 #include <cmath>
+#include <cstdlib>
 #include <cstring>
 #include <vector>
 
@@ -263,11 +264,22 @@ __attribute__((target("avx2"))) void neuron_pass_avx2(const LayerArrays& a, int6
 }
 #endif
 
-// The kernels above, picked once for this CPU.
+// The kernels above, picked once for this CPU. TTFS_CPU_KERNELS=generic
+// (read at import) forces the portable ones, e.g. to test them on an AVX2
+// machine: other CPUs (aarch64 wheels) run nothing else.
+bool use_avx2() {
+#ifdef TTFS_X86
+  const char* forced = std::getenv("TTFS_CPU_KERNELS");
+  return __builtin_cpu_supports("avx2") && !(forced && std::strcmp(forced, "generic") == 0);
+#else
+  return false;
+#endif
+}
+
 using AbsorbFn = int64_t (*)(const Node&, const LayerWeights&, const InputChanges&);
 using NeuronPassFn = void (*)(const LayerArrays&, int64_t, bool, const StepConstants&, const PassOutput&);
 #ifdef TTFS_X86
-const bool kAvx2 = __builtin_cpu_supports("avx2");
+const bool kAvx2 = use_avx2();
 const AbsorbFn absorb = kAvx2 ? absorb_avx2 : absorb_generic;
 const NeuronPassFn neuron_pass = kAvx2 ? neuron_pass_avx2 : neuron_pass_generic;
 #else
@@ -594,6 +606,12 @@ class SampleRunner {
 };
 
 }  // namespace
+
+#ifdef TTFS_X86
+const char* cpu_kernels() { return kAvx2 ? "avx2" : "generic"; }
+#else
+const char* cpu_kernels() { return "generic"; }
+#endif
 
 CpuEngine::CpuEngine(const Network& net, const SimConfig& config) : net_(net), config_(config) {
   spiking_ = net_.spiking_nodes();

@@ -33,6 +33,8 @@ class CpuEngine {
 };
 
 int max_threads();
+// The CPU kernels in use: "avx2" or "generic".
+const char* cpu_kernels();
 bool openmp_enabled();
 
 }  // namespace ttfs

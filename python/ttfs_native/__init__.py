@@ -21,6 +21,7 @@ def build_info() -> dict:
     return {
         "version": __version__,
         "openmp": bool(_core.openmp_enabled()),
+        "cpu_kernels": str(_core.cpu_kernels()),
         "threads": int(_core.max_threads()),
         "cuda": bool(_core.cuda_compiled),
         "cuda_architectures": [a for a in str(_core.cuda_architectures).split(",") if a],
