@@ -159,12 +159,22 @@ def test_relu_cannot_move_back_when_pre_activation_is_read_elsewhere():
         from_onnx(conv_net(nodes, out_shape=("N", 4, 2, 2)))
 
 
-def test_average_pool_counting_pads_is_rejected():
+@pytest.mark.parametrize("kernel, strides, pads, out", [
+    ([3, 3], [1, 1], [1, 1, 1, 1], 4),   # TensorFlow 'same' pads (PyTorch AvgPool2d(3, 1, 1))
+    ([2, 2], [2, 2], [1, 1, 1, 1], 3),   # pads 'same' cannot express
+])
+def test_average_pool_counting_pads_is_zero_padding_then_a_valid_pool(kernel, strides, pads, out):
+    from onnx.reference import ReferenceEvaluator
     nodes = [helper.make_node("Relu", ["c"], ["r"], name="relu"),
-             helper.make_node("AveragePool", ["r"], ["y"], name="pool", kernel_shape=[3, 3],
-                              pads=[1, 1, 1, 1], count_include_pad=1)]
-    with pytest.raises(ModelError, match="'pool'.*count_include_pad=1"):
-        from_onnx(conv_net(nodes))
+             helper.make_node("AveragePool", ["r"], ["y"], name="pool", kernel_shape=kernel,
+                              strides=strides, pads=pads, count_include_pad=1)]
+    graph = conv_net(nodes, out_shape=("N", 2, out, out))
+    model = from_onnx(graph)
+    assert [s.type for s in model.layers][-2:] == ["ZeroPadding2D", "AveragePooling2D"]
+    x = np.random.default_rng(1).normal(size=(3, 1, 4, 4)).astype(np.float32)
+    want = ReferenceEvaluator(graph).run(None, {"x": x})[0].transpose(0, 2, 3, 1)
+    got = model.ann_forward(x.transpose(0, 2, 3, 1))
+    assert np.abs(got - want).max() <= TOLERANCE
 
 
 def test_average_pool_pads_that_are_not_tf_same_are_rejected():

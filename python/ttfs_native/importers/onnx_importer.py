@@ -374,10 +374,10 @@ class _OnnxConverter:
         self._check_ceil_mode(node, a, t, kernel, strides, pads)
         if type_ == "AveragePooling2D" and padding != "valid":
             if a.get("count_include_pad", 0):
-                raise ModelError(f"ONNX node '{node.name}': AveragePool with count_include_pad=1 "
-                                 f"and pads {pads} is not supported; the model format averages over "
-                                 "the cells inside the input only (use count_include_pad=False)")
-            if padding == "explicit":
+                # The padding's zeros count in the average: explicit zero padding,
+                # then a valid pool whose every window holds kernel_h * kernel_w cells.
+                t, padding = self._zero_pad(node, index, t, pads), "valid"
+            elif padding == "explicit":
                 raise ModelError(f"ONNX node '{node.name}': AveragePool pads {pads} differ from "
                                  f"TensorFlow 'same' padding for a {t.shape[0]}x{t.shape[1]} input "
                                  f"(kernel {kernel}, strides {strides}); only 'same' or no padding "
