@@ -118,7 +118,8 @@ def configurations(opt: Options) -> list:
 class Harness:
     def __init__(self, opt: Options):
         self.opt = opt
-        # (before torch is imported: torch.set_num_threads changes the OpenMP default we share)
+        # threads: --threads, else OMP_NUM_THREADS or the CPUs (not OpenMP's current
+        # default, which the torch peers' set_num_threads changes)
         self.build_info = tn.build_info()
         self.threads = opt.threads or self.build_info["threads"] or os.cpu_count()
         self.torch = None

@@ -171,3 +171,25 @@ def test_more_threads_than_samples(conv_case):
     one = tn.Simulator(model, duration=30, backend="cpu", num_threads=1).run(x[:1])
     many = tn.Simulator(model, duration=30, backend="cpu", num_threads=8).run(x[:1])
     np.testing.assert_array_equal(many.counts, one.counts)
+
+
+def test_default_threads_follow_omp_num_threads_or_the_cpus(monkeypatch):
+    monkeypatch.setenv("OMP_NUM_THREADS", "3")
+    assert tn.simulator.default_threads() == 3
+    monkeypatch.delenv("OMP_NUM_THREADS")
+    assert tn.simulator.default_threads() >= 1
+
+
+def test_default_threads_ignore_torch_changing_the_shared_openmp_default(conv_case, monkeypatch):
+    torch = pytest.importorskip("torch")
+    model, x, _ = conv_case
+    monkeypatch.delenv("OMP_NUM_THREADS", raising=False)
+    cpus = tn.simulator.default_threads()
+    assert tn.Simulator(model, duration=30, backend="cpu").num_threads == cpus
+    old = torch.get_num_threads()
+    torch.set_num_threads(1)  # OpenMP's default for the whole process, ours included
+    try:
+        assert tn.Simulator(model, duration=30, backend="cpu").num_threads == cpus
+        assert tn.build_info()["threads"] == cpus
+    finally:
+        torch.set_num_threads(old)

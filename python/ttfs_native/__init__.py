@@ -15,14 +15,14 @@ __version__ = "0.1.0"
 def build_info() -> dict:
     """What this installation was built with and can use."""
     from . import _core
-    from .simulator import cuda_status
+    from .simulator import cuda_status, default_threads
 
     available, reason = cuda_status()
     return {
         "version": __version__,
         "openmp": bool(_core.openmp_enabled()),
         "cpu_kernels": str(_core.cpu_kernels()),
-        "threads": int(_core.max_threads()),
+        "threads": default_threads(),
         "cuda": bool(_core.cuda_compiled),
         "cuda_architectures": [a for a in str(_core.cuda_architectures).split(",") if a],
         "cuda_available": available,

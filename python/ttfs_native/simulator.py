@@ -23,6 +23,20 @@ def _core():
     return core
 
 
+def default_threads() -> int:
+    """Threads of the CPU backend when ``num_threads`` is None: ``OMP_NUM_THREADS``
+    if set, else the CPUs this process may run on. Not OpenMP's current default,
+    which a library sharing the OpenMP runtime changes behind our back
+    (``torch.set_num_threads(1)`` would make every simulation single-threaded)."""
+    first = os.environ.get("OMP_NUM_THREADS", "").split(",")[0].strip()
+    if first.isdigit() and int(first) > 0:
+        return int(first)
+    try:
+        return len(os.sched_getaffinity(0))
+    except AttributeError:  # not on Linux
+        return os.cpu_count() or 1
+
+
 def cuda_status() -> tuple:
     """(available, reason) for the CUDA backend."""
     core = _core()
@@ -43,7 +57,8 @@ class Simulator:
     backend: ``"cpu"`` (C++/OpenMP), ``"cuda"``, ``"reference"`` (numpy,
     slow, the oracle) or ``"auto"`` (CUDA when a GPU is visible, else CPU).
     batch_size: samples handed to the backend per call (bounds memory; results
-    do not depend on it). ops_convention: ``"exact"`` counts real connections,
+    do not depend on it). num_threads: CPU threads (default: default_threads()).
+    ops_convention: ``"exact"`` counts real connections,
     ``"snntoolbox"`` the original's approximate fan-outs.
     record_spike_times=False leaves ``first_spike_times`` empty (saves memory
     and copies on large runs).
@@ -89,7 +104,7 @@ class Simulator:
         if num_threads is not None and (isinstance(num_threads, bool) or not isinstance(num_threads, (int, np.integer))
                                         or num_threads < 1):
             raise ValueError(f"num_threads must be a positive integer or None, got {num_threads!r}")
-        self.num_threads = int(num_threads or 0)
+        self.num_threads = int(num_threads) if num_threads else default_threads()
         self.backend = self._pick_backend(backend)
         self.spike_times_on_device = bool(spike_times_on_device)
         if self.spike_times_on_device and (self.backend != "cuda" or not self.record_spike_times):
