@@ -58,8 +58,6 @@ void add_node(Network& net, int kind, const std::string& name, const std::vector
   node.size = size;
   node.softmax = softmax;
   node.kernel = to_vector(kernel);
-  node.abs_kernel = node.kernel;
-  for (float& w : node.abs_kernel) w = std::fabs(w);
   node.bias = to_vector(bias);
   node.pool_count = to_vector(pool_count);
   node.gather_input = to_vector(gather_input);

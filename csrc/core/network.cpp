@@ -76,7 +76,6 @@ void validate_node(const Network& net, const Node& node) {
   if (node.kind == NodeKind::Dense || node.kind == NodeKind::Conv2D ||
       node.kind == NodeKind::DepthwiseConv2D) {
     require(node.bias.empty() || int64_t(node.bias.size()) == g.out_c, node, "bias size");
-    require(node.abs_kernel.size() == node.kernel.size(), node, "|kernel| size");
   }
   require(!node.softmax || node.kind == NodeKind::Dense || node.kind == NodeKind::Conv2D ||
               node.kind == NodeKind::DepthwiseConv2D,

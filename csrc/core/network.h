@@ -43,7 +43,6 @@ struct Node {
   int64_t size = 0;                // number of output elements
   bool softmax = false;            // stochastic softmax output layer
   std::vector<float> kernel;       // Keras layout, flattened
-  std::vector<float> abs_kernel;   // |kernel|, for the missing impulse
   std::vector<float> bias;         // as stored (multiplied by dt per run)
   std::vector<float> pool_count;   // AveragePooling2D: cells per window (out_h*out_w)
   std::vector<int32_t> gather_input;    // Gather: which inbound (-1: zero padding)

@@ -465,7 +465,7 @@ class SampleRunner {
                                s.missing_sum.data()};
     const CpuNodeTables& t = tables_[&node - net_.nodes.data()];
     const LayerWeights weights = t.rows.empty()
-                                     ? LayerWeights{node.kernel.data(), node.abs_kernel.data(), false}
+                                     ? LayerWeights{node.kernel.data(), t.abs_kernel.data(), false}
                                      : LayerWeights{t.rows.data(), t.abs_rows.data(), true};
     s.nonzero_inputs += absorb(node, weights, changes);
   }
@@ -631,11 +631,17 @@ CpuEngine::CpuEngine(const Network& net, const SimConfig& config) : net_(net), c
       t.pool_count.resize(node.size);
       for (int64_t n = 0; n < node.size; ++n) t.pool_count[n] = node.pool_count[n / channels];
     }
+    // |kernel| for the missing impulse, in row layout where it applies (then
+    // the kernel is too)
+    std::vector<float> abs_kernel(node.kernel);
+    for (float& w : abs_kernel) w = std::fabs(w);
     if (node.kind == NodeKind::Conv2D && conv_rows_apply(node.geom)) {
       t.rows.resize(node.kernel.size());
       t.abs_rows.resize(node.kernel.size());
       conv_row_layout(node.geom, node.kernel.data(), t.rows.data());
-      conv_row_layout(node.geom, node.abs_kernel.data(), t.abs_rows.data());
+      conv_row_layout(node.geom, abs_kernel.data(), t.abs_rows.data());
+    } else {
+      t.abs_kernel = std::move(abs_kernel);
     }
   }
 }
