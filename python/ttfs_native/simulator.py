@@ -117,13 +117,13 @@ class Simulator:
         if self.backend in ("cpu", "cuda"):
             core = _core()
             from .plan import build_network
-            self._network = build_network(core, model, self.fanouts)
+            network = build_network(core, model, self.fanouts)
             p = self.params
             config = core.SimConfig(steps=p.steps, dt=p.dt, v_thresh=p.v_thresh, tau_refrac=p.tau_refrac,
                                     leak=bool(p.leak), seed=int(p.seed), early_stop=bool(p.early_stop),
                                     record_spike_times=self.record_spike_times)
             engine_type = core.CpuEngine if self.backend == "cpu" else core.CudaEngine
-            self._engine = engine_type(self._network, config)
+            self._engine = engine_type(network, config)  # keeps its own copy
 
     @classmethod
     def from_toolbox_config(cls, model, config_path, **overrides) -> "Simulator":
