@@ -4,8 +4,8 @@
 // copy the results back once. Synaptic input is event-driven: every output
 // element that changes is stamped with the step and its old values, and a
 // layer adds only the stamped inputs of its fan-in to running double sums
-// (Conv2D and Dense find them through per-cell lists of changed channels,
-// cell_changes_kernel). TTFS_CUDA_SYNAPSES=gather instead re-gathers the
+// (Conv2D and Dense layers with more than 32 input channels find them
+// through per-cell lists of changed channels, cell_changes_kernel). TTFS_CUDA_SYNAPSES=gather instead re-gathers the
 // whole fan-in whenever the inbound node changed (the first design, kept for
 // comparison and as a fallback). All state lives in device buffers allocated
 // once per batch capacity and reused across runs; the weights are copied to
@@ -82,9 +82,12 @@ struct BatchBuffers {
   DeviceBuffer<int> stop_step;                    // [sample]
 };
 
-// Event-driven Conv2D and Dense layers read their input's changes through
-// per-cell lists (cell_changes_kernel); the others test each input directly.
-bool uses_cell_lists(NodeKind kind) { return kind == NodeKind::Dense || kind == NodeKind::Conv2D; }
+// Event-driven Conv2D and Dense layers with many input channels read their
+// input's changes through per-cell lists (cell_changes_kernel); the others
+// test each input's stamp directly.
+bool uses_cell_lists(const Node& node) {
+  return (node.kind == NodeKind::Dense || node.kind == NodeKind::Conv2D) && node.geom.in_c > kDirectChannels;
+}
 
 void launch_integrate(NodeKind kind, bool softmax, dim3 grid, cudaStream_t stream, const LayerArgs& a) {
   const dim3 block(kBlock);
@@ -227,7 +230,7 @@ struct CudaEngine::Impl {
       visit(b.state[i], int64_t(nodes[i].state_fields) * nodes[i].size);
       const bool event_driven = events && node.integrates();
       visit(b.sums[i], event_driven ? 2 * int64_t(nodes[i].size) : 0);
-      const bool lists = event_driven && uses_cell_lists(node.kind);
+      const bool lists = event_driven && uses_cell_lists(node);
       visit(b.cell_count[i], lists ? int64_t(node.geom.in_h) * node.geom.in_w : 0);
       visit(b.cell_list[i], lists ? node.geom.in_size() : 0);
     }
@@ -351,7 +354,7 @@ struct CudaEngine::Impl {
         launch("maxpool_kernel", maxpool_kernel, grid, dim3(kBlock), st, layer_args(i));
       } else {
         const LayerArgs a = layer_args(i);
-        if (a.cell_count) {  // event-driven Conv2D / Dense: this step's changes per input cell
+        if (a.cell_count) {  // event-driven, many channels: this step's changes per input cell
           const int cells = node.geom.in_h * node.geom.in_w;
           const CellChangesArgs c{cells, node.geom.in_c, a.inbound, a.in_offset,
                                   batch.cell_count[i].data(), batch.cell_list[i].data(), v};

@@ -128,10 +128,14 @@ struct InputEvents {
   const float* old_signal;
   const float* old_prospective;
   const int* stamp;
-  const int* cell_count;  // Conv2D, Dense: changed channels per input cell
-  const int* cell_list;   // ... which ones ([cell][in_c])
+  const int* cell_count;  // Conv2D, Dense with in_c > kDirectChannels: changed channels
+  const int* cell_list;   // per input cell, which ones ([cell][in_c]); else null
   int t;
 };
+
+// Up to this many channels a layer tests its inputs' stamps directly (one or
+// two cache lines per cell) instead of reading per-cell lists.
+constexpr int kDirectChannels = 32;
 
 __device__ __forceinline__ void add_event(float w, const InputEvents& in, int64_t j, double& current,
                                           double& missing) {
@@ -144,27 +148,33 @@ __device__ __forceinline__ void add_event(float w, const InputEvents& in, int64_
 template <NodeKind Kind>
 __device__ __forceinline__ void add_input_events(const Window& g, const float* __restrict__ kernel, int i,
                                                  const InputEvents& in, double& current, double& missing) {
+  // The changed channels c of the cell at `cell_offset`, in increasing order:
+  // visit(c) for each.
+  auto for_each_changed_channel = [&](int64_t cell_offset, auto&& visit) {
+    if (in.cell_list) {
+      const int* list = in.cell_list + cell_offset;
+      for (int k = 0, n = in.cell_count[cell_offset / g.in_c]; k < n; ++k) visit(list[k]);
+    } else {
+      for (int c = 0; c < g.in_c; ++c)
+        if (in.stamp[cell_offset + c] == in.t) visit(c);
+    }
+  };
   if constexpr (Kind == NodeKind::Dense) {
     const int units = g.multiplier;
     const int64_t cell = i / units;
     const int u = i - int(cell) * units;
-    const int* list = in.cell_list + cell * g.in_c;
-    for (int k = 0, n = in.cell_count[cell]; k < n; ++k) {
-      const int c = list[k];
+    for_each_changed_channel(cell * g.in_c, [&](int c) {
       add_event(kernel[int64_t(c) * units + u], in, cell * g.in_c + c, current, missing);
-    }
+    });
   } else if constexpr (Kind == NodeKind::Conv2D) {
     const int filters = g.multiplier;
     const int pos = i / filters, f = i - pos * filters;
     const int oy = pos / g.out_w, ox = pos - oy * g.out_w;
     for_each_tap(g, oy, ox, [&](int64_t cell_offset, int tap) {
-      const int64_t cell = cell_offset / g.in_c;
-      const int* list = in.cell_list + cell_offset;
       const float* w = kernel + int64_t(tap) * g.in_c * filters + f;
-      for (int k = 0, n = in.cell_count[cell]; k < n; ++k) {
-        const int c = list[k];
+      for_each_changed_channel(cell_offset, [&](int c) {
         add_event(w[int64_t(c) * filters], in, cell_offset + c, current, missing);
-      }
+      });
     });
   } else if constexpr (Kind == NodeKind::DepthwiseConv2D) {
     const int mult = g.multiplier;
