@@ -94,7 +94,7 @@ def _raster_figure(Figure, result, model, sample):
     fig = Figure(figsize=(7.0, 1.2 + 1.5 * len(layers)), layout="constrained")
     axes = fig.subplots(len(layers), 1, sharex=True, squeeze=False)[:, 0]
     for ax, spec in zip(axes, layers):
-        times = result.first_spike_times[spec.name][sample].reshape(-1) / result.dt
+        times = np.asarray(result.first_spike_times[spec.name])[sample].reshape(-1) / result.dt
         fired = np.flatnonzero(times > 0)
         ax.scatter(times[fired], fired, s=6 if spec.size > 200 else 12, marker="|" if spec.size > 50 else "o",
                    color="C0", linewidths=1)
@@ -124,7 +124,7 @@ def _code_figure(Figure, result, model, activations):
     rng = np.random.default_rng(0)
     for ax, spec in zip(axes, layers):
         act = np.asarray(activations[spec.name][:n], np.float64).reshape(-1)
-        times = (result.first_spike_times[spec.name][:n].reshape(-1) / result.dt)
+        times = np.asarray(result.first_spike_times[spec.name])[:n].reshape(-1) / result.dt
         keep = (act > 0) | (times > 0)       # silent neurons with zero activation say nothing
         if keep.sum() > MAX_SCATTER_POINTS:
             idx = rng.choice(np.flatnonzero(keep), MAX_SCATTER_POINTS, replace=False)
