@@ -176,6 +176,21 @@ def test_bad_device_input_is_refused():
         sim.run(tn.DeviceArray.from_numpy(x[:0]))
 
 
+def test_failed_dlpack_export_is_a_clear_error():
+    model, x, _ = netgen.make("mlp", n=2)
+    sim = tn.Simulator(model, duration=10, backend=BACKEND)
+
+    class RefusesExport:  # like a PyTorch CUDA tensor that requires grad
+        def __dlpack_device__(self):
+            return (2, sim._engine.device)
+
+        def __dlpack__(self, **kwargs):
+            raise RuntimeError("Can't export tensors that require gradient, use tensor.detach()")
+
+    with pytest.raises(ValueError, match="could not be exported through DLPack.*detach"):
+        sim.run(RefusesExport())
+
+
 def test_torch_cuda_tensors_in_and_out():
     torch = pytest.importorskip("torch")
     if not torch.cuda.is_available():
@@ -194,3 +209,5 @@ def test_torch_cuda_tensors_in_and_out():
         sim.run(xt.double())
     with pytest.raises(ValueError, match="not C-contiguous"):
         sim.run(torch.cat([xt, xt], dim=-1)[..., ::2])
+    with pytest.raises(ValueError, match="could not be exported through DLPack"):
+        sim.run(xt.clone().requires_grad_())

@@ -188,7 +188,12 @@ class Simulator:
             raise ValueError(f"input lives on CUDA device {device}, but this simulator runs on device "
                              f"{self._engine.device}")
         # The producer orders its pending writes before our stream (DLPack exchange).
-        view = _core().DLPackInput(x.__dlpack__(stream=self._engine.stream_handle))
+        try:
+            capsule = x.__dlpack__(stream=self._engine.stream_handle)
+        except (BufferError, TypeError, RuntimeError, ValueError) as e:
+            raise ValueError(f"input on CUDA device {device} could not be exported through DLPack ({e}); "
+                             "for a PyTorch tensor that requires grad, pass tensor.detach()") from None
+        view = _core().DLPackInput(capsule)
         try:
             check_input_shape(self.model, view.shape, allow_empty=False)
             if view.dtype != "float32":
