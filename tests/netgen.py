@@ -128,6 +128,23 @@ OPTIONS = {
 }
 
 
+def case_results(backend="cpu", n=6) -> dict:
+    """Every ARCHITECTURES x OPTIONS case on one backend, as flat arrays named
+    'arch/option/counts', '.../synops' and '.../<layer>' (first-spike times)."""
+    out = {}
+    for arch in sorted(ARCHITECTURES):
+        for option, kwargs in sorted(OPTIONS.items()):
+            if option == "early_stop" and arch == "softmax_output":
+                continue  # refused: a softmax output cannot stop early
+            model, x, labels = make(arch, n=n)
+            r = tn.Simulator(model, backend=backend, **kwargs).run(x, labels)
+            out[f"{arch}/{option}/counts"] = r.counts
+            out[f"{arch}/{option}/synops"] = r.synops_t
+            for name, times in r.first_spike_times.items():
+                out[f"{arch}/{option}/{name}"] = times
+    return out
+
+
 def assert_meets_contract(got, ref, label=""):
     """SEMANTICS.md's agreement rule against the reference: >= 99.9% of first-spike
     times, every prediction, count and stop step; returns the agreement rate."""

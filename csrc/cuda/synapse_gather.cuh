@@ -65,32 +65,29 @@ __device__ __forceinline__ void for_each_tap(const Window& g, int oy, int ox, Vi
   }
 }
 
-// I (without bias, before the input gate) and M of neuron i (flattened
-// channels-last) of a weighted or average-pooling layer. `kernel` is in Keras
-// layout; unused for pooling (whose "weights" are all 1).
-template <NodeKind Kind>
-__device__ __forceinline__ void gather_synaptic_input(const Window& g, const float* __restrict__ kernel,
-                                                      int i, const float* signal,
-                                                      const float* prospective, double& current,
-                                                      double& missing) {
+// The fan-in of neuron i (flattened channels-last) of a weighted or
+// average-pooling layer, in increasing input index: visit(j, w) for input
+// element j (offset in the inbound's row) with w its weight's index in the
+// Keras-layout kernel (0 for pooling, whose weights are all 1). Dense and
+// Conv2D read whole cells: cell_channels(cell_offset, each) calls each(c)
+// for the channels c of that cell to visit, in increasing order. Depthwise
+// and pooling read one channel per tap: input j is visited if one_channel(j).
+template <NodeKind Kind, typename CellChannels, typename OneChannel, typename Visit>
+__device__ __forceinline__ void for_each_input(const Window& g, int i, CellChannels&& cell_channels,
+                                               OneChannel&& one_channel, Visit&& visit) {
   if constexpr (Kind == NodeKind::Dense) {
     // i = cell*units + u; input (cell, c) has weight kernel[c*units + u].
     const int units = g.multiplier;
     const int64_t cell = i / units;
     const int u = i - int(cell) * units;
-    const float* a = signal + cell * g.in_c;
-    const float* p = prospective + cell * g.in_c;
-    for (int c = 0; c < g.in_c; ++c)
-      add_synapse(kernel + int64_t(c) * units + u, a[c], p[c], current, missing);
+    cell_channels(cell * g.in_c, [&](int c) { visit(cell * g.in_c + c, int64_t(c) * units + u); });
   } else if constexpr (Kind == NodeKind::Conv2D) {
     // i = pos*filters + f; input (cell, c) through tap has weight kernel[(tap*in_c + c)*filters + f].
     const int filters = g.multiplier;
     const int pos = i / filters, f = i - pos * filters;
     const int oy = pos / g.out_w, ox = pos - oy * g.out_w;
     for_each_tap(g, oy, ox, [&](int64_t cell, int tap) {
-      const float* w = kernel + int64_t(tap) * g.in_c * filters + f;
-      for (int c = 0; c < g.in_c; ++c)
-        add_synapse(w + int64_t(c) * filters, signal[cell + c], prospective[cell + c], current, missing);
+      cell_channels(cell, [&](int c) { visit(cell + c, (int64_t(tap) * g.in_c + c) * filters + f); });
     });
   } else if constexpr (Kind == NodeKind::DepthwiseConv2D) {
     // i = pos*out_c + c*mult + m; reads input channel c with weight kernel[(tap*in_c + c)*mult + m].
@@ -99,8 +96,7 @@ __device__ __forceinline__ void gather_synaptic_input(const Window& g, const flo
     const int c = oc / mult, m = oc - c * mult;
     const int oy = pos / g.out_w, ox = pos - oy * g.out_w;
     for_each_tap(g, oy, ox, [&](int64_t cell, int tap) {
-      add_synapse(kernel + (int64_t(tap) * g.in_c + c) * mult + m, signal[cell + c],
-                  prospective[cell + c], current, missing);
+      if (one_channel(cell + c)) visit(cell + c, (int64_t(tap) * g.in_c + c) * mult + m);
     });
   } else if constexpr (Kind == NodeKind::AveragePooling2D) {
     // i = pos*out_c + c; sums channel c over the window (the division by the
@@ -108,11 +104,35 @@ __device__ __forceinline__ void gather_synaptic_input(const Window& g, const flo
     const int pos = i / g.out_c, c = i - pos * g.out_c;
     const int oy = pos / g.out_w, ox = pos - oy * g.out_w;
     for_each_tap(g, oy, ox, [&](int64_t cell, int) {
-      const float a = signal[cell + c], p = prospective[cell + c];
-      if (a != 0.0f) current += double(a);
-      if (p != 0.0f) missing += double(p);
+      if (one_channel(cell + c)) visit(cell + c, int64_t(0));
     });
   }
+}
+
+// A synapse's weight: the kernel's, or 1 for average pooling. (1 * x is
+// exact, so pooling sums add the same values as the CPU engine.)
+template <NodeKind Kind>
+__device__ __forceinline__ const float* weight_at(const float* kernel, int64_t w) {
+  static const float one = 1.0f;
+  return Kind == NodeKind::AveragePooling2D ? &one : kernel + w;
+}
+
+// I (without bias, before the input gate) and M of neuron i over its whole
+// fan-in. `kernel` is in Keras layout; unused for pooling.
+template <NodeKind Kind>
+__device__ __forceinline__ void gather_synaptic_input(const Window& g, const float* __restrict__ kernel,
+                                                      int i, const float* signal,
+                                                      const float* prospective, double& current,
+                                                      double& missing) {
+  for_each_input<Kind>(
+      g, i,
+      [&](int64_t, auto&& each) {
+        for (int c = 0; c < g.in_c; ++c) each(c);
+      },
+      [](int64_t) { return true; },
+      [&](int64_t j, int64_t w) {
+        add_synapse(weight_at<Kind>(kernel, w), signal[j], prospective[j], current, missing);
+      });
 }
 
 // The event-driven alternative to gather_synaptic_input: the changes of one
@@ -148,55 +168,19 @@ __device__ __forceinline__ void add_event(float w, const InputEvents& in, int64_
 template <NodeKind Kind>
 __device__ __forceinline__ void add_input_events(const Window& g, const float* __restrict__ kernel, int i,
                                                  const InputEvents& in, double& current, double& missing) {
-  // The changed channels c of the cell at `cell_offset`, in increasing order:
-  // visit(c) for each.
-  auto for_each_changed_channel = [&](int64_t cell_offset, auto&& visit) {
-    if (in.cell_list) {
-      const int* list = in.cell_list + cell_offset;
-      for (int k = 0, n = in.cell_count[cell_offset / g.in_c]; k < n; ++k) visit(list[k]);
-    } else {
-      for (int c = 0; c < g.in_c; ++c)
-        if (in.stamp[cell_offset + c] == in.t) visit(c);
-    }
-  };
-  if constexpr (Kind == NodeKind::Dense) {
-    const int units = g.multiplier;
-    const int64_t cell = i / units;
-    const int u = i - int(cell) * units;
-    for_each_changed_channel(cell * g.in_c, [&](int c) {
-      add_event(kernel[int64_t(c) * units + u], in, cell * g.in_c + c, current, missing);
-    });
-  } else if constexpr (Kind == NodeKind::Conv2D) {
-    const int filters = g.multiplier;
-    const int pos = i / filters, f = i - pos * filters;
-    const int oy = pos / g.out_w, ox = pos - oy * g.out_w;
-    for_each_tap(g, oy, ox, [&](int64_t cell_offset, int tap) {
-      const float* w = kernel + int64_t(tap) * g.in_c * filters + f;
-      for_each_changed_channel(cell_offset, [&](int c) {
-        add_event(w[int64_t(c) * filters], in, cell_offset + c, current, missing);
-      });
-    });
-  } else if constexpr (Kind == NodeKind::DepthwiseConv2D) {
-    const int mult = g.multiplier;
-    const int pos = i / g.out_c, oc = i - pos * g.out_c;
-    const int c = oc / mult, m = oc - c * mult;
-    const int oy = pos / g.out_w, ox = pos - oy * g.out_w;
-    for_each_tap(g, oy, ox, [&](int64_t cell_offset, int tap) {
-      if (in.stamp[cell_offset + c] == in.t)
-        add_event(kernel[(int64_t(tap) * g.in_c + c) * mult + m], in, cell_offset + c, current, missing);
-    });
-  } else if constexpr (Kind == NodeKind::AveragePooling2D) {
-    const int pos = i / g.out_c, c = i - pos * g.out_c;
-    const int oy = pos / g.out_w, ox = pos - oy * g.out_w;
-    for_each_tap(g, oy, ox, [&](int64_t cell_offset, int) {
-      const int64_t j = cell_offset + c;
-      if (in.stamp[j] != in.t) return;
-      const float a = in.signal[j], a_old = in.old_signal[j];
-      const float p = in.prospective[j], p_old = in.old_prospective[j];
-      if (a != a_old) current += double(a - a_old);
-      if (p != p_old) missing += double(p - p_old);
-    });
-  }
+  for_each_input<Kind>(
+      g, i,
+      [&](int64_t cell_offset, auto&& each) {  // a cell's changed channels
+        if (in.cell_list) {
+          const int* list = in.cell_list + cell_offset;
+          for (int k = 0, n = in.cell_count[cell_offset / g.in_c]; k < n; ++k) each(list[k]);
+        } else {
+          for (int c = 0; c < g.in_c; ++c)
+            if (in.stamp[cell_offset + c] == in.t) each(c);
+        }
+      },
+      [&](int64_t j) { return in.stamp[j] == in.t; },
+      [&](int64_t j, int64_t w) { add_event(*weight_at<Kind>(kernel, w), in, j, current, missing); });
 }
 
 }  // namespace cuda
