@@ -329,6 +329,8 @@ PYBIND11_MODULE(_core, m) {
              return e.all_finite(reinterpret_cast<const float*>(x), count);
            }, py::arg("x_ptr"), py::arg("count"), "Whether `count` floats of device memory are all finite.")
       .def_property_readonly("device", &CudaEngine::device)
+      .def_property_readonly("schedule", &CudaEngine::schedule,
+                             "The time loop: 'step', or 'layer' (TTFS_CUDA_SCHEDULE=layer, where supported).")
       .def_property_readonly("stream_handle", &CudaEngine::stream_handle);
 
   py::class_<DeviceArray>(m, "DeviceArray",

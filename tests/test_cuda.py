@@ -18,6 +18,15 @@ BACKEND = "cuda"
 INFO = tn.build_info()
 pytestmark = netgen.CUDA_SKIP
 
+
+@pytest.fixture(autouse=True, params=["step", "layer"])
+def schedule(request, monkeypatch):
+    """Every CUDA test runs with both time loops: step by step (the default) and
+    layer by layer (TTFS_CUDA_SCHEDULE=layer, read when an engine is built)."""
+    monkeypatch.setenv("TTFS_CUDA_SCHEDULE", request.param)
+    return request.param
+
+
 def test_cuda_is_available_and_chosen_by_auto():
     assert INFO["cuda"] and INFO["cuda_available"]
     assert INFO["cuda_status"]  # the device's description
@@ -25,6 +34,19 @@ def test_cuda_is_available_and_chosen_by_auto():
     assert ok and reason == INFO["cuda_status"]
     model, _, _ = netgen.make("mlp", n=2)
     assert tn.Simulator(model, duration=4).backend == "cuda"
+
+
+def test_schedule_is_the_one_asked_for_where_supported(schedule, monkeypatch):
+    model, x, labels = netgen.make("depthwise_maxpool", n=3)
+    sim = tn.Simulator(model, duration=10, backend=BACKEND)
+    assert sim._engine.schedule == schedule
+    # the layer-major kernels keep per-step totals of at most 1024 steps in shared memory
+    long_run = tn.Simulator(model, duration=1025, backend=BACKEND)
+    assert long_run._engine.schedule == "step"
+    assert_identical(long_run.run(x[:1]), tn.Simulator(model, duration=1025, backend="cpu").run(x[:1]))
+    monkeypatch.setenv("TTFS_CUDA_SCHEDULE", "layers")
+    with pytest.raises(ValueError, match="TTFS_CUDA_SCHEDULE='layers': use 'step' or 'layer'"):
+        tn.Simulator(model, duration=10, backend=BACKEND)
 
 
 @pytest.mark.parametrize("option", sorted(netgen.OPTIONS))

@@ -23,6 +23,7 @@
 #include <vector>
 
 #include "device_buffer.cuh"
+#include "layer_kernels.cuh"
 #include "step_kernels.cuh"
 
 namespace ttfs {
@@ -58,6 +59,8 @@ struct DeviceNode {
   DeviceBuffer<double> fanout;
   DeviceBuffer<int> inbound;             // Gather: inbound node indices
   DeviceBuffer<int64_t> gather_source;   // Gather: offset in the row, -1 = zero padding
+  DeviceBuffer<int> source_node, source_element;  // Gather (layer-major): inbound node (-1: padding), element
+  int words = 0;                         // layer-major: words of one step's history plane
 };
 
 // Everything whose size is proportional to the samples of a chunk.
@@ -80,6 +83,15 @@ struct BatchBuffers {
   DeviceBuffer<int> class_count;                  // [sample][classes]
   DeviceBuffer<int> counts;                       // [sample][classes][steps]
   DeviceBuffer<int> stop_step;                    // [sample]
+  // Layer-major schedule (layer_kernels.cuh): every node's output history.
+  std::vector<DeviceBuffer<uint32_t>> planes;     // per node: [sample][planes][steps][words]
+  std::vector<DeviceBuffer<int>> on_step;         // per node: [sample][size]
+  std::vector<DeviceBuffer<float>> on_value, p_value;  // per node: [sample][size]
+  DeviceBuffer<int> first_on;                     // [sample][nodes]
+  DeviceBuffer<uint8_t> out_on;                   // softmax output: [sample][steps][classes]
+  DeviceBuffer<int> step_spikes;                  // [sample][layers][steps]
+  DeviceBuffer<double> step_ops;                  // [sample][steps]
+  DeviceBuffer<History> histories;                // per node (not per sample): where its history is
 };
 
 // Event-driven Conv2D and Dense layers with many input channels read their
@@ -87,6 +99,41 @@ struct BatchBuffers {
 // test each input's stamp directly.
 bool uses_cell_lists(const Node& node) {
   return (node.kind == NodeKind::Dense || node.kind == NodeKind::Conv2D) && node.geom.in_c > kDirectChannels;
+}
+
+// Whether the layer-major kernels cover this network and run: per-block step
+// totals in shared memory, a softmax only as the output (its history is
+// read by no layer) with at most one block of classes.
+bool layer_major_supported(const Network& net, const SimConfig& cfg) {
+  if (cfg.steps > kMaxLayerSteps) return false;
+  for (size_t i = 0; i < net.nodes.size(); ++i) {
+    const Node& node = net.nodes[i];
+    if (node.softmax && (i + 1 != net.nodes.size() || node.geom.out_c > 1024)) return false;
+  }
+  return true;
+}
+
+void launch_layer_integrate(NodeKind kind, bool softmax, dim3 grid, dim3 block, cudaStream_t stream,
+                            const LayerMajorArgs& a) {
+  switch (kind) {
+    case NodeKind::Dense:
+      if (softmax) launch("layer_softmax_kernel<Dense>", layer_softmax_kernel<NodeKind::Dense>, grid, block, stream, a);
+      else launch("layer_integrate_kernel<Dense>", layer_integrate_kernel<NodeKind::Dense>, grid, block, stream, a);
+      return;
+    case NodeKind::Conv2D:
+      if (softmax) launch("layer_softmax_kernel<Conv2D>", layer_softmax_kernel<NodeKind::Conv2D>, grid, block, stream, a);
+      else launch("layer_integrate_kernel<Conv2D>", layer_integrate_kernel<NodeKind::Conv2D>, grid, block, stream, a);
+      return;
+    case NodeKind::DepthwiseConv2D:
+      if (softmax) launch("layer_softmax_kernel<DepthwiseConv2D>", layer_softmax_kernel<NodeKind::DepthwiseConv2D>, grid, block, stream, a);
+      else launch("layer_integrate_kernel<DepthwiseConv2D>", layer_integrate_kernel<NodeKind::DepthwiseConv2D>, grid, block, stream, a);
+      return;
+    case NodeKind::AveragePooling2D:  // never softmax (validate_node)
+      launch("layer_integrate_kernel<AveragePooling2D>", layer_integrate_kernel<NodeKind::AveragePooling2D>, grid, block, stream, a);
+      return;
+    default:
+      throw std::logic_error("launch_layer_integrate: not an integrating layer");
+  }
 }
 
 void launch_integrate(NodeKind kind, bool softmax, dim3 grid, cudaStream_t stream, const LayerArgs& a) {
@@ -126,6 +173,10 @@ struct CudaEngine::Impl {
   // Synaptic input: event-driven (the changes of each step, added to running
   // sums) unless TTFS_CUDA_SYNAPSES=gather asks for the full fan-in gather.
   bool events = true;
+  // The time loop: step by step (one CUDA graph launch per step), or layer
+  // by layer when TTFS_CUDA_SCHEDULE=layer asks for it and the network is
+  // supported (layer_kernels.cuh: one launch per node, state in registers).
+  bool layer_major = false;
   int steps = 0;
   int64_t in_size = 0, row = 0, classes = 0;
   int flag_row = 0, partial_stride = 0, layers = 0;
@@ -148,6 +199,11 @@ struct CudaEngine::Impl {
     record_spike_times = cfg.record_spike_times;
     const char* synapses = std::getenv("TTFS_CUDA_SYNAPSES");
     events = !(synapses && std::string(synapses) == "gather");
+    const char* schedule = std::getenv("TTFS_CUDA_SCHEDULE");
+    const std::string requested = schedule ? schedule : "step";
+    if (requested != "step" && requested != "layer")
+      throw std::invalid_argument("TTFS_CUDA_SCHEDULE='" + requested + "': use 'step' or 'layer'");
+    layer_major = requested == "layer" && layer_major_supported(net, cfg);
     steps = cfg.steps;
     spiking = net.spiking_nodes();
     layers = int(spiking.size());
@@ -166,6 +222,7 @@ struct CudaEngine::Impl {
       d.size = int(node.size);
       d.softmax = node.softmax;
       d.signal_offset = row;
+      d.words = int((node.size + 31) / 32);
       row += node.size;
       if (node.integrates()) {
         d.state_fields = kIntegratingFields;
@@ -184,6 +241,14 @@ struct CudaEngine::Impl {
           source[e] = slot < 0 ? -1 : nodes[node.inbound[slot]].signal_offset + node.gather_element[e];
         }
         d.gather_source = DeviceBuffer<int64_t>::from_host(source.data(), source.size());
+        std::vector<int> source_node(node.size), source_element(node.size);
+        for (int64_t e = 0; e < node.size; ++e) {
+          const int slot = node.gather_input[e];
+          source_node[e] = slot < 0 ? -1 : node.inbound[slot];
+          source_element[e] = slot < 0 ? 0 : int(node.gather_element[e]);
+        }
+        d.source_node = DeviceBuffer<int>::from_host(source_node.data(), source_node.size());
+        d.source_element = DeviceBuffer<int>::from_host(source_element.data(), source_element.size());
       }
       if (node.is_spiking()) {
         d.slot = int(partial_offsets.size());
@@ -214,34 +279,45 @@ struct CudaEngine::Impl {
   // The single list of per-sample buffers: visit(buffer, elements per sample).
   template <typename Visit>
   void visit_batch_buffers(BatchBuffers& b, Visit&& visit) {
+    const bool step_major = !layer_major;
     visit(b.x, in_size);
-    visit(b.signal, row);
-    visit(b.prospective, row);
-    visit(b.stamp, events ? row : 0);
-    visit(b.old_signal, events ? row : 0);
-    visit(b.old_prospective, events ? row : 0);
-    visit(b.flags, flag_row);
-    b.state.resize(nodes.size());
+    visit(b.signal, step_major ? row : 0);
+    visit(b.prospective, step_major ? row : 0);
+    visit(b.stamp, step_major && events ? row : 0);
+    visit(b.old_signal, step_major && events ? row : 0);
+    visit(b.old_prospective, step_major && events ? row : 0);
+    visit(b.flags, step_major ? flag_row : 0);
+    for (auto* list : {&b.state, &b.on_value, &b.p_value}) list->resize(nodes.size());
+    for (auto* list : {&b.cell_count, &b.cell_list, &b.on_step}) list->resize(nodes.size());
     b.sums.resize(nodes.size());
-    b.cell_count.resize(nodes.size());
-    b.cell_list.resize(nodes.size());
+    b.planes.resize(nodes.size());
     for (size_t i = 0; i < nodes.size(); ++i) {
       const Node& node = net.nodes[i];
-      visit(b.state[i], int64_t(nodes[i].state_fields) * nodes[i].size);
-      const bool event_driven = events && node.integrates();
-      visit(b.sums[i], event_driven ? 2 * int64_t(nodes[i].size) : 0);
+      const DeviceNode& d = nodes[i];
+      visit(b.state[i], step_major ? int64_t(d.state_fields) * d.size : 0);
+      const bool event_driven = step_major && events && node.integrates();
+      visit(b.sums[i], event_driven ? 2 * int64_t(d.size) : 0);
       const bool lists = event_driven && uses_cell_lists(node);
       visit(b.cell_count[i], lists ? int64_t(node.geom.in_h) * node.geom.in_w : 0);
       visit(b.cell_list[i], lists ? node.geom.in_size() : 0);
+      const bool history = layer_major && !node.softmax;  // the softmax output's is read by no one
+      visit(b.planes[i], history ? int64_t(kPlanes) * steps * d.words : 0);
+      visit(b.on_step[i], history ? d.size : 0);
+      visit(b.on_value[i], history ? d.size : 0);
+      visit(b.p_value[i], history ? d.size : 0);
     }
     b.first_spike.resize(spiking.size());
     for (size_t l = 0; l < spiking.size(); ++l)
       visit(b.first_spike[l], record_spike_times ? nodes[spiking[l]].size : 0);
-    visit(b.partial_spikes, partial_stride);
-    visit(b.partial_ops, partial_stride);
+    visit(b.partial_spikes, step_major ? partial_stride : 0);
+    visit(b.partial_ops, step_major ? partial_stride : 0);
+    visit(b.class_count, step_major ? classes : 0);
+    visit(b.first_on, layer_major ? int64_t(nodes.size()) : 0);
+    visit(b.out_on, layer_major && nodes.back().softmax ? steps * classes : 0);
+    visit(b.step_spikes, layer_major ? int64_t(layers) * steps : 0);
+    visit(b.step_ops, layer_major ? steps : 0);
     visit(b.spike_counts, layers);
     visit(b.synops, steps);
-    visit(b.class_count, classes);
     visit(b.counts, classes * steps);
     visit(b.stop_step, 1);
   }
@@ -265,6 +341,19 @@ struct CudaEngine::Impl {
       buffer = DeviceBuffer<T>(size_t(per_sample) * size_t(capacity));
     });
     batch.capacity = capacity;
+    if (layer_major) {
+      std::vector<History> histories;
+      for (size_t i = 0; i < nodes.size(); ++i) histories.push_back(history(i));
+      batch.histories = DeviceBuffer<History>::from_host(histories.data(), histories.size());
+    }
+  }
+
+  // Node i's output history in the chunk buffers (layer-major).
+  History history(size_t i) {
+    const DeviceNode& d = nodes[i];
+    return History{batch.planes[i].data(), batch.on_step[i].data(), batch.on_value[i].data(),
+                   batch.p_value[i].data(), batch.first_on.data() + i, int(nodes.size()),
+                   d.size, d.words, steps};
   }
 
   // Makes room for up to `samples` samples at once (reusing the buffers when
@@ -431,6 +520,7 @@ struct CudaEngine::Impl {
   // x: host memory, or device memory read in place if x_on_device.
   void run_chunk(const float* x, bool x_on_device, int64_t n, int64_t sample_offset, const ResultViews& out,
                  int64_t row0) {
+    if (layer_major) return run_chunk_layer_major(x, x_on_device, n, sample_offset, out, row0);
     cudaStream_t st = stream.get();
     const cudaGraphExec_t step = step_graph(n);
     TTFS_CUDA_CHECK(cudaMemsetAsync(batch.flags.data(), 0, size_t(n) * flag_row * sizeof(int), st));
@@ -453,6 +543,11 @@ struct CudaEngine::Impl {
         if (running == 0) break;  // every sample stopped and filled its results
       }
     }
+    copy_results(n, out, row0);
+  }
+
+  // The results of a chunk's n samples, to rows row0.. of `out`; returns when done.
+  void copy_results(int64_t n, const ResultViews& out, int64_t row0) {
     copy_out(out.counts + row0 * classes * steps, batch.counts, n * classes * steps);
     for (size_t l = 0; l < out.first_spike.size(); ++l) {
       const int64_t size = nodes[spiking[l]].size;
@@ -461,7 +556,77 @@ struct CudaEngine::Impl {
     copy_out(out.spike_counts + row0 * layers, batch.spike_counts, n * layers);
     copy_out(out.synops + row0 * steps, batch.synops, n * steps);
     copy_out(out.stop_step + row0, batch.stop_step, n);
-    TTFS_CUDA_CHECK(cudaStreamSynchronize(st));
+    TTFS_CUDA_CHECK(cudaStreamSynchronize(stream.get()));
+  }
+
+  // ------------------------------------------------------------ layer-major chunk
+  LayerMajorArgs layer_major_args(size_t i, int64_t sample_offset) {
+    const Node& node = net.nodes[i];
+    const DeviceNode& d = nodes[i];
+    LayerMajorArgs a{};
+    a.g = make_window(node.geom);
+    a.size = d.size;
+    a.kernel = d.kernel.data();
+    a.bias_dt = d.bias_dt.data();  // null without bias
+    a.pool_count = d.pool_count.data();
+    a.in = history(node.inbound[0]);
+    a.out = history(i);
+    a.r = LayerRecords{batch.first_spike[d.slot].data(), d.fanout.data(),
+                       batch.step_spikes.data() + int64_t(d.slot) * steps, int64_t(layers) * steps,
+                       batch.step_ops.data()};
+    a.p = params;
+    a.sample_offset = sample_offset;
+    a.out_on = batch.out_on.data();
+    return a;
+  }
+
+  // One launch per node, each running all steps, then the readout.
+  void run_chunk_layer_major(const float* x, bool x_on_device, int64_t n, int64_t sample_offset,
+                             const ResultViews& out, int64_t row0) {
+    cudaStream_t st = stream.get();
+    const unsigned samples = unsigned(n);
+    TTFS_CUDA_CHECK(cudaMemsetAsync(batch.first_on.data(), 0x7f, size_t(n) * nodes.size() * sizeof(int), st));
+    TTFS_CUDA_CHECK(cudaMemsetAsync(batch.step_spikes.data(), 0, size_t(n) * layers * steps * sizeof(int), st));
+    TTFS_CUDA_CHECK(cudaMemsetAsync(batch.step_ops.data(), 0, size_t(n) * steps * sizeof(double), st));
+    if (!x_on_device) {
+      TTFS_CUDA_CHECK(cudaMemcpyAsync(batch.x.data(), x, size_t(n) * in_size * sizeof(float),
+                                      cudaMemcpyHostToDevice, st));
+      x = batch.x.data();
+    }
+    launch("layer_input_kernel", layer_input_kernel, dim3(blocks_for(in_size, kBlock), samples), dim3(kBlock),
+           st, x, in_size, params.dt, history(0));
+    for (size_t i = 1; i < nodes.size(); ++i) {
+      const Node& node = net.nodes[i];
+      const DeviceNode& d = nodes[i];
+      const dim3 grid(blocks_for(d.size, kBlock), samples);
+      if (node.kind == NodeKind::Gather) {
+        const LayerGatherArgs a{batch.histories.data(), d.source_node.data(), d.source_element.data(), history(i)};
+        launch("layer_gather_kernel", layer_gather_kernel, grid, dim3(kBlock), st, a);
+      } else if (node.kind == NodeKind::MaxPooling2D) {
+        launch("layer_maxpool_kernel", layer_maxpool_kernel, grid, dim3(kBlock), st,
+               layer_major_args(i, sample_offset));
+      } else if (d.softmax) {  // a block per (position, sample), a thread per class
+        const int classes_here = node.geom.out_c;
+        launch_layer_integrate(node.kind, true, dim3(unsigned(d.size / classes_here), samples),
+                               dim3(unsigned((classes_here + 31) / 32 * 32)), st,
+                               layer_major_args(i, sample_offset));
+      } else {
+        launch_layer_integrate(node.kind, false, grid, dim3(kBlock), st, layer_major_args(i, sample_offset));
+      }
+    }
+    const LayerReadoutArgs r{history(nodes.size() - 1), nodes.back().softmax ? batch.out_on.data() : nullptr,
+                             int(classes), steps, layers, early_stop ? 1 : 0, batch.step_spikes.data(),
+                             batch.step_ops.data(), batch.spike_counts.data(), batch.synops.data(),
+                             batch.counts.data(), batch.stop_step.data()};
+    launch("layer_readout_kernel", layer_readout_kernel, dim3(samples), dim3(kReadoutBlock), st, r);
+    if (early_stop && record_spike_times)
+      for (int l = 0; l < layers; ++l) {
+        const int size = nodes[spiking[l]].size;
+        launch("drop_spikes_after_stop_kernel", drop_spikes_after_stop_kernel,
+               dim3(blocks_for(size, kBlock), samples), dim3(kBlock), st, batch.first_spike[l].data(), size,
+               batch.stop_step.data(), params);
+      }
+    copy_results(n, out, row0);
   }
 };
 
@@ -488,6 +653,8 @@ void CudaEngine::run(const float* x, int64_t samples, int64_t sample_offset, con
 }
 
 int CudaEngine::device() const { return impl_->device; }
+
+const char* CudaEngine::schedule() const { return impl_->layer_major ? "layer" : "step"; }
 
 uintptr_t CudaEngine::stream_handle() const { return reinterpret_cast<uintptr_t>(impl_->stream.get()); }
 

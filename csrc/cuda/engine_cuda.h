@@ -34,6 +34,10 @@ class CudaEngine {
   const Network& network() const { return net_; }
   const SimConfig& config() const { return config_; }
   int device() const;
+  // The time loop this engine runs: "step" (one CUDA graph launch per step)
+  // or "layer" (TTFS_CUDA_SCHEDULE=layer on a network the layer-major
+  // kernels support: one launch per node, each running all steps).
+  const char* schedule() const;
   // The engine's stream (cudaStream_t), for the DLPack exchange: producers of
   // device input order their pending writes before it.
   uintptr_t stream_handle() const;

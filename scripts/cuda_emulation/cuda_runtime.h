@@ -184,6 +184,11 @@ using std::isfinite;
 inline float __fmul_rn(float a, float b) { return a * b; }
 inline float __fadd_rn(float a, float b) { return a + b; }
 inline int atomicSub(int* a, int v) { int old = *a; *a -= v; return old; }
+// Blocks run one at a time and threads switch only at barriers: plain updates are atomic.
+template <typename T>
+inline T atomicAdd(T* a, T v) { T old = *a; *a += v; return old; }
+inline int atomicMin(int* a, int v) { int old = *a; if (v < old) *a = v; return old; }
+inline int __ffs(unsigned x) { return __builtin_ffs(int(x)); }
 
 inline const char* cudaGetErrorString(cudaError_t e) { return e == cudaSuccess ? "no error" : "emulated error"; }
 inline const char* cudaGetErrorName(cudaError_t e) { return e == cudaSuccess ? "cudaSuccess" : "cudaErrorEmu"; }

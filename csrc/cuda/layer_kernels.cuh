@@ -1,0 +1,492 @@
+// The layer-major schedule (PERFORMANCE.md point 5; TTFS_CUDA_SCHEDULE=layer):
+// layer l at step t depends only on layer l-1 at step t, so each node runs
+// its whole time loop in one launch, node after node. A neuron's state (V,
+// theta, R, S, P and the double sums of I and M) stays in registers for all
+// steps; what passes between nodes is each node's output *history*:
+//
+// * four bit planes per step, one bit per output element ([sample][plane]
+//   [step][word]): any change, signal turned on, prospective flag changed,
+//   prospective flag on after the step;
+// * per element: the step its signal turned on (kNever if it never does) and
+//   the values of its signal and prospective map when on;
+// * per sample: the earliest such step (the next layer's input gate,
+//   SEMANTICS.md step 2).
+//
+// Every signal that a layer reads turns on once and stays on (input x*dt
+// from step 1, "dt once fired", max-pool's sticky S; the softmax output is
+// read by no layer), so "turned on" and its value describe it fully. A
+// layer adds, at each step, the changes of its fan-in in increasing input
+// index to running double sums: the CPU engine's order, so I, M and every
+// spike equal the CPU's bit for bit (the same argument as synapse_gather.cuh).
+//
+// Thread i of a block row is output element blockIdx.x*blockDim.x + i, so a
+// warp's 32 elements are one word of each plane: it writes a step's words
+// from warp ballots, without atomics or clearing. Spike counts and synaptic
+// operations per step are added up per block in shared memory and then
+// into per-(sample, step) totals with integer-valued atomics (fan-outs are
+// integers, so every order gives the same double). The readout derives the
+// class counts, early stop and the results' cut-off from these afterwards.
+#pragma once
+
+#include "step_kernels.cuh"
+
+namespace ttfs {
+namespace cuda {
+
+constexpr int kMaxLayerSteps = 1024;  // per-block step totals live in shared memory
+constexpr int kNever = 0x7f7f7f7f;    // "never on"; also what a 0x7f byte memset writes
+constexpr int kPlanes = 4;
+enum HistoryPlane { kAnyChange = 0, kSignalOn, kProspectiveChanged, kProspectiveOn };
+
+// A node's output over the whole run, for the samples of a chunk.
+struct History {
+  uint32_t* planes;  // [sample][kPlanes][steps][words]
+  int* on_step;      // [sample][size]
+  float* on_value;   // [sample][size]: the signal once on
+  float* p_value;    // [sample][size]: the prospective map when on
+  int* first_on;     // [sample * first_on_stride]: earliest on_step of the sample
+  int first_on_stride;
+  int size, words, steps;
+
+  __device__ __forceinline__ uint32_t* plane(int64_t s, int p, int t) const {
+    return planes + ((s * kPlanes + p) * steps + (t - 1)) * int64_t(words);
+  }
+};
+
+// What every layer-major kernel of a spiking node writes besides its history.
+struct LayerRecords {
+  float* first_spike;    // [sample][size]: tau of the first record, 0 = none; null: not recorded
+  const double* fanout;  // [size]
+  int* step_spikes;      // this layer's row of [sample][layers][steps]
+  int64_t spikes_stride; // layers * steps
+  double* step_ops;      // [sample][steps], all layers
+};
+
+struct LayerMajorArgs {
+  Window g;
+  int size;
+  const float* kernel;      // Keras layout (weighted layers)
+  const float* bias_dt;     // b * dt, or null
+  const float* pool_count;  // AveragePooling2D: cells per output position
+  History in, out;
+  LayerRecords r;
+  StepParams p;
+  int64_t sample_offset;    // softmax: index of the chunk's first sample in the whole input
+  uint8_t* out_on;          // softmax output: [sample][steps][size], the signal at each step
+};
+
+// ------------------------------------------------------------- helpers
+
+// Writes step t's words of the output history from the warp's 32 elements
+// (lane l = element 32*word + l). Every thread of the block must call it.
+__device__ __forceinline__ void publish_history(const History& h, int64_t s, int t, int i, bool signal_on,
+                                                bool p_changed, bool p_on) {
+  const unsigned sig = __ballot_sync(0xffffffffu, signal_on);
+  const unsigned pch = __ballot_sync(0xffffffffu, p_changed);
+  const unsigned pon = __ballot_sync(0xffffffffu, p_on);
+  if ((threadIdx.x & 31) == 0 && i < h.size) {
+    const int w = i >> 5;
+    h.plane(s, kAnyChange, t)[w] = sig | pch;
+    h.plane(s, kSignalOn, t)[w] = sig;
+    h.plane(s, kProspectiveChanged, t)[w] = pch;
+    h.plane(s, kProspectiveOn, t)[w] = pon;
+  }
+}
+
+// Per-block totals of one node's records per step, and the block's earliest
+// "signal on" step, in shared memory.
+struct BlockTotals {
+  int spikes[kMaxLayerSteps];
+  double ops[kMaxLayerSteps];
+  int first_on;
+};
+
+// Every thread of the block must call these two.
+__device__ __forceinline__ void clear_totals(BlockTotals& b, int steps) {
+  for (int t = threadIdx.x; t < steps; t += blockDim.x) {
+    b.spikes[t] = 0;
+    b.ops[t] = 0.0;
+  }
+  if (threadIdx.x == 0) b.first_on = kNever;
+  __syncthreads();
+}
+
+__device__ __forceinline__ void flush_totals(BlockTotals& b, int steps, const LayerRecords& r, int64_t s,
+                                             const History& out) {
+  __syncthreads();
+  for (int t = threadIdx.x; t < steps; t += blockDim.x)
+    if (b.spikes[t] != 0) {
+      atomicAdd(r.step_spikes + s * r.spikes_stride + t, b.spikes[t]);
+      atomicAdd(r.step_ops + s * steps + t, b.ops[t]);
+    }
+  if (threadIdx.x == 0 && b.first_on != kNever) atomicMin(out.first_on + s * out.first_on_stride, b.first_on);
+}
+
+// A spike-train record of element i at step t.
+__device__ __forceinline__ void add_record(BlockTotals& b, const LayerRecords& r, int i, int t, float tau,
+                                           float& first) {
+  atomicAdd(&b.spikes[t - 1], 1);
+  atomicAdd(&b.ops[t - 1], r.fanout[i]);
+  if (first == 0.0f) first = tau;
+}
+
+// Element i's output summary once its time loop is done.
+__device__ __forceinline__ void finish_element(BlockTotals& b, const History& out, const LayerRecords& r,
+                                               int64_t s, int i, int on_step, float on_value, float p_value,
+                                               float first) {
+  const int64_t e = s * out.size + i;
+  out.on_step[e] = on_step;
+  out.on_value[e] = on_value;
+  out.p_value[e] = p_value;
+  if (on_step != kNever) atomicMin(&b.first_on, on_step);
+  if (r.first_spike) r.first_spike[e] = first;
+}
+
+// Adds the changes of neuron i's inputs at step t to its running sums, in
+// increasing input index (for_each_input): w * (signal when on) for each
+// input that turned on, |w| * (+-prospective value) for each flag that
+// flipped. Dense and Conv2D scan a cell's channels a word of the
+// any-change plane at a time.
+template <NodeKind Kind>
+__device__ __forceinline__ void add_history_events(const Window& g, const float* __restrict__ kernel, int i,
+                                                   const History& in, int64_t s, int t, double& current,
+                                                   double& missing) {
+  const uint32_t* any = in.plane(s, kAnyChange, t);
+  const uint32_t* sig = in.plane(s, kSignalOn, t);
+  const uint32_t* pch = in.plane(s, kProspectiveChanged, t);
+  const uint32_t* pon = in.plane(s, kProspectiveOn, t);
+  const float* on_value = in.on_value + s * in.size;
+  const float* p_value = in.p_value + s * in.size;
+  for_each_input<Kind>(
+      g, i,
+      [&](int64_t cell, auto&& each) {  // a cell's changed channels, in increasing order
+        const int64_t end = cell + g.in_c;
+        for (int64_t w = cell >> 5; w <= (end - 1) >> 5; ++w) {
+          const int64_t base = w << 5;
+          uint32_t bits = any[w];
+          if (base < cell) bits &= 0xffffffffu << int(cell - base);
+          if (base + 32 > end) bits &= 0xffffffffu >> int(base + 32 - end);
+          while (bits) {
+            const int b = __ffs(bits) - 1;
+            bits &= bits - 1u;
+            each(int(base + b - cell));
+          }
+        }
+      },
+      [&](int64_t j) { return ((any[j >> 5] >> (j & 31)) & 1u) != 0; },
+      [&](int64_t j, int64_t w) {
+        const float weight = *weight_at<Kind>(kernel, w);
+        const int64_t word = j >> 5;
+        const uint32_t bit = 1u << (j & 31);
+        if (sig[word] & bit) current += double(weight) * double(on_value[j]);  // exact product
+        if (pch[word] & bit) {
+          const float p = p_value[j];
+          missing += double(fabsf(weight)) * double((pon[word] & bit) ? p : -p);
+        }
+      });
+}
+
+// I and M of neuron i from its sums (SEMANTICS.md steps 1-2, as the CPU's neuron pass).
+template <NodeKind Kind>
+__device__ __forceinline__ void input_of(double current_sum, double missing_sum, bool has_input, float bias,
+                                         float cells, float& current, float& missing) {
+  if constexpr (Kind == NodeKind::AveragePooling2D) {
+    current = has_input ? float(current_sum) / cells : 0.0f;
+    missing = float(missing_sum) / cells;
+  } else {
+    current = has_input ? float(current_sum) + bias : 0.0f;
+    missing = float(missing_sum);
+  }
+}
+
+// ------------------------------------------------------------- kernels
+
+// The input: x * dt from step 1 on, prospective map all zero.
+__global__ void __launch_bounds__(kBlock) layer_input_kernel(const float* __restrict__ x, int64_t in_size,
+                                                             float dt, const History out) {
+  __shared__ int block_first_on;
+  const int64_t s = blockIdx.y;
+  const int i = blockIdx.x * kBlock + threadIdx.x;
+  if (threadIdx.x == 0) block_first_on = kNever;
+  __syncthreads();
+  const float a = i < in_size ? mul_rn(x[s * in_size + i], dt) : 0.0f;  // x * dt, as the CPU
+  const bool on = a != 0.0f;
+  for (int t = 1; t <= out.steps; ++t) publish_history(out, s, t, i, t == 1 && on, false, false);
+  if (i < in_size) {
+    const int64_t e = s * in_size + i;
+    out.on_step[e] = on ? 1 : kNever;
+    out.on_value[e] = a;
+    out.p_value[e] = 0.0f;
+    if (on) atomicMin(&block_first_on, 1);
+  }
+  __syncthreads();
+  if (threadIdx.x == 0 && block_first_on != kNever)
+    atomicMin(out.first_on + s * out.first_on_stride, block_first_on);
+}
+
+// Flatten, Reshape, ZeroPadding2D, Concatenate: each element's history is
+// its source element's (zero padding: never on).
+struct LayerGatherArgs {
+  const History* histories;  // every node's, by node index
+  const int* source_node;    // per element: inbound node index, -1 = zero padding
+  const int* source_element; // per element: element in that node
+  History out;
+};
+
+__global__ void __launch_bounds__(kBlock) layer_gather_kernel(const LayerGatherArgs a) {
+  __shared__ int block_first_on;
+  const int64_t s = blockIdx.y;
+  const int i = blockIdx.x * kBlock + threadIdx.x;
+  if (threadIdx.x == 0) block_first_on = kNever;
+  __syncthreads();
+  const int node = i < a.out.size ? a.source_node[i] : -1;
+  History src{};
+  int j = 0;
+  if (node >= 0) {
+    src = a.histories[node];
+    j = a.source_element[i];
+  }
+  const uint32_t bit = 1u << (j & 31);
+  for (int t = 1; t <= a.out.steps; ++t) {
+    bool sig = false, pch = false, pon = false;
+    if (node >= 0) {
+      sig = (src.plane(s, kSignalOn, t)[j >> 5] & bit) != 0;
+      pch = (src.plane(s, kProspectiveChanged, t)[j >> 5] & bit) != 0;
+      pon = (src.plane(s, kProspectiveOn, t)[j >> 5] & bit) != 0;
+    }
+    publish_history(a.out, s, t, i, sig, pch, pon);
+  }
+  if (i < a.out.size) {
+    const int64_t e = s * a.out.size + i;
+    const int64_t from = s * int64_t(src.size) + j;
+    const int on_step = node >= 0 ? src.on_step[from] : kNever;
+    a.out.on_step[e] = on_step;
+    a.out.on_value[e] = node >= 0 ? src.on_value[from] : 0.0f;
+    a.out.p_value[e] = node >= 0 ? src.p_value[from] : 0.0f;
+    if (on_step != kNever) atomicMin(&block_first_on, on_step);
+  }
+  __syncthreads();
+  if (threadIdx.x == 0 && block_first_on != kNever)
+    atomicMin(a.out.first_on + s * a.out.first_on_stride, block_first_on);
+}
+
+// Dense, Conv2D, DepthwiseConv2D, AveragePooling2D with ReLU neurons: the
+// whole run of each neuron (SEMANTICS.md steps 1-11 at every step). A
+// neuron that fired and stays refractory to the end (as integrate_kernel
+// tests it) has nothing observable left and reads no more input.
+template <NodeKind Kind>
+__global__ void __launch_bounds__(kBlock) layer_integrate_kernel(const LayerMajorArgs a) {
+  __shared__ BlockTotals totals;
+  const int64_t s = blockIdx.y;
+  const int i = blockIdx.x * kBlock + threadIdx.x;
+  const int steps = a.p.steps;
+  clear_totals(totals, steps);
+  const bool valid = i < a.size;
+  float bias = 0.0f, cells = 1.0f;
+  if (valid) {
+    if (Kind == NodeKind::AveragePooling2D) cells = a.pool_count[i / a.g.out_c];
+    else if (a.bias_dt) bias = a.bias_dt[i % a.g.out_c];
+  }
+  const int first_on = a.in.first_on[s * a.in.first_on_stride];
+  double current_sum = 0.0, missing_sum = 0.0;
+  float membrane = 0.0f, threshold = a.p.v0, refrac_until = 0.0f, last_spike = 0.0f, prospective = 0.0f;
+  float signal = 0.0f, first = 0.0f;
+  int on_step = kNever;
+  bool finished = !valid;
+  for (int t = 1; t <= steps; ++t) {
+    bool signal_on = false, p_changed = false;
+    if (!finished) {
+      const StepConstants k = step_constants(a.p, t);
+      add_history_events<Kind>(a.g, a.kernel, i, a.in, s, t, current_sum, missing_sum);
+      float current, missing;
+      input_of<Kind>(current_sum, missing_sum, t >= first_on, bias, cells, current, missing);
+      const float p_before = prospective;
+      const bool spiked = ttfs_neuron_step(current, missing, k, membrane, threshold, refrac_until, last_spike,
+                                           prospective);
+      const float new_signal = relu_signal(last_spike, k.dt);
+      signal_on = new_signal != signal;
+      signal = new_signal;
+      if (signal_on) on_step = t;
+      p_changed = prospective != p_before;
+      if (spiked) add_record(totals, a.r, i, t, k.tau, first);
+      finished = last_spike > 0.0f && add_rn(last_spike, a.p.tau_refrac) > a.p.end_tau;
+    }
+    publish_history(a.out, s, t, i, signal_on, p_changed, prospective != 0.0f);
+  }
+  if (valid) finish_element(totals, a.out, a.r, s, i, on_step, a.p.dt, 1.0f, first);
+  flush_totals(totals, steps, a.r, s, a.out);
+}
+
+// A Dense or Conv2D output layer with the stochastic softmax: one block per
+// (position, sample), one thread per class, so that each step's softmax
+// over the classes (in the CPU's order, by thread 0) sees every membrane.
+// The last node: its signal at each step goes to out_on for the readout.
+template <NodeKind Kind>
+__global__ void __launch_bounds__(1024) layer_softmax_kernel(const LayerMajorArgs a) {
+  __shared__ BlockTotals totals;
+  __shared__ float membranes[1024];
+  __shared__ float v_max, total;
+  const int64_t s = blockIdx.y;
+  const int classes = a.g.out_c;
+  const int c = threadIdx.x;
+  const int i = blockIdx.x * classes + c;
+  const int steps = a.p.steps;
+  clear_totals(totals, steps);
+  const bool valid = c < classes;
+  const float bias = valid && a.bias_dt ? a.bias_dt[c] : 0.0f;
+  const int first_on = a.in.first_on[s * a.in.first_on_stride];
+  const uint32_t sample = uint32_t(a.sample_offset + s);
+  double current_sum = 0.0, missing_sum = 0.0;
+  float membrane = 0.0f, first = 0.0f;
+  const float refrac_until = 0.0f;  // no refractory update: R stays 0
+  for (int t = 1; t <= steps; ++t) {
+    const StepConstants k = step_constants(a.p, t);
+    if (valid) {
+      add_history_events<Kind>(a.g, a.kernel, i, a.in, s, t, current_sum, missing_sum);
+      float current, missing;
+      input_of<Kind>(current_sum, missing_sum, t >= first_on, bias, 1.0f, current, missing);
+      membrane = integrate(current, membrane, refrac_until, k);  // steps 3-4 (9-10 reach no one)
+      membranes[c] = membrane;
+    }
+    __syncthreads();
+    if (threadIdx.x == 0) {
+      float m = -INFINITY;
+      for (int q = 0; q < classes; ++q) m = m < membranes[q] ? membranes[q] : m;  // std::max
+      float sum = 0.0f;
+      for (int q = 0; q < classes; ++q) sum += softmax_exp(membranes[q] - m);
+      v_max = m;
+      total = sum;
+    }
+    __syncthreads();
+    if (valid) {
+      const float u = softmax_uniform(a.p.seed, uint32_t(i), sample, uint32_t(t));
+      const bool spiked = u <= softmax_exp(membrane - v_max) / total;
+      a.out_on[(s * steps + (t - 1)) * a.size + i] = spiked ? 1 : 0;
+      if (spiked) add_record(totals, a.r, i, t, k.tau, first);
+    }
+    __syncthreads();  // membranes, v_max and total are rewritten by the next step
+  }
+  if (valid && a.r.first_spike) a.r.first_spike[s * a.size + i] = first;
+  flush_totals(totals, steps, a.r, s, a.out);
+}
+
+// MaxPooling2D (CPU maxpool_step_node): at each step the window maximum of
+// the input's signal and prospective map as they are after that step.
+__global__ void __launch_bounds__(kBlock) layer_maxpool_kernel(const LayerMajorArgs a) {
+  __shared__ BlockTotals totals;
+  const int64_t s = blockIdx.y;
+  const int i = blockIdx.x * kBlock + threadIdx.x;
+  const int steps = a.p.steps;
+  clear_totals(totals, steps);
+  const bool valid = i < a.size;
+  const Window& g = a.g;
+  const int pos = valid ? i / g.out_c : 0, c = valid ? i - pos * g.out_c : 0;
+  const int oy = pos / g.out_w, ox = pos - oy * g.out_w;
+  const int* in_on_step = a.in.on_step + s * a.in.size;
+  const float* in_on_value = a.in.on_value + s * a.in.size;
+  const float* in_p_value = a.in.p_value + s * a.in.size;
+  float last_spike = 0.0f, last_prospective = 0.0f, signal = 0.0f, prospective = 0.0f, first = 0.0f;
+  int on_step = kNever;
+  for (int t = 1; t <= steps; ++t) {
+    bool signal_on = false, p_changed = false;
+    if (valid) {
+      const StepConstants k = step_constants(a.p, t);
+      const uint32_t* pon = a.in.plane(s, kProspectiveOn, t);
+      float m = -INFINITY, mp = -INFINITY;  // max_pool_window over the values at step t
+      for (int ky = 0; ky < g.kernel_h; ++ky) {
+        const int iy = oy * g.stride_h - g.pad_top + ky;
+        if (iy < 0 || iy >= g.in_h) continue;
+        for (int kx = 0; kx < g.kernel_w; ++kx) {
+          const int ix = ox * g.stride_w - g.pad_left + kx;
+          if (ix < 0 || ix >= g.in_w) continue;
+          const int64_t j = (int64_t(iy) * g.in_w + ix) * g.in_c + c;
+          const float value = in_on_step[j] <= t ? in_on_value[j] : 0.0f;
+          const float p = (pon[j >> 5] >> (j & 31)) & 1u ? in_p_value[j] : 0.0f;
+          m = m < value ? value : m;
+          mp = mp < p ? p : mp;
+        }
+      }
+      const bool recorded = maxpool_step(m, k.tau, last_spike);
+      if (mp != 0.0f) last_prospective = k.tau;
+      const float new_signal = relu_signal(last_spike, k.dt);
+      const float new_prospective = relu_signal(last_prospective, k.dt);
+      signal_on = new_signal != signal;
+      p_changed = new_prospective != prospective;
+      signal = new_signal;
+      prospective = new_prospective;
+      if (signal_on) on_step = t;
+      if (recorded) add_record(totals, a.r, i, t, k.tau, first);
+    }
+    publish_history(a.out, s, t, i, signal_on, p_changed, prospective != 0.0f);
+  }
+  if (valid) finish_element(totals, a.out, a.r, s, i, on_step, a.p.dt, a.p.dt, first);
+  flush_totals(totals, steps, a.r, s, a.out);
+}
+
+// After the last node, one block per sample: early stop, class counts,
+// spike counts and synaptic operations up to the stop step.
+struct LayerReadoutArgs {
+  History last;             // the last node's history ...
+  const uint8_t* out_on;    // ... or, for a softmax output, its signal per step
+  int classes, steps, layers, early_stop;
+  const int* step_spikes;   // [sample][layers][steps]
+  const double* step_ops;   // [sample][steps]
+  int64_t* spike_counts;    // [sample][layers]
+  double* synops;           // [sample][steps]
+  int* counts;              // [sample][classes][steps]
+  int* stop_step;           // [sample]
+};
+
+__global__ void __launch_bounds__(kReadoutBlock) layer_readout_kernel(const LayerReadoutArgs a) {
+  __shared__ int stop;
+  const int64_t s = blockIdx.x;
+  const int steps = a.steps;
+  // class c's output at step t is on (signal > 0)
+  auto on = [&](int c, int t) {
+    if (a.out_on) return a.out_on[(s * steps + (t - 1)) * a.classes + c] != 0;
+    const int64_t e = s * a.last.size + c;
+    return a.last.on_step[e] <= t && a.last.on_value[e] > 0.0f;
+  };
+  if (threadIdx.x == 0) {
+    stop = steps;
+    if (a.early_stop)  // the first step at which any class is on
+      for (int t = 1; t <= steps && stop == steps; ++t)
+        for (int c = 0; c < a.classes; ++c)
+          if (on(c, t)) {
+            stop = t;
+            break;
+          }
+    a.stop_step[s] = stop;
+  }
+  __syncthreads();
+  for (int c = threadIdx.x; c < a.classes; c += kReadoutBlock) {
+    int count = 0;
+    int* row = a.counts + (s * a.classes + c) * int64_t(steps);
+    for (int t = 1; t <= steps; ++t) {
+      if (t <= stop && on(c, t)) ++count;
+      row[t - 1] = count;
+    }
+  }
+  for (int l = threadIdx.x; l < a.layers; l += kReadoutBlock) {
+    const int* row = a.step_spikes + (s * a.layers + l) * int64_t(steps);
+    long long total = 0;
+    for (int t = 0; t < stop; ++t) total += row[t];
+    a.spike_counts[s * a.layers + l] = total;
+  }
+  for (int t = threadIdx.x; t < steps; t += kReadoutBlock)
+    a.synops[s * steps + t] = t < stop ? a.step_ops[s * steps + t] : 0.0;
+}
+
+// Early stop: first-spike times recorded after a sample's stop step are dropped.
+__global__ void __launch_bounds__(kBlock) drop_spikes_after_stop_kernel(float* first_spike, int size,
+                                                                        const int* stop_step, StepParams p) {
+  const int64_t s = blockIdx.y;
+  const int i = blockIdx.x * kBlock + threadIdx.x;
+  if (i >= size) return;
+  const float stop_tau = step_constants(p, stop_step[s]).tau;
+  float& first = first_spike[s * size + i];
+  if (first > stop_tau) first = 0.0f;
+}
+
+}  // namespace cuda
+}  // namespace ttfs
