@@ -65,6 +65,25 @@ def test_cuda_matches_reference_and_cpu(arch, option):
     assert_identical(got, tn.Simulator(model, backend="cpu", **kwargs).run(x, labels))
 
 
+def test_wide_layers_equal_cpu():
+    """Conv2D and Dense layers with multiples of 32 input and output channels: in the
+    layer-major schedule their warps scan the fan-in together (warp_scan_chunks), at
+    the borders, with strides and dilation too."""
+    layers = [netgen.conv_layer("c1", 32, 3, padding="same"),
+              netgen.conv_layer("c2", 64, 3, strides=2, padding="same"),
+              netgen.conv_layer("c3", 32, [2, 3], padding="valid", dilation=[2, 1]),
+              {"name": "dmap", "type": "Dense", "units": 32},
+              {"name": "flat", "type": "Flatten"},
+              {"name": "d1", "type": "Dense", "units": 64},
+              {"name": "out", "type": "Dense", "units": 10}]
+    rng = np.random.default_rng(4)
+    x = rng.random((6, 9, 8, 2), dtype=np.float32)
+    model = netgen.normalised_model((9, 8, 2), layers, x)
+    got = tn.Simulator(model, duration=40, backend=BACKEND, batch_size=4).run(x)
+    assert_identical(got, tn.Simulator(model, duration=40, backend="cpu").run(x))
+    assert got.spike_counts["c3"].sum() > 0 and got.spike_counts["d1"].sum() > 0
+
+
 def test_signed_input_into_max_pooling():
     """Negative inputs reach a max pool directly (its S switches on at a negative max)."""
     model, x = netgen.signed_max_pool_case()

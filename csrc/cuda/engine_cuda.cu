@@ -577,6 +577,7 @@ struct CudaEngine::Impl {
     a.p = params;
     a.sample_offset = sample_offset;
     a.out_on = batch.out_on.data();
+    a.warp_chunks = warp_scan_chunks(node);
     return a;
   }
 

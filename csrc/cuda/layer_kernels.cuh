@@ -73,6 +73,7 @@ struct LayerMajorArgs {
   StepParams p;
   int64_t sample_offset;    // softmax: index of the chunk's first sample in the whole input
   uint8_t* out_on;          // softmax output: [sample][steps][size], the signal at each step
+  int warp_chunks;          // > 0: the warps scan their fan-in together (warp_scan_chunks)
 };
 
 // ------------------------------------------------------------- helpers
@@ -186,6 +187,85 @@ __device__ __forceinline__ void add_history_events(const Window& g, const float*
       });
 }
 
+// Dense and Conv2D layers whose warps share one output position (out_c a
+// multiple of 32) and whose input cells are whole words (in_c a multiple of
+// 32) scan their fan-in together: the warp loads the any-change words of all
+// taps 32 at a time (one per lane, instead of every lane loading every word),
+// and visits the changed ones in increasing input index, as for_each_input
+// does. Returns the number of 32-word chunks, 0 where this does not apply.
+constexpr int kMaxWarpWords = 256;  // fan-in words per warp (a shared-memory chunk buffer each)
+
+inline int warp_scan_chunks(const Node& node) {
+  const Geometry& g = node.geom;
+  if (node.kind != NodeKind::Dense && node.kind != NodeKind::Conv2D) return 0;
+  if (node.softmax || g.in_c % 32 != 0 || g.out_c % 32 != 0) return 0;
+  const int64_t taps = node.kind == NodeKind::Conv2D ? int64_t(g.kernel_h) * g.kernel_w : 1;
+  const int64_t words = taps * (g.in_c / 32);
+  return words <= kMaxWarpWords ? int((words + 31) / 32) : 0;
+}
+
+// Every thread of the block must call it (the same number of times).
+// `chunk` is this warp's 32 words of shared memory.
+template <NodeKind Kind>
+__device__ __forceinline__ void add_history_events_warp(const Window& g, const float* __restrict__ kernel,
+                                                        int i, const History& in, int64_t s, int t,
+                                                        int chunks, uint32_t* chunk, bool active,
+                                                        double& current, double& missing) {
+  const int lane = threadIdx.x & 31;
+  const int words_per_cell = g.in_c >> 5;
+  const int per_position = g.multiplier;  // filters or units
+  const int pos = i / per_position, f = i - pos * per_position;
+  const int oy = Kind == NodeKind::Conv2D ? pos / g.out_w : 0, ox = Kind == NodeKind::Conv2D ? pos - oy * g.out_w : 0;
+  const int taps = Kind == NodeKind::Conv2D ? g.kernel_h * g.kernel_w : 1;
+  const uint32_t* any = in.plane(s, kAnyChange, t);
+  const uint32_t* sig = in.plane(s, kSignalOn, t);
+  const uint32_t* pch = in.plane(s, kProspectiveChanged, t);
+  const uint32_t* pon = in.plane(s, kProspectiveOn, t);
+  const float* on_value = in.on_value + s * in.size;
+  const float* p_value = in.p_value + s * in.size;
+  // first element of the input cell of tap `tap`, or -1 outside the input
+  auto cell_of = [&](int tap) -> int64_t {
+    if (Kind == NodeKind::Dense) return int64_t(pos) * g.in_c;
+    const int ky = tap / g.kernel_w, kx = tap - ky * g.kernel_w;
+    const int iy = oy * g.stride_h - g.pad_top + ky * g.dilation_h;
+    const int ix = ox * g.stride_w - g.pad_left + kx * g.dilation_w;
+    if (iy < 0 || iy >= g.in_h || ix < 0 || ix >= g.in_w) return -1;
+    return (int64_t(iy) * g.in_w + ix) * g.in_c;
+  };
+  for (int k = 0; k < chunks; ++k) {
+    const int q = k * 32 + lane;  // the word: tap q / words_per_cell, word q % words_per_cell of the cell
+    uint32_t word = 0;
+    if (q < taps * words_per_cell) {
+      const int tap = q / words_per_cell;
+      const int64_t cell = cell_of(tap);
+      if (cell >= 0) word = any[(cell >> 5) + (q - tap * words_per_cell)];
+    }
+    chunk[lane] = word;
+    unsigned changed = __ballot_sync(0xffffffffu, word != 0);
+    __syncwarp();
+    while (changed && active) {  // the warp's lanes agree on `changed`
+      const int b = __ffs(changed) - 1;
+      changed &= changed - 1u;
+      const int qb = k * 32 + b, tap = qb / words_per_cell;
+      const int64_t cell = cell_of(tap);
+      const int c0 = (qb - tap * words_per_cell) << 5;
+      for (uint32_t bits = chunk[b]; bits; bits &= bits - 1u) {
+        const int c = c0 + __ffs(bits) - 1;
+        const int64_t j = cell + c;
+        const float weight = kernel[(int64_t(Kind == NodeKind::Conv2D ? tap : 0) * g.in_c + c) * per_position + f];
+        const int64_t word_index = j >> 5;
+        const uint32_t bit = 1u << (j & 31);
+        if (sig[word_index] & bit) current += double(weight) * double(on_value[j]);  // exact product
+        if (pch[word_index] & bit) {
+          const float p = p_value[j];
+          missing += double(fabsf(weight)) * double((pon[word_index] & bit) ? p : -p);
+        }
+      }
+    }
+    __syncwarp();  // the chunk buffer is rewritten next
+  }
+}
+
 // I and M of neuron i from its sums (SEMANTICS.md steps 1-2, as the CPU's neuron pass).
 template <NodeKind Kind>
 __device__ __forceinline__ void input_of(double current_sum, double missing_sum, bool has_input, float bias,
@@ -277,11 +357,13 @@ __global__ void __launch_bounds__(kBlock) layer_gather_kernel(const LayerGatherA
 template <NodeKind Kind>
 __global__ void __launch_bounds__(kBlock) layer_integrate_kernel(const LayerMajorArgs a) {
   __shared__ BlockTotals totals;
+  __shared__ uint32_t chunks[kBlock];  // warp_scan_chunks: 32 words per warp
   const int64_t s = blockIdx.y;
   const int i = blockIdx.x * kBlock + threadIdx.x;
   const int steps = a.p.steps;
   clear_totals(totals, steps);
   const bool valid = i < a.size;
+  uint32_t* chunk = chunks + (threadIdx.x & ~31);
   float bias = 0.0f, cells = 1.0f;
   if (valid) {
     if (Kind == NodeKind::AveragePooling2D) cells = a.pool_count[i / a.g.out_c];
@@ -295,9 +377,16 @@ __global__ void __launch_bounds__(kBlock) layer_integrate_kernel(const LayerMajo
   bool finished = !valid;
   for (int t = 1; t <= steps; ++t) {
     bool signal_on = false, p_changed = false;
+    if constexpr (Kind == NodeKind::Dense || Kind == NodeKind::Conv2D) {
+      // warps scan together while any neuron of the block still listens
+      if (a.warp_chunks > 0 && __syncthreads_or(!finished))
+        // (a warp is all valid or all beyond the layer: its size is a multiple of 32)
+        add_history_events_warp<Kind>(a.g, a.kernel, valid ? i : 0, a.in, s, t, a.warp_chunks, chunk,
+                                      !finished, current_sum, missing_sum);
+    }
     if (!finished) {
       const StepConstants k = step_constants(a.p, t);
-      add_history_events<Kind>(a.g, a.kernel, i, a.in, s, t, current_sum, missing_sum);
+      if (a.warp_chunks == 0) add_history_events<Kind>(a.g, a.kernel, i, a.in, s, t, current_sum, missing_sum);
       float current, missing;
       input_of<Kind>(current_sum, missing_sum, t >= first_on, bias, cells, current, missing);
       const float p_before = prospective;

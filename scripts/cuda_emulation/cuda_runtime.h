@@ -189,6 +189,8 @@ template <typename T>
 inline T atomicAdd(T* a, T v) { T old = *a; *a += v; return old; }
 inline int atomicMin(int* a, int v) { int old = *a; if (v < old) *a = v; return old; }
 inline int __ffs(unsigned x) { return __builtin_ffs(int(x)); }
+// (our kernels call it block-uniformly, so a block barrier serves)
+inline void __syncwarp(unsigned = 0xffffffffu) { emu::barrier(); }
 
 inline const char* cudaGetErrorString(cudaError_t e) { return e == cudaSuccess ? "no error" : "emulated error"; }
 inline const char* cudaGetErrorName(cudaError_t e) { return e == cudaSuccess ? "cudaSuccess" : "cudaErrorEmu"; }
