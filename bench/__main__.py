@@ -43,6 +43,10 @@ def parser() -> argparse.ArgumentParser:
                    help="CPU threads for ttfs-cpu and PyTorch (default: all cores)")
     p.add_argument("--early-stop", action="store_true",
                    help="per-sample early stop for every implementation (default: off)")
+    p.add_argument("--cuda-schedules", type=_csv(str), default=("step", "layer"),
+                   help="time loops of ttfs-cuda to time, each a row: step (the default one, one "
+                        "graph launch per step) and/or layer (TTFS_CUDA_SCHEDULE=layer, one launch "
+                        "per node); default: step,layer")
     p.add_argument("--no-torch", action="store_true", help="skip the PyTorch peers even if torch is installed")
     p.add_argument("--no-reference", action="store_true", help="skip the numpy reference backend")
     p.add_argument("--torch-samples", type=int, default=None,
@@ -79,8 +83,12 @@ def options(argv=None) -> harness.Options:
         parser().error("--threads must be >= 1")
     if args.save_only and not args.save_models:
         parser().error("--save-only needs --save-models DIR")
+    bad = [s for s in args.cuda_schedules if s not in ("step", "layer")]
+    if bad or not args.cuda_schedules:
+        parser().error(f"--cuda-schedules takes step and/or layer, got {','.join(args.cuda_schedules)}")
     devices = ("cpu", "cuda") if args.device == "all" else (args.device,)
     return harness.Options(devices=devices, nets=args.nets, batches=args.batch, steps=args.steps,
+                           cuda_schedules=tuple(args.cuda_schedules),
                            threads=args.threads, quick=args.quick, early_stop=args.early_stop,
                            use_torch=not args.no_torch, use_reference=not args.no_reference,
                            torch_samples=args.torch_samples, reference_samples=args.reference_samples,

@@ -4,13 +4,15 @@
 #
 #     bash bench/gpu_check.sh            # logs to $OUT, or ./gpu_check_out
 #
-# Stages: environment, build for sm_90, full test suite, compute-sanitizer
-# (memcheck, racecheck, initcheck) on a tiny simulation, the benchmark's
-# reference configurations, then (time permitting) the same with
-# TTFS_CUDA_SYNAPSES=gather for comparison. Every stage has a timeout inside
-# one overall budget (BUDGET_S, default 450 s), so the script ends well under
-# 8 minutes. At most 8 files are written to $OUT (the device tool's limit). Exit status: 0 when every stage that
-# ran passed.
+# Stages: environment, build for sm_90, full test suite (every CUDA test with
+# both time loops, TTFS_CUDA_SCHEDULE=step and =layer), the benchmark's
+# reference configurations (ttfs-cuda with both time loops, in one run),
+# compute-sanitizer (memcheck, racecheck, initcheck) on tiny simulations with
+# both time loops, then (time permitting) TTFS_CUDA_SYNAPSES=gather for
+# comparison. Every stage has a timeout inside one overall budget (BUDGET_S,
+# default 450 s), so the script ends well under 8 minutes. At most 8 files are
+# written to $OUT (the device tool's limit). Exit status: 0 when every stage
+# that ran passed.
 set -uo pipefail
 export PYTHONUNBUFFERED=1
 
@@ -103,6 +105,23 @@ run_tests() {
 }
 stage tests 210 run_tests
 
+# ------------------------------------------------------------------ benchmark
+if [ -f bench/__main__.py ]; then
+  # The reference configurations (VGG b256 T100, LeNet b1/b256 T64,
+  # MobileNet b256 T100), event-driven synaptic input (the default), ttfs-cuda
+  # with the step and the layer time loop ...
+  run_bench() {
+    "$PY" -m bench --device cuda --json "$OUT/bench.json" >"$OUT/bench.log" 2>&1
+    local rc=$?
+    tail -n 30 "$OUT/bench.log"
+    return $rc
+  }
+  stage bench 170 run_bench
+else
+  echo "=== bench/__main__.py not found: benchmark skipped"
+  SUMMARY+=("bench: skipped (no bench/__main__.py)")
+fi
+
 # ------------------------------------------------------------------ sanitizers
 SANITIZER=$(command -v compute-sanitizer || true)
 [ -z "$SANITIZER" ] && [ -x /usr/local/cuda/bin/compute-sanitizer ] && SANITIZER=/usr/local/cuda/bin/compute-sanitizer
@@ -115,15 +134,20 @@ sys.path.insert(0, "tests")
 import netgen
 import ttfs_native as tn
 
-for arch, kwargs in [("depthwise_maxpool", dict(duration=12, early_stop=True)),
-                     ("branches_concat", dict(duration=10)),
-                     ("softmax_output", dict(duration=10, seed=3))]:
-    model, x, labels = netgen.make(arch, n=3)
-    got = tn.Simulator(model, backend="cuda", batch_size=2, **kwargs).run(x, labels)
-    want = tn.Simulator(model, backend="cpu", **kwargs).run(x, labels)
-    assert np.array_equal(got.counts, want.counts), arch
-    assert np.array_equal(got.synops_t, want.synops_t), arch
-    print(arch, "ok")
+import os
+for schedule in ("step", "layer"):
+    os.environ["TTFS_CUDA_SCHEDULE"] = schedule
+    for arch, kwargs in [("depthwise_maxpool", dict(duration=12, early_stop=True)),
+                         ("branches_concat", dict(duration=10)),
+                         ("softmax_output", dict(duration=10, seed=3))]:
+        model, x, labels = netgen.make(arch, n=3)
+        sim = tn.Simulator(model, backend="cuda", batch_size=2, **kwargs)
+        assert sim._engine.schedule == schedule
+        got = sim.run(x, labels)
+        want = tn.Simulator(model, backend="cpu", **kwargs).run(x, labels)
+        assert np.array_equal(got.counts, want.counts), arch
+        assert np.array_equal(got.synops_t, want.synops_t), arch
+        print(schedule, arch, "ok")
 # input read in place from device memory, first-spike times left there
 model, x, labels = netgen.make("depthwise_maxpool", n=3)
 sim = tn.Simulator(model, backend="cuda", duration=10, batch_size=2, spike_times_on_device=True)
@@ -156,29 +180,18 @@ else
 fi
 rm -rf "$TINY_DIR"
 
-# ------------------------------------------------------------------ benchmark
+# ------------------------------------------------------------------ comparison
 if [ -f bench/__main__.py ]; then
-  # The reference configurations (VGG b256 T100, LeNet b1/b256 T64,
-  # MobileNet b256 T100), event-driven synaptic input (the default) ...
-  run_bench() {
-    "$PY" -m bench --device cuda --json "$OUT/bench.json" >"$OUT/bench.log" 2>&1
-    local rc=$?
-    tail -n 30 "$OUT/bench.log"
-    return $rc
-  }
-  stage bench 180 run_bench
-  # ... and, with what time is left, the full fan-in gather for comparison.
+  # With what time is left: the step loop with the full fan-in gather, for comparison.
   run_bench_gather() {
     echo "=== TTFS_CUDA_SYNAPSES=gather" >>"$OUT/bench.log"
-    TTFS_CUDA_SYNAPSES=gather "$PY" -m bench --device cuda --nets vgg,lenet >>"$OUT/bench.log" 2>&1
+    TTFS_CUDA_SYNAPSES=gather "$PY" -m bench --device cuda --nets vgg,lenet --cuda-schedules step \
+      >>"$OUT/bench.log" 2>&1
     local rc=$?
     tail -n 8 "$OUT/bench.log"
     return $rc
   }
   stage bench_gather 90 run_bench_gather
-else
-  echo "=== bench/__main__.py not found: benchmark skipped"
-  SUMMARY+=("bench: skipped (no bench/__main__.py)")
 fi
 
 finish

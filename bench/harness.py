@@ -4,7 +4,8 @@ Everything runs in one process on the same inputs. Per configuration
 (network, device, batch size, steps) it measures:
 
 * ``ttfs-cpu`` / ``ttfs-cuda``: our backends through ``Simulator.run``
-  (host input in, host results out: the user's view);
+  (host input in, host results out: the user's view); ``ttfs-cuda-layer``: the
+  CUDA backend with the layer-major time loop (TTFS_CUDA_SCHEDULE=layer);
 * ``torch-loop``: the literal time-stepped PyTorch implementation
   (bench/torch_loop.py) on the same device, verified against our result;
 * ``reference``: the numpy reference backend (cpu configurations only), on a
@@ -76,6 +77,7 @@ class Options:
     batches: tuple | None = None
     steps: tuple | None = None
     threads: int | None = None
+    cuda_schedules: tuple = ("step", "layer")  # ttfs-cuda rows: TTFS_CUDA_SCHEDULE values
     quick: bool = False
     early_stop: bool = False
     use_torch: bool = True
@@ -223,10 +225,15 @@ class Harness:
         ann = self._ann(cfg, model, xb)
         if ann:
             rows.append(ann)
-        ours = self._ours(cfg, model, x)
+        schedules = self.opt.cuda_schedules if cfg.device == "cuda" else (None,)
+        ours = self._ours(cfg, model, x, schedules[0])
         if ours:
             rows.append(ours)
         ours_result = ours.pop("_result", None) if ours else None
+        for schedule in schedules[1:] if ours else ():  # the other CUDA time loops, as rows of their own
+            other = self._ours(cfg, model, x, schedule)
+            other.pop("_result", None)
+            rows.append(other)
         if self.torch is not None and (cfg.device == "cpu" or self.cuda_torch):
             rows.append(self._torch_loop(cfg, model, x, ours_result))
         elif cfg.device == "cpu" or not self.cuda_torch:
@@ -249,14 +256,27 @@ class Harness:
         return rows
 
     # ---------------------------------------------------------- ours
-    def _ours(self, cfg, model, x):
+    def _ours(self, cfg, model, x, schedule=None):
+        """Our backend's row; on CUDA with the time loop `schedule` (TTFS_CUDA_SCHEDULE)."""
         backend = cfg.device
         if backend == "cuda" and not self.cuda_ours:
             self.say(f"  ttfs-cuda skipped: {tn.build_info()['cuda_status']}")
             return None
         xb = x[:cfg.batch]
-        sim = tn.Simulator(model, duration=cfg.steps, backend=backend, batch_size=cfg.batch,
-                           early_stop=cfg.early_stop, num_threads=self.threads)
+        saved = os.environ.get("TTFS_CUDA_SCHEDULE")
+        if schedule:
+            os.environ["TTFS_CUDA_SCHEDULE"] = schedule  # read when the engine is built
+        try:
+            sim = tn.Simulator(model, duration=cfg.steps, backend=backend, batch_size=cfg.batch,
+                               early_stop=cfg.early_stop, num_threads=self.threads)
+        finally:
+            if saved is None:
+                os.environ.pop("TTFS_CUDA_SCHEDULE", None)
+            else:
+                os.environ["TTFS_CUDA_SCHEDULE"] = saved
+        ran = sim._engine.schedule if backend == "cuda" else None
+        if schedule and ran != schedule:
+            self.say(f"  ttfs-cuda: the {schedule} schedule does not support this configuration; ran {ran}")
         # warm-up on a few samples (per-sample work is independent of the batch on the CPU)
         warm_n = cfg.batch if backend == "cuda" else min(cfg.batch, 2 * self.threads)
         sim.run(x[:warm_n])
@@ -271,7 +291,8 @@ class Harness:
         b1 = measure.timed(lambda: sim.run(x[:1]), warmup=2, **self.b1_budget)
         ann_pred = self.ann_predictions(cfg.net)[:cfg.batch]
         decided = res.predictions >= 0
-        row = _row(f"ttfs-{backend}", cfg, tm, cfg.batch, b1, mem)
+        row = _row(f"ttfs-{backend}" + ("-layer" if ran == "layer" else ""), cfg, tm, cfg.batch, b1, mem)
+        row["schedule"] = ran
         row.update(spikes_per_neuron=res.spikes_per_neuron, synops_per_sample=res.synops_per_sample,
                    ann_ops=res.ann_ops, synops_over_ann_ops=_ratio(res.synops_per_sample, res.ann_ops),
                    decided=float(decided.mean()), mean_decision_step=res.mean_latency_steps,
@@ -525,29 +546,33 @@ def summary(rows: list, harness: Harness) -> list:
             configs.append(k)
     for k in configs:
         rs = {r["impl"]: r for r in rows if (r["net"], r["device"], r["batch"], r["steps"]) == k}
-        ours = rs.get(f"ttfs-{k[1]}")
-        if not ours:
-            continue
-        parts = [f"{k[0]} {k[1]} b{k[2]} T{k[3]}: ttfs-{k[1]} {_fmt_ms(ours['batch_time_s'])}"]
-        if ours.get("snn_over_ann") is not None:
-            parts.append(f"{ours['snn_over_ann']:.1f}x ANN")
-        loop = rs.get("torch-loop")
-        if loop and loop.get("speedup_of_ours"):
-            verified = loop.get("agreement", {}).get("verified")
-            parts.append(f"{loop['speedup_of_ours']:.1f}x faster than the PyTorch loop"
-                         + ("" if verified else " (loop NOT verified)"))
-        for label, value, goal, stretch, lower in TARGETS.get(k, ()):
-            x = (loop or {}).get("speedup_of_ours") if value == "loop" else ours.get(value)
-            if x is None:
-                continue
-            def met(g):
-                return x <= g if lower else x >= g
-            line = f"target {label} {'<=' if lower else '>='} {goal:g}: {'met' if met(goal) else 'NOT met'}"
-            if stretch:
-                line += f" (stretch {stretch:g}: {'met' if met(stretch) else 'not met'})"
-            parts.append(line)
-        out.append(", ".join(parts))
+        for name in (f"ttfs-{k[1]}", f"ttfs-{k[1]}-layer"):  # each CUDA time loop on a line of its own
+            if name in rs:
+                out.append(_summary_line(k, name, rs))
     return out
+
+
+def _summary_line(k, name, rs) -> str:
+    ours = rs[name]
+    parts = [f"{k[0]} {k[1]} b{k[2]} T{k[3]}: {name} {_fmt_ms(ours['batch_time_s'])}"]
+    if ours.get("snn_over_ann") is not None:
+        parts.append(f"{ours['snn_over_ann']:.1f}x ANN")
+    loop = rs.get("torch-loop")
+    speedup = _ratio(loop["batch_time_s"], ours["batch_time_s"]) if loop else None
+    if speedup:
+        verified = loop.get("agreement", {}).get("verified")
+        parts.append(f"{speedup:.1f}x faster than the PyTorch loop" + ("" if verified else " (loop NOT verified)"))
+    for label, value, goal, stretch, lower in TARGETS.get(k, ()):
+        x = speedup if value == "loop" else ours.get(value)
+        if x is None:
+            continue
+        def met(g):
+            return x <= g if lower else x >= g
+        line = f"target {label} {'<=' if lower else '>='} {goal:g}: {'met' if met(goal) else 'NOT met'}"
+        if stretch:
+            line += f" (stretch {stretch:g}: {'met' if met(stretch) else 'not met'})"
+        parts.append(line)
+    return ", ".join(parts)
 
 
 # ------------------------------------------------------------------ driver
