@@ -88,6 +88,7 @@ struct BatchBuffers {
   std::vector<DeviceBuffer<int>> on_step;         // per node: [sample][size]
   std::vector<DeviceBuffer<float>> on_value, p_value;  // per node: [sample][size]
   DeviceBuffer<int> first_on;                     // [sample][nodes]
+  DeviceBuffer<int> changed;                      // [node][capacity][steps]: any element changed
   DeviceBuffer<uint8_t> out_on;                   // softmax output: [sample][steps][classes]
   DeviceBuffer<int> step_spikes;                  // [sample][layers][steps]
   DeviceBuffer<double> step_ops;                  // [sample][steps]
@@ -313,6 +314,7 @@ struct CudaEngine::Impl {
     visit(b.partial_ops, step_major ? partial_stride : 0);
     visit(b.class_count, step_major ? classes : 0);
     visit(b.first_on, layer_major ? int64_t(nodes.size()) : 0);
+    visit(b.changed, layer_major ? int64_t(nodes.size()) * steps : 0);
     visit(b.out_on, layer_major && nodes.back().softmax ? steps * classes : 0);
     visit(b.step_spikes, layer_major ? int64_t(layers) * steps : 0);
     visit(b.step_ops, layer_major ? steps : 0);
@@ -353,7 +355,7 @@ struct CudaEngine::Impl {
     const DeviceNode& d = nodes[i];
     return History{batch.planes[i].data(), batch.on_step[i].data(), batch.on_value[i].data(),
                    batch.p_value[i].data(), batch.first_on.data() + i, int(nodes.size()),
-                   d.size, d.words, steps};
+                   batch.changed.data() + int64_t(i) * batch.capacity * steps, d.size, d.words, steps};
   }
 
   // Makes room for up to `samples` samples at once (reusing the buffers when
@@ -587,6 +589,7 @@ struct CudaEngine::Impl {
     cudaStream_t st = stream.get();
     const unsigned samples = unsigned(n);
     TTFS_CUDA_CHECK(cudaMemsetAsync(batch.first_on.data(), 0x7f, size_t(n) * nodes.size() * sizeof(int), st));
+    TTFS_CUDA_CHECK(cudaMemsetAsync(batch.changed.data(), 0, batch.changed.size() * sizeof(int), st));
     TTFS_CUDA_CHECK(cudaMemsetAsync(batch.step_spikes.data(), 0, size_t(n) * layers * steps * sizeof(int), st));
     TTFS_CUDA_CHECK(cudaMemsetAsync(batch.step_ops.data(), 0, size_t(n) * steps * sizeof(double), st));
     if (!x_on_device) {

@@ -10,7 +10,9 @@
 // * per element: the step its signal turned on (kNever if it never does) and
 //   the values of its signal and prospective map when on;
 // * per sample: the earliest such step (the next layer's input gate,
-//   SEMANTICS.md step 2).
+//   SEMANTICS.md step 2), and per step whether any element changed (so a
+//   layer skips its fan-in scan at steps where its input is quiet, e.g. the
+//   first layer after step 1).
 //
 // Every signal that a layer reads turns on once and stays on (input x*dt
 // from step 1, "dt once fired", max-pool's sticky S; the softmax output is
@@ -46,11 +48,13 @@ struct History {
   float* p_value;    // [sample][size]: the prospective map when on
   int* first_on;     // [sample * first_on_stride]: earliest on_step of the sample
   int first_on_stride;
+  int* changed;      // [sample][steps]: non-zero if any element changed at that step
   int size, words, steps;
 
   __device__ __forceinline__ uint32_t* plane(int64_t s, int p, int t) const {
     return planes + ((s * kPlanes + p) * steps + (t - 1)) * int64_t(words);
   }
+  __device__ __forceinline__ bool changed_at(int64_t s, int t) const { return changed[s * steps + (t - 1)] != 0; }
 };
 
 // What every layer-major kernel of a spiking node writes besides its history.
@@ -91,6 +95,7 @@ __device__ __forceinline__ void publish_history(const History& h, int64_t s, int
     h.plane(s, kSignalOn, t)[w] = sig;
     h.plane(s, kProspectiveChanged, t)[w] = pch;
     h.plane(s, kProspectiveOn, t)[w] = pon;
+    if (sig | pch) h.changed[s * h.steps + (t - 1)] = 1;  // all writers store the same value
   }
 }
 
@@ -292,6 +297,7 @@ __global__ void __launch_bounds__(kBlock) layer_input_kernel(const float* __rest
   const float a = i < in_size ? mul_rn(x[s * in_size + i], dt) : 0.0f;  // x * dt, as the CPU
   const bool on = a != 0.0f;
   for (int t = 1; t <= out.steps; ++t) publish_history(out, s, t, i, t == 1 && on, false, false);
+  if (i == 0) out.changed[s * out.steps] = 1;  // as in the CPU engine, the input "changes" at step 1
   if (i < in_size) {
     const int64_t e = s * in_size + i;
     out.on_step[e] = on ? 1 : kNever;
@@ -377,16 +383,18 @@ __global__ void __launch_bounds__(kBlock) layer_integrate_kernel(const LayerMajo
   bool finished = !valid;
   for (int t = 1; t <= steps; ++t) {
     bool signal_on = false, p_changed = false;
+    const bool input_changed = a.in.changed_at(s, t);  // the same in the whole block
     if constexpr (Kind == NodeKind::Dense || Kind == NodeKind::Conv2D) {
       // warps scan together while any neuron of the block still listens
-      if (a.warp_chunks > 0 && __syncthreads_or(!finished))
+      if (a.warp_chunks > 0 && input_changed && __syncthreads_or(!finished))
         // (a warp is all valid or all beyond the layer: its size is a multiple of 32)
         add_history_events_warp<Kind>(a.g, a.kernel, valid ? i : 0, a.in, s, t, a.warp_chunks, chunk,
                                       !finished, current_sum, missing_sum);
     }
     if (!finished) {
       const StepConstants k = step_constants(a.p, t);
-      if (a.warp_chunks == 0) add_history_events<Kind>(a.g, a.kernel, i, a.in, s, t, current_sum, missing_sum);
+      if (a.warp_chunks == 0 && input_changed)
+        add_history_events<Kind>(a.g, a.kernel, i, a.in, s, t, current_sum, missing_sum);
       float current, missing;
       input_of<Kind>(current_sum, missing_sum, t >= first_on, bias, cells, current, missing);
       const float p_before = prospective;
@@ -431,7 +439,7 @@ __global__ void __launch_bounds__(1024) layer_softmax_kernel(const LayerMajorArg
   for (int t = 1; t <= steps; ++t) {
     const StepConstants k = step_constants(a.p, t);
     if (valid) {
-      add_history_events<Kind>(a.g, a.kernel, i, a.in, s, t, current_sum, missing_sum);
+      if (a.in.changed_at(s, t)) add_history_events<Kind>(a.g, a.kernel, i, a.in, s, t, current_sum, missing_sum);
       float current, missing;
       input_of<Kind>(current_sum, missing_sum, t >= first_on, bias, 1.0f, current, missing);
       membrane = integrate(current, membrane, refrac_until, k);  // steps 3-4 (9-10 reach no one)
@@ -475,24 +483,27 @@ __global__ void __launch_bounds__(kBlock) layer_maxpool_kernel(const LayerMajorA
   const float* in_on_value = a.in.on_value + s * a.in.size;
   const float* in_p_value = a.in.p_value + s * a.in.size;
   float last_spike = 0.0f, last_prospective = 0.0f, signal = 0.0f, prospective = 0.0f, first = 0.0f;
+  float m = 0.0f, mp = 0.0f;  // the pooled input (0 while the input is all zero)
   int on_step = kNever;
   for (int t = 1; t <= steps; ++t) {
     bool signal_on = false, p_changed = false;
     if (valid) {
       const StepConstants k = step_constants(a.p, t);
       const uint32_t* pon = a.in.plane(s, kProspectiveOn, t);
-      float m = -INFINITY, mp = -INFINITY;  // max_pool_window over the values at step t
-      for (int ky = 0; ky < g.kernel_h; ++ky) {
-        const int iy = oy * g.stride_h - g.pad_top + ky;
-        if (iy < 0 || iy >= g.in_h) continue;
-        for (int kx = 0; kx < g.kernel_w; ++kx) {
-          const int ix = ox * g.stride_w - g.pad_left + kx;
-          if (ix < 0 || ix >= g.in_w) continue;
-          const int64_t j = (int64_t(iy) * g.in_w + ix) * g.in_c + c;
-          const float value = in_on_step[j] <= t ? in_on_value[j] : 0.0f;
-          const float p = (pon[j >> 5] >> (j & 31)) & 1u ? in_p_value[j] : 0.0f;
-          m = m < value ? value : m;
-          mp = mp < p ? p : mp;
+      if (a.in.changed_at(s, t)) {  // re-pool: max_pool_window over the values at step t
+        m = mp = -INFINITY;
+        for (int ky = 0; ky < g.kernel_h; ++ky) {
+          const int iy = oy * g.stride_h - g.pad_top + ky;
+          if (iy < 0 || iy >= g.in_h) continue;
+          for (int kx = 0; kx < g.kernel_w; ++kx) {
+            const int ix = ox * g.stride_w - g.pad_left + kx;
+            if (ix < 0 || ix >= g.in_w) continue;
+            const int64_t j = (int64_t(iy) * g.in_w + ix) * g.in_c + c;
+            const float value = in_on_step[j] <= t ? in_on_value[j] : 0.0f;
+            const float p = (pon[j >> 5] >> (j & 31)) & 1u ? in_p_value[j] : 0.0f;
+            m = m < value ? value : m;
+            mp = mp < p ? p : mp;
+          }
         }
       }
       const bool recorded = maxpool_step(m, k.tau, last_spike);
