@@ -148,6 +148,29 @@ __device__ __forceinline__ void finish_element(BlockTotals& b, const History& ou
   if (r.first_spike) r.first_spike[e] = first;
 }
 
+// One step's changes of a node's output, as a layer reading it sees them.
+struct StepChanges {
+  const uint32_t *any, *sig, *pch, *pon;
+  const float *on_value, *p_value;
+
+  __device__ __forceinline__ StepChanges(const History& in, int64_t s, int t)
+      : any(in.plane(s, kAnyChange, t)), sig(in.plane(s, kSignalOn, t)),
+        pch(in.plane(s, kProspectiveChanged, t)), pon(in.plane(s, kProspectiveOn, t)),
+        on_value(in.on_value + s * in.size), p_value(in.p_value + s * in.size) {}
+
+  // Input j changed through a synapse of weight w: w * (signal when on) if it
+  // turned on, |w| * (+-prospective value) if its flag flipped.
+  __device__ __forceinline__ void add(float w, int64_t j, double& current, double& missing) const {
+    const int64_t word = j >> 5;
+    const uint32_t bit = 1u << (j & 31);
+    if (sig[word] & bit) current += double(w) * double(on_value[j]);  // exact product
+    if (pch[word] & bit) {
+      const float p = p_value[j];
+      missing += double(fabsf(w)) * double((pon[word] & bit) ? p : -p);
+    }
+  }
+};
+
 // Adds the changes of neuron i's inputs at step t to its running sums, in
 // increasing input index (for_each_input): w * (signal when on) for each
 // input that turned on, |w| * (+-prospective value) for each flag that
@@ -157,12 +180,8 @@ template <NodeKind Kind>
 __device__ __forceinline__ void add_history_events(const Window& g, const float* __restrict__ kernel, int i,
                                                    const History& in, int64_t s, int t, double& current,
                                                    double& missing) {
-  const uint32_t* any = in.plane(s, kAnyChange, t);
-  const uint32_t* sig = in.plane(s, kSignalOn, t);
-  const uint32_t* pch = in.plane(s, kProspectiveChanged, t);
-  const uint32_t* pon = in.plane(s, kProspectiveOn, t);
-  const float* on_value = in.on_value + s * in.size;
-  const float* p_value = in.p_value + s * in.size;
+  const StepChanges changes(in, s, t);
+  const uint32_t* any = changes.any;
   for_each_input<Kind>(
       g, i,
       [&](int64_t cell, auto&& each) {  // a cell's changed channels, in increasing order
@@ -180,16 +199,7 @@ __device__ __forceinline__ void add_history_events(const Window& g, const float*
         }
       },
       [&](int64_t j) { return ((any[j >> 5] >> (j & 31)) & 1u) != 0; },
-      [&](int64_t j, int64_t w) {
-        const float weight = *weight_at<Kind>(kernel, w);
-        const int64_t word = j >> 5;
-        const uint32_t bit = 1u << (j & 31);
-        if (sig[word] & bit) current += double(weight) * double(on_value[j]);  // exact product
-        if (pch[word] & bit) {
-          const float p = p_value[j];
-          missing += double(fabsf(weight)) * double((pon[word] & bit) ? p : -p);
-        }
-      });
+      [&](int64_t j, int64_t w) { changes.add(*weight_at<Kind>(kernel, w), j, current, missing); });
 }
 
 // Dense and Conv2D layers whose warps share one output position (out_c a
@@ -222,12 +232,7 @@ __device__ __forceinline__ void add_history_events_warp(const Window& g, const f
   const int pos = i / per_position, f = i - pos * per_position;
   const int oy = Kind == NodeKind::Conv2D ? pos / g.out_w : 0, ox = Kind == NodeKind::Conv2D ? pos - oy * g.out_w : 0;
   const int taps = Kind == NodeKind::Conv2D ? g.kernel_h * g.kernel_w : 1;
-  const uint32_t* any = in.plane(s, kAnyChange, t);
-  const uint32_t* sig = in.plane(s, kSignalOn, t);
-  const uint32_t* pch = in.plane(s, kProspectiveChanged, t);
-  const uint32_t* pon = in.plane(s, kProspectiveOn, t);
-  const float* on_value = in.on_value + s * in.size;
-  const float* p_value = in.p_value + s * in.size;
+  const StepChanges changes(in, s, t);
   // first element of the input cell of tap `tap`, or -1 outside the input
   auto cell_of = [&](int tap) -> int64_t {
     if (Kind == NodeKind::Dense) return int64_t(pos) * g.in_c;
@@ -243,7 +248,7 @@ __device__ __forceinline__ void add_history_events_warp(const Window& g, const f
     if (q < taps * words_per_cell) {
       const int tap = q / words_per_cell;
       const int64_t cell = cell_of(tap);
-      if (cell >= 0) word = any[(cell >> 5) + (q - tap * words_per_cell)];
+      if (cell >= 0) word = changes.any[(cell >> 5) + (q - tap * words_per_cell)];
     }
     chunk[lane] = word;
     unsigned changed = __ballot_sync(0xffffffffu, word != 0);
@@ -256,15 +261,8 @@ __device__ __forceinline__ void add_history_events_warp(const Window& g, const f
       const int c0 = (qb - tap * words_per_cell) << 5;
       for (uint32_t bits = chunk[b]; bits; bits &= bits - 1u) {
         const int c = c0 + __ffs(bits) - 1;
-        const int64_t j = cell + c;
-        const float weight = kernel[(int64_t(Kind == NodeKind::Conv2D ? tap : 0) * g.in_c + c) * per_position + f];
-        const int64_t word_index = j >> 5;
-        const uint32_t bit = 1u << (j & 31);
-        if (sig[word_index] & bit) current += double(weight) * double(on_value[j]);  // exact product
-        if (pch[word_index] & bit) {
-          const float p = p_value[j];
-          missing += double(fabsf(weight)) * double((pon[word_index] & bit) ? p : -p);
-        }
+        const int64_t w = (int64_t(Kind == NodeKind::Conv2D ? tap : 0) * g.in_c + c) * per_position + f;
+        changes.add(kernel[w], cell + c, current, missing);
       }
     }
     __syncwarp();  // the chunk buffer is rewritten next
