@@ -162,10 +162,11 @@ TTFS_HD void scatter_conv_rows(const Geometry& g, const float* rows, const float
 
 // MaxPooling2D's window at output (oy, ox, channel c): the maximum of the
 // signal and of the prospective map over the input cells it covers (padded
-// cells do not count). G is Geometry or any struct with its fields.
-template <typename G>
-TTFS_HD void max_pool_window(const G& g, const float* signal, const float* prospective, int oy, int ox,
-                             int c, float& m, float& mp) {
+// cells do not count), with signal_at(j) / prospective_at(j) the values of
+// input element j. G is Geometry or any struct with its fields.
+template <typename G, typename Signal, typename Prospective>
+TTFS_HD void max_pool_window_of(const G& g, int oy, int ox, int c, Signal&& signal_at,
+                                Prospective&& prospective_at, float& m, float& mp) {
   m = mp = -INFINITY;
   for (int ky = 0; ky < g.kernel_h; ++ky) {
     const int iy = oy * g.stride_h - g.pad_top + ky;
@@ -174,10 +175,19 @@ TTFS_HD void max_pool_window(const G& g, const float* signal, const float* prosp
       const int ix = ox * g.stride_w - g.pad_left + kx;
       if (ix < 0 || ix >= g.in_w) continue;
       const int64_t j = (int64_t(iy) * g.in_w + ix) * g.in_c + c;
-      m = m < signal[j] ? signal[j] : m;
-      mp = mp < prospective[j] ? prospective[j] : mp;
+      const float a = signal_at(j), p = prospective_at(j);
+      m = m < a ? a : m;
+      mp = mp < p ? p : mp;
     }
   }
+}
+
+// The same over the signal and prospective arrays of the input.
+template <typename G>
+TTFS_HD void max_pool_window(const G& g, const float* signal, const float* prospective, int oy, int ox,
+                             int c, float& m, float& mp) {
+  max_pool_window_of(
+      g, oy, ox, c, [&](int64_t j) { return signal[j]; }, [&](int64_t j) { return prospective[j]; }, m, mp);
 }
 
 }  // namespace ttfs

@@ -488,22 +488,10 @@ __global__ void __launch_bounds__(kBlock) layer_maxpool_kernel(const LayerMajorA
     if (valid) {
       const StepConstants k = step_constants(a.p, t);
       const uint32_t* pon = a.in.plane(s, kProspectiveOn, t);
-      if (a.in.changed_at(s, t)) {  // re-pool: max_pool_window over the values at step t
-        m = mp = -INFINITY;
-        for (int ky = 0; ky < g.kernel_h; ++ky) {
-          const int iy = oy * g.stride_h - g.pad_top + ky;
-          if (iy < 0 || iy >= g.in_h) continue;
-          for (int kx = 0; kx < g.kernel_w; ++kx) {
-            const int ix = ox * g.stride_w - g.pad_left + kx;
-            if (ix < 0 || ix >= g.in_w) continue;
-            const int64_t j = (int64_t(iy) * g.in_w + ix) * g.in_c + c;
-            const float value = in_on_step[j] <= t ? in_on_value[j] : 0.0f;
-            const float p = (pon[j >> 5] >> (j & 31)) & 1u ? in_p_value[j] : 0.0f;
-            m = m < value ? value : m;
-            mp = mp < p ? p : mp;
-          }
-        }
-      }
+      if (a.in.changed_at(s, t))  // re-pool over the input's values after step t
+        max_pool_window_of(
+            g, oy, ox, c, [&](int64_t j) { return in_on_step[j] <= t ? in_on_value[j] : 0.0f; },
+            [&](int64_t j) { return (pon[j >> 5] >> (j & 31)) & 1u ? in_p_value[j] : 0.0f; }, m, mp);
       const bool recorded = maxpool_step(m, k.tau, last_spike);
       if (mp != 0.0f) last_prospective = k.tau;
       const float new_signal = relu_signal(last_spike, k.dt);
