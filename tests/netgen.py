@@ -128,14 +128,30 @@ OPTIONS = {
 }
 
 
+# Combinations a Simulator refuses: a softmax output cannot stop early.
+REFUSED = {("softmax_output", "early_stop"): "early_stop needs a ReLU output"}
+
+
+def option_case(arch, option, backend, n=16):
+    """(model, x, labels, kwargs) of one ARCHITECTURES x OPTIONS case, or None for a
+    REFUSED combination, after checking that `backend` refuses it with a clear error."""
+    kwargs = dict(OPTIONS[option])
+    model, x, labels = make(arch, n=n)
+    if (arch, option) in REFUSED:
+        with pytest.raises(ValueError, match=REFUSED[arch, option]):
+            tn.Simulator(model, backend=backend, **kwargs)
+        return None
+    return model, x, labels, kwargs
+
+
 def case_results(backend="cpu", n=6) -> dict:
     """Every ARCHITECTURES x OPTIONS case on one backend, as flat arrays named
     'arch/option/counts', '.../synops' and '.../<layer>' (first-spike times)."""
     out = {}
     for arch in sorted(ARCHITECTURES):
         for option, kwargs in sorted(OPTIONS.items()):
-            if option == "early_stop" and arch == "softmax_output":
-                continue  # refused: a softmax output cannot stop early
+            if (arch, option) in REFUSED:
+                continue
             model, x, labels = make(arch, n=n)
             r = tn.Simulator(model, backend=backend, **kwargs).run(x, labels)
             out[f"{arch}/{option}/counts"] = r.counts

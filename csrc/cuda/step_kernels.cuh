@@ -217,7 +217,6 @@ __global__ void input_kernel(const float* __restrict__ x, int64_t in_size, float
   const float a = mul_rn(x[s * in_size + j], dt);  // x * dt, as the CPU
   publish(v, s, 0, 0, int(j), a, 0.0f, 0.0f, 0.0f, true, 1);  // a change from 0 at step 1
   if (j == 0) v.changed_step(s)[0] = 1;  // the input "changes" at step 1 only
-  if (j == 0) v.changed_step(s)[0] = 1;  // the input "changes" at step 1 only
 }
 
 // Before a Conv2D or Dense layer's integrate_kernel (event-driven input):
