@@ -292,7 +292,7 @@ PYBIND11_MODULE(_core, m) {
 
   py::class_<SimConfig>(m, "SimConfig")
       .def(py::init([](int steps, float dt, float v_thresh, float tau_refrac, bool leak,
-                       uint64_t seed, bool early_stop, bool record_spike_times) {
+                       uint64_t seed, bool early_stop, bool record_spike_times, uint64_t device_memory_limit) {
              if (steps < 1) throw py::value_error("steps must be >= 1");
              SimConfig c;
              c.steps = steps;
@@ -303,10 +303,12 @@ PYBIND11_MODULE(_core, m) {
              c.seed = seed;
              c.early_stop = early_stop;
              c.record_spike_times = record_spike_times;
+             c.device_memory_limit = device_memory_limit;
              return c;
            }),
            py::arg("steps"), py::arg("dt"), py::arg("v_thresh"), py::arg("tau_refrac"),
-           py::arg("leak"), py::arg("seed"), py::arg("early_stop"), py::arg("record_spike_times") = true);
+           py::arg("leak"), py::arg("seed"), py::arg("early_stop"), py::arg("record_spike_times") = true,
+           py::arg("device_memory_limit") = 0);
 
   py::class_<CpuEngine>(m, "CpuEngine")
       .def(py::init<const Network&, const SimConfig&>(), py::arg("network"), py::arg("config"))
@@ -329,6 +331,10 @@ PYBIND11_MODULE(_core, m) {
              return e.all_finite(reinterpret_cast<const float*>(x), count);
            }, py::arg("x_ptr"), py::arg("count"), "Whether `count` floats of device memory are all finite.")
       .def_property_readonly("device", &CudaEngine::device)
+      .def_property_readonly("bytes_per_sample", &CudaEngine::bytes_per_sample,
+                             "Device memory one sample of a chunk takes (buffers and results).")
+      .def_property_readonly("chunk_capacity", &CudaEngine::chunk_capacity,
+                             "Samples per chunk of the buffers allocated so far (0 before a run).")
       .def_property_readonly("schedule", &CudaEngine::schedule,
                              "The time loop: 'step', or 'layer' (TTFS_CUDA_SCHEDULE=layer, where supported).")
       .def_property_readonly("stream_handle", &CudaEngine::stream_handle);

@@ -64,3 +64,17 @@ def test_bad_input_exits_2_with_one_line(golden_case, tmp_path, capsys, mutate, 
     err = capsys.readouterr().err.strip()
     assert code == 2
     assert message in err and len(err.splitlines()) == 1
+
+
+def test_cuda_memory_limit_option(golden_case, tmp_path, capsys):
+    from ttfs_native.cli import byte_count
+    assert byte_count("512M") == 512 << 20 and byte_count("8GiB") == 8 << 30 and byte_count("1500") == 1500
+    out = tmp_path / "r.npz"
+    args = ["simulate", str(golden_case / "model"), "--input", str(golden_case / "x.npy"), "--duration", "5",
+            "--backend", "cpu", "--num-samples", "2", "--out", str(out)]
+    assert main(args + ["--cuda-memory-limit", "1G"]) == 0  # accepted, used by the cuda backend only
+    for bad in ("12x", "0", "-3G", "inf"):
+        with pytest.raises(SystemExit) as exit_info:
+            main(args + ["--cuda-memory-limit", bad])
+        assert exit_info.value.code == 2
+        assert "--cuda-memory-limit" in capsys.readouterr().err

@@ -163,6 +163,24 @@ def test_engine_reuse_across_runs_and_batch_sizes():
     assert_identical(sim.run(x, labels), first)
 
 
+def test_memory_limit_splits_the_batch_into_chunks():
+    """A batch larger than cuda_memory_limit allows runs in chunks with the same results;
+    a limit below one sample is an error naming the sizes."""
+    model, x, labels = netgen.make("depthwise_maxpool", n=10, seed=4)
+    unlimited = tn.Simulator(model, duration=20, backend=BACKEND, batch_size=10)
+    per_sample = unlimited._engine.bytes_per_sample
+    assert per_sample > 0 and unlimited._engine.chunk_capacity == 0
+    want = unlimited.run(x, labels)
+    assert unlimited._engine.chunk_capacity == 10
+    limited = tn.Simulator(model, duration=20, backend=BACKEND, batch_size=10,
+                           cuda_memory_limit=3 * per_sample + per_sample // 2)
+    assert_identical(limited.run(x, labels), want)
+    assert limited._engine.chunk_capacity == 3
+    tiny = tn.Simulator(model, duration=20, backend=BACKEND, cuda_memory_limit=per_sample // 2)
+    with pytest.raises(RuntimeError, match=r"one sample needs .* within cuda_memory_limit="):
+        tiny.run(x[:1])
+
+
 def test_more_samples_than_one_launch_holds():
     """Over 65535 samples in one call are split into chunks on the device."""
     layers = [{"name": "flat", "type": "Flatten"},

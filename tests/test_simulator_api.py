@@ -34,6 +34,8 @@ def test_build_info_names_the_build():
     (dict(duration=10, ops_convention="approx"), "ops_convention must be one of"),
     (dict(duration=10, leak="yes"), "leak must be true or false"),
     (dict(duration=10, num_threads=0), "num_threads must be a positive integer"),
+    (dict(duration=10, cuda_memory_limit=0), "cuda_memory_limit must be a positive number of bytes"),
+    (dict(duration=10, cuda_memory_limit=1.5e9), "cuda_memory_limit must be a positive number of bytes"),
 ])
 def test_bad_parameters_are_named(conv_case, kwargs, message):
     model = conv_case[0]

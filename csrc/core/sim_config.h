@@ -18,6 +18,7 @@ struct SimConfig {
   bool early_stop = false;
   bool record_spike_times = true;  // CUDA: allocate and write first-spike times (the CPU
                                    // engine records them when a run passes arrays)
+  uint64_t device_memory_limit = 0;  // CUDA: bytes a chunk's buffers may take (0: what is free)
 
   StepConstants step(int t) const { return step_constants(t, dt, v_thresh, tau_refrac, leak); }
 };

@@ -178,6 +178,7 @@ struct CudaEngine::Impl {
   // by layer when TTFS_CUDA_SCHEDULE=layer asks for it and the network is
   // supported (layer_kernels.cuh: one launch per node, state in registers).
   bool layer_major = false;
+  size_t memory_limit = 0;  // bytes a chunk's buffers may take (0: what is free)
   int steps = 0;
   int64_t in_size = 0, row = 0, classes = 0;
   int flag_row = 0, partial_stride = 0, layers = 0;
@@ -205,6 +206,7 @@ struct CudaEngine::Impl {
     if (requested != "step" && requested != "layer")
       throw std::invalid_argument("TTFS_CUDA_SCHEDULE='" + requested + "': use 'step' or 'layer'");
     layer_major = requested == "layer" && layer_major_supported(net, cfg);
+    memory_limit = size_t(cfg.device_memory_limit);
     steps = cfg.steps;
     spiking = net.spiking_nodes();
     layers = int(spiking.size());
@@ -370,7 +372,8 @@ struct CudaEngine::Impl {
     TTFS_CUDA_CHECK(cudaMemGetInfo(&free_bytes, &total_bytes));
     // Headroom for the graphs, the allocator's 2 MiB granularity and other users.
     const size_t reserve = (size_t(64) << 20) + free_bytes / 16 + allocations * (size_t(2) << 20);
-    const size_t usable = free_bytes > reserve ? free_bytes - reserve : 0;
+    size_t usable = free_bytes > reserve ? free_bytes - reserve : 0;
+    if (memory_limit > 0) usable = std::min<size_t>(usable, memory_limit);
     int64_t capacity = std::min<int64_t>(wanted, int64_t(usable / std::max<size_t>(per_sample, 1)));
     if (capacity < 1)
       throw std::runtime_error(
@@ -378,7 +381,9 @@ struct CudaEngine::Impl {
           std::to_string(row) + " neuron outputs in " + std::to_string(nodes.size()) +
           " nodes, results of " + std::to_string(steps) + " steps x " + std::to_string(classes) +
           " classes), but only " + human_bytes(usable) + " of the device's " + human_bytes(free_bytes) + " free (" +
-          human_bytes(total_bytes) + " total) are usable; use fewer steps, a smaller network or the CPU backend");
+          human_bytes(total_bytes) + " total) are usable" +
+          (memory_limit > 0 ? " within cuda_memory_limit=" + std::to_string(memory_limit) : std::string()) +
+          "; use fewer steps, a smaller network or the CPU backend");
     for (;;) {
       try {
         allocate(capacity);
@@ -659,6 +664,13 @@ void CudaEngine::run(const float* x, int64_t samples, int64_t sample_offset, con
 int CudaEngine::device() const { return impl_->device; }
 
 const char* CudaEngine::schedule() const { return impl_->layer_major ? "layer" : "step"; }
+
+size_t CudaEngine::bytes_per_sample() const { return impl_->per_sample_bytes().first; }
+
+int64_t CudaEngine::chunk_capacity() const {
+  const std::lock_guard<std::mutex> lock(impl_->mutex);
+  return impl_->batch.capacity;
+}
 
 uintptr_t CudaEngine::stream_handle() const { return reinterpret_cast<uintptr_t>(impl_->stream.get()); }
 

@@ -38,6 +38,10 @@ class CudaEngine {
   // or "layer" (TTFS_CUDA_SCHEDULE=layer on a network the layer-major
   // kernels support: one launch per node, each running all steps).
   const char* schedule() const;
+  // Device memory one sample of a chunk takes, and the samples per chunk of
+  // the buffers allocated so far (0 before the first run).
+  size_t bytes_per_sample() const;
+  int64_t chunk_capacity() const;
   // The engine's stream (cudaStream_t), for the DLPack exchange: producers of
   // device input order their pending writes before it.
   uintptr_t stream_handle() const;

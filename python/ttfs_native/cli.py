@@ -7,6 +7,7 @@ from __future__ import annotations
 
 import argparse
 import importlib
+import math
 import sys
 import warnings
 from pathlib import Path
@@ -31,6 +32,20 @@ def _load_array(path: str, what: str) -> np.ndarray:
         raise CliError(f"{what} file {p} could not be read as .npy: {e}") from None
 
 
+def byte_count(text: str) -> int:
+    """'1500000', '512M', '8G' (binary units K, M, G) as a number of bytes."""
+    units = {"K": 1 << 10, "M": 1 << 20, "G": 1 << 30}
+    t = text.strip().upper().removesuffix("B").removesuffix("I")
+    scale = units.get(t[-1:], 1)
+    try:
+        value = float(t[:-1] if scale > 1 else t)
+    except ValueError:
+        raise argparse.ArgumentTypeError(f"expected bytes such as 1500000, 512M or 8G, got {text!r}") from None
+    if not (math.isfinite(value) and value * scale >= 1):
+        raise argparse.ArgumentTypeError(f"expected a positive size, got {text!r}")
+    return int(value * scale)
+
+
 def add_sim_options(p: argparse.ArgumentParser, duration_default=None):
     """Options shared by every command that simulates (unset ones keep the
     Simulator's defaults, or the values of --config)."""
@@ -48,6 +63,9 @@ def add_sim_options(p: argparse.ArgumentParser, duration_default=None):
                    help="stop each sample once its output fired")
     p.add_argument("--ops-convention", choices=["exact", "snntoolbox"], help="default: exact")
     p.add_argument("--threads", type=int, help="CPU threads (default: all)")
+    p.add_argument("--cuda-memory-limit", type=byte_count, metavar="BYTES",
+                   help="GPU memory the cuda backend's buffers may take, e.g. 8G (default: what is "
+                        "free); larger batches run in chunks")
     p.add_argument("--softmax-to-relu", action="store_true", default=None,
                    help="simulate a softmax output layer as ReLU (SNN Toolbox option)")
     p.add_argument("--config", help="SNN Toolbox config.ini: [simulation] duration, dt, batch_size, "
@@ -61,7 +79,7 @@ def make_simulator(model, args):
     kwargs = dict(duration=args.duration, dt=args.dt, v_thresh=args.v_thresh, tau_refrac=args.tau_refrac,
                   leak=args.leak, backend=args.backend, batch_size=args.batch_size, seed=args.seed,
                   early_stop=args.early_stop, ops_convention=args.ops_convention, num_threads=args.threads,
-                  softmax_to_relu=args.softmax_to_relu)
+                  softmax_to_relu=args.softmax_to_relu, cuda_memory_limit=args.cuda_memory_limit)
     if args.config:
         return Simulator.from_toolbox_config(model, args.config, **kwargs)
     if args.duration is None:

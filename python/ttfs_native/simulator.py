@@ -68,6 +68,10 @@ class Simulator:
     C-contiguous) is read in place, without a copy. spike_times_on_device=True
     leaves ``first_spike_times`` on the GPU as :class:`DeviceArray` (zero-copy
     into ``torch.from_dlpack`` and the like); the other results stay on the host.
+    cuda_memory_limit: bytes of GPU memory the CUDA backend's buffers may take
+    (default: what the device has free, less a margin); a batch that does not
+    fit runs in chunks, and a sample that alone does not fit is an error naming
+    the sizes. Ignored by the other backends.
     """
 
     def __init__(self, model, duration: float = 200, dt: float = 1.0, v_thresh: float = 1.0,
@@ -75,7 +79,7 @@ class Simulator:
                  batch_size: int | None = None, seed: int = 0, early_stop: bool = False,
                  ops_convention: str = "exact", num_threads: int | None = None,
                  softmax_to_relu: bool = False, record_spike_times: bool = True,
-                 spike_times_on_device: bool = False):
+                 spike_times_on_device: bool = False, cuda_memory_limit: int | None = None):
         if isinstance(model, (str, os.PathLike, Path)):
             model = load_model(model)
         if not isinstance(model, Model):
@@ -101,6 +105,12 @@ class Simulator:
         if batch_size is not None and (isinstance(batch_size, bool) or not isinstance(batch_size, (int, np.integer))
                                        or batch_size < 1):
             raise ValueError(f"batch_size must be a positive integer or None, got {batch_size!r}")
+        if cuda_memory_limit is not None and (isinstance(cuda_memory_limit, bool)
+                                              or not isinstance(cuda_memory_limit, (int, np.integer))
+                                              or cuda_memory_limit < 1):
+            raise ValueError(f"cuda_memory_limit must be a positive number of bytes or None, "
+                             f"got {cuda_memory_limit!r}")
+        self.cuda_memory_limit = int(cuda_memory_limit) if cuda_memory_limit else None
         if num_threads is not None and (isinstance(num_threads, bool) or not isinstance(num_threads, (int, np.integer))
                                         or num_threads < 1):
             raise ValueError(f"num_threads must be a positive integer or None, got {num_threads!r}")
@@ -121,7 +131,8 @@ class Simulator:
             p = self.params
             config = core.SimConfig(steps=p.steps, dt=p.dt, v_thresh=p.v_thresh, tau_refrac=p.tau_refrac,
                                     leak=bool(p.leak), seed=int(p.seed), early_stop=bool(p.early_stop),
-                                    record_spike_times=self.record_spike_times)
+                                    record_spike_times=self.record_spike_times,
+                                    device_memory_limit=self.cuda_memory_limit or 0)
             engine_type = core.CpuEngine if self.backend == "cpu" else core.CudaEngine
             self._engine = engine_type(network, config)  # keeps its own copy
 
