@@ -6,7 +6,8 @@
 #
 # Stages: environment, build for sm_90, full test suite (every CUDA test with
 # both time loops, TTFS_CUDA_SCHEDULE=step and =layer), the benchmark's
-# reference configurations (ttfs-cuda with both time loops, in one run),
+# reference configurations (ttfs-cuda with both time loops, in one run), a
+# per-launch profile of the layer-major loop on VGG,
 # compute-sanitizer (memcheck, racecheck, initcheck) on tiny simulations with
 # both time loops, then (time permitting) TTFS_CUDA_SYNAPSES=gather for
 # comparison. Every stage has a timeout inside one overall budget (BUDGET_S,
@@ -117,6 +118,29 @@ if [ -f bench/__main__.py ]; then
     return $rc
   }
   stage bench 170 run_bench
+  # Where the layer-major loop's time goes: per-launch times (TTFS_CUDA_PROFILE) of
+  # VGG b256 T100, appended to bench.log.
+  run_profile() {
+    local dir rc
+    dir=$(mktemp -d)
+    {
+      echo "=== TTFS_CUDA_PROFILE=1 TTFS_CUDA_SCHEDULE=layer, VGG b256 T100 (warm-up run, then a second)"
+      "$PY" -m bench --save-models "$dir" --save-only --nets vgg -q &&
+        TTFS_CUDA_PROFILE=1 TTFS_CUDA_SCHEDULE=layer "$PY" - "$dir" <<'PY'
+import sys, numpy as np, ttfs_native as tn
+model = tn.load_model(f"{sys.argv[1]}/vgg")
+x = np.load(f"{sys.argv[1]}/vgg.inputs.npy")[:256]
+sim = tn.Simulator(model, duration=100, backend="cuda", batch_size=256)
+sim.run(x)
+sim.run(x)
+PY
+    } >>"$OUT/bench.log" 2>&1
+    rc=$?
+    tail -n 22 "$OUT/bench.log"
+    rm -rf "$dir"
+    return $rc
+  }
+  stage profile 60 run_profile
 else
   echo "=== bench/__main__.py not found: benchmark skipped"
   SUMMARY+=("bench: skipped (no bench/__main__.py)")

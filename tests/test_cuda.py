@@ -163,6 +163,21 @@ def test_engine_reuse_across_runs_and_batch_sizes():
     assert_identical(sim.run(x, labels), first)
 
 
+def test_layer_profile_names_every_launch(schedule, monkeypatch, capfd):
+    """TTFS_CUDA_PROFILE=1 makes the layer-major loop print each launch's time (for tuning)."""
+    model, x, labels = netgen.make("branches_concat", n=2)
+    monkeypatch.setenv("TTFS_CUDA_PROFILE", "1")
+    tn.Simulator(model, duration=6, backend=BACKEND).run(x)
+    err = capfd.readouterr().err
+    if schedule == "layer":
+        assert "TTFS_CUDA_PROFILE layer-major, 2 samples, 6 steps" in err
+        for spec in model.layers:
+            assert f" ms  {spec.name} (" in err, spec.name
+        assert " ms  readout" in err
+    else:
+        assert "TTFS_CUDA_PROFILE" not in err
+
+
 def test_memory_limit_splits_the_batch_into_chunks():
     """A batch larger than cuda_memory_limit allows runs in chunks with the same results;
     a limit below one sample is an error naming the sizes."""

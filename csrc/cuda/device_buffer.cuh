@@ -113,7 +113,11 @@ struct GraphDeleter {
 struct GraphExecDeleter {
   void operator()(cudaGraphExec_t g) const noexcept { cudaGraphExecDestroy(g); }
 };
+struct EventDeleter {
+  void operator()(cudaEvent_t e) const noexcept { cudaEventDestroy(e); }
+};
 using Stream = std::unique_ptr<std::remove_pointer_t<cudaStream_t>, StreamDeleter>;
+using Event = std::unique_ptr<std::remove_pointer_t<cudaEvent_t>, EventDeleter>;
 using Graph = std::unique_ptr<std::remove_pointer_t<cudaGraph_t>, GraphDeleter>;
 using GraphExec = std::unique_ptr<std::remove_pointer_t<cudaGraphExec_t>, GraphExecDeleter>;
 

@@ -179,6 +179,9 @@ struct CudaEngine::Impl {
   // supported (layer_kernels.cuh: one launch per node, state in registers).
   bool layer_major = false;
   size_t memory_limit = 0;  // bytes a chunk's buffers may take (0: what is free)
+  // TTFS_CUDA_PROFILE=1: the layer-major loop prints each launch's time (CUDA
+  // events) to stderr, for tuning on a GPU.
+  bool profile = false;
   int steps = 0;
   int64_t in_size = 0, row = 0, classes = 0;
   int flag_row = 0, partial_stride = 0, layers = 0;
@@ -207,6 +210,8 @@ struct CudaEngine::Impl {
       throw std::invalid_argument("TTFS_CUDA_SCHEDULE='" + requested + "': use 'step' or 'layer'");
     layer_major = requested == "layer" && layer_major_supported(net, cfg);
     memory_limit = size_t(cfg.device_memory_limit);
+    const char* profiling = std::getenv("TTFS_CUDA_PROFILE");
+    profile = profiling && *profiling && std::string(profiling) != "0";
     steps = cfg.steps;
     spiking = net.spiking_nodes();
     layers = int(spiking.size());
@@ -602,8 +607,18 @@ struct CudaEngine::Impl {
                                       cudaMemcpyHostToDevice, st));
       x = batch.x.data();
     }
+    std::vector<std::pair<std::string, Event>> marks;  // TTFS_CUDA_PROFILE: an event after each launch
+    auto mark = [&](std::string what) {
+      if (!profile) return;
+      cudaEvent_t e = nullptr;
+      TTFS_CUDA_CHECK(cudaEventCreate(&e));
+      marks.emplace_back(std::move(what), Event(e));
+      TTFS_CUDA_CHECK(cudaEventRecord(e, st));
+    };
+    mark("start");
     launch("layer_input_kernel", layer_input_kernel, dim3(blocks_for(in_size, kBlock), samples), dim3(kBlock),
            st, x, in_size, params.dt, history(0));
+    mark(net.nodes[0].name + " (input)");
     for (size_t i = 1; i < nodes.size(); ++i) {
       const Node& node = net.nodes[i];
       const DeviceNode& d = nodes[i];
@@ -622,6 +637,7 @@ struct CudaEngine::Impl {
       } else {
         launch_layer_integrate(node.kind, false, grid, dim3(kBlock), st, layer_major_args(i, sample_offset));
       }
+      mark(node.name + " (" + std::to_string(d.size) + " elements)");
     }
     const LayerReadoutArgs r{history(nodes.size() - 1), nodes.back().softmax ? batch.out_on.data() : nullptr,
                              int(classes), steps, layers, early_stop ? 1 : 0, batch.step_spikes.data(),
@@ -635,7 +651,16 @@ struct CudaEngine::Impl {
                dim3(blocks_for(size, kBlock), samples), dim3(kBlock), st, batch.first_spike[l].data(), size,
                batch.stop_step.data(), params);
       }
+    mark("readout");
     copy_results(n, out, row0);
+    if (profile) {
+      std::fprintf(stderr, "TTFS_CUDA_PROFILE layer-major, %lld samples, %d steps:\n", (long long)n, steps);
+      for (size_t m = 1; m < marks.size(); ++m) {
+        float ms = 0.0f;
+        TTFS_CUDA_CHECK(cudaEventElapsedTime(&ms, marks[m - 1].second.get(), marks[m].second.get()));
+        std::fprintf(stderr, "  %9.3f ms  %s\n", double(ms), marks[m].first.c_str());
+      }
+    }
   }
 };
 

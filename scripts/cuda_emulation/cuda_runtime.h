@@ -2,6 +2,7 @@
 // Blocks run one after another; the threads of a block run as ucontext fibers
 // that switch at barriers, so __syncthreads(_or) and warp shuffles behave.
 #pragma once
+#include <chrono>
 #include <ucontext.h>
 #include <csetjmp>
 #include <cstdio>
@@ -37,6 +38,8 @@ struct CUgraph_st { std::vector<std::function<void()>> ops; };
 struct CUgraphExec_st { std::vector<std::function<void()>> ops; };
 struct CUstream_st { bool capturing = false; CUgraph_st* graph = nullptr; };
 typedef CUstream_st* cudaStream_t;
+struct CUevent_st { std::chrono::steady_clock::time_point at; };
+typedef CUevent_st* cudaEvent_t;
 typedef CUgraph_st* cudaGraph_t;
 typedef CUgraphExec_st* cudaGraphExec_t;
 struct cudaDeviceProp { char name[256]; int major, minor; size_t totalGlobalMem; };
@@ -216,6 +219,13 @@ inline cudaError_t cudaMemGetInfo(size_t* f, size_t* t) { *f = emu::free_memory;
 inline cudaError_t cudaStreamCreateWithFlags(cudaStream_t* s, unsigned) { *s = new CUstream_st; return cudaSuccess; }
 inline cudaError_t cudaStreamDestroy(cudaStream_t s) { delete s; return cudaSuccess; }
 inline cudaError_t cudaStreamSynchronize(cudaStream_t) { return cudaSuccess; }
+inline cudaError_t cudaEventCreate(cudaEvent_t* e) { *e = new CUevent_st; return cudaSuccess; }
+inline cudaError_t cudaEventDestroy(cudaEvent_t e) { delete e; return cudaSuccess; }
+inline cudaError_t cudaEventRecord(cudaEvent_t e, cudaStream_t) { e->at = std::chrono::steady_clock::now(); return cudaSuccess; }
+inline cudaError_t cudaEventElapsedTime(float* ms, cudaEvent_t a, cudaEvent_t b) {
+  *ms = std::chrono::duration<float, std::milli>(b->at - a->at).count();
+  return cudaSuccess;
+}
 inline cudaError_t cudaStreamBeginCapture(cudaStream_t s, cudaStreamCaptureMode) {
   if (s->capturing) return cudaErrorInvalidValue;
   s->capturing = true; s->graph = new CUgraph_st; return cudaSuccess;
