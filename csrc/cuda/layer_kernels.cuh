@@ -158,16 +158,22 @@ struct StepChanges {
         pch(in.plane(s, kProspectiveChanged, t)), pon(in.plane(s, kProspectiveOn, t)),
         on_value(in.on_value + s * in.size), p_value(in.p_value + s * in.size) {}
 
-  // Input j changed through a synapse of weight w: w * (signal when on) if it
-  // turned on, |w| * (+-prospective value) if its flag flipped.
+  // Input j (its bit in this step's words sig_word, pch_word, pon_word)
+  // changed through a synapse of weight w: w * (signal when on) if it turned
+  // on, |w| * (+-prospective value) if its flag flipped.
+  __device__ __forceinline__ void add_bit(float w, int64_t j, uint32_t bit, uint32_t sig_word, uint32_t pch_word,
+                                          uint32_t pon_word, double& current, double& missing) const {
+    if (sig_word & bit) current += double(w) * double(on_value[j]);  // exact product
+    if (pch_word & bit) {
+      const float p = p_value[j];
+      missing += double(fabsf(w)) * double((pon_word & bit) ? p : -p);
+    }
+  }
   __device__ __forceinline__ void add(float w, int64_t j, double& current, double& missing) const {
     const int64_t word = j >> 5;
     const uint32_t bit = 1u << (j & 31);
-    if (sig[word] & bit) current += double(w) * double(on_value[j]);  // exact product
-    if (pch[word] & bit) {
-      const float p = p_value[j];
-      missing += double(fabsf(w)) * double((pon[word] & bit) ? p : -p);
-    }
+    const uint32_t pch_word = pch[word];
+    add_bit(w, j, bit, sig[word], pch_word, (pch_word & bit) ? pon[word] : 0u, current, missing);
   }
 };
 
@@ -214,55 +220,80 @@ inline int warp_scan_chunks(const Node& node) {
   const Geometry& g = node.geom;
   if (node.kind != NodeKind::Dense && node.kind != NodeKind::Conv2D) return 0;
   if (node.softmax || g.in_c % 32 != 0 || g.out_c % 32 != 0) return 0;
+  if (node.kernel.size() >= size_t(1) << 31) return 0;  // WarpScanTable holds 32-bit weight indices
   const int64_t taps = node.kind == NodeKind::Conv2D ? int64_t(g.kernel_h) * g.kernel_w : 1;
   const int64_t words = taps * (g.in_c / 32);
   return words <= kMaxWarpWords ? int((words + 31) / 32) : 0;
 }
 
-// Every thread of the block must call it (the same number of times).
-// `chunk` is this warp's 32 words of shared memory.
+// What a warp of such a layer scans, computed once per kernel (the fan-in
+// does not change with the step): for each of its fan-in words q (tap q /
+// words_per_cell, word q % words_per_cell of that tap's input cell), the
+// word's index in a plane (-1: the tap lies outside the input), its first
+// input element, and its first weight (for filter or unit 0).
+struct WarpScanTable {
+  int word[kMaxWarpWords];
+  int element[kMaxWarpWords];
+  int weight[kMaxWarpWords];
+  uint32_t chunk[32];  // the 32 any-change words being visited
+};
+
+// Every thread of the block must call it. i: an element of the warp's output position.
 template <NodeKind Kind>
-__device__ __forceinline__ void add_history_events_warp(const Window& g, const float* __restrict__ kernel,
-                                                        int i, const History& in, int64_t s, int t,
-                                                        int chunks, uint32_t* chunk, bool active,
-                                                        double& current, double& missing) {
+__device__ __forceinline__ void fill_warp_scan_table(const Window& g, int i, int chunks, WarpScanTable& table) {
   const int lane = threadIdx.x & 31;
   const int words_per_cell = g.in_c >> 5;
-  const int per_position = g.multiplier;  // filters or units
-  const int pos = i / per_position, f = i - pos * per_position;
-  const int oy = Kind == NodeKind::Conv2D ? pos / g.out_w : 0, ox = Kind == NodeKind::Conv2D ? pos - oy * g.out_w : 0;
+  const int pos = i / g.multiplier;  // filters or units per output position
   const int taps = Kind == NodeKind::Conv2D ? g.kernel_h * g.kernel_w : 1;
-  const StepChanges changes(in, s, t);
-  // first element of the input cell of tap `tap`, or -1 outside the input
-  auto cell_of = [&](int tap) -> int64_t {
-    if (Kind == NodeKind::Dense) return int64_t(pos) * g.in_c;
-    const int ky = tap / g.kernel_w, kx = tap - ky * g.kernel_w;
-    const int iy = oy * g.stride_h - g.pad_top + ky * g.dilation_h;
-    const int ix = ox * g.stride_w - g.pad_left + kx * g.dilation_w;
-    if (iy < 0 || iy >= g.in_h || ix < 0 || ix >= g.in_w) return -1;
-    return (int64_t(iy) * g.in_w + ix) * g.in_c;
-  };
-  for (int k = 0; k < chunks; ++k) {
-    const int q = k * 32 + lane;  // the word: tap q / words_per_cell, word q % words_per_cell of the cell
-    uint32_t word = 0;
+  for (int q = lane; q < chunks * 32; q += 32) {
+    const int tap = q / words_per_cell, c0 = (q - tap * words_per_cell) << 5;
+    int64_t cell = -1;  // first element of the tap's input cell
     if (q < taps * words_per_cell) {
-      const int tap = q / words_per_cell;
-      const int64_t cell = cell_of(tap);
-      if (cell >= 0) word = changes.any[(cell >> 5) + (q - tap * words_per_cell)];
+      if (Kind == NodeKind::Dense) {
+        cell = int64_t(pos) * g.in_c;
+      } else {
+        const int oy = pos / g.out_w, ox = pos - oy * g.out_w;
+        const int ky = tap / g.kernel_w, kx = tap - ky * g.kernel_w;
+        const int iy = oy * g.stride_h - g.pad_top + ky * g.dilation_h;
+        const int ix = ox * g.stride_w - g.pad_left + kx * g.dilation_w;
+        if (iy >= 0 && iy < g.in_h && ix >= 0 && ix < g.in_w) cell = (int64_t(iy) * g.in_w + ix) * g.in_c;
+      }
     }
-    chunk[lane] = word;
+    table.word[q] = cell < 0 ? -1 : int((cell + c0) >> 5);
+    table.element[q] = cell < 0 ? 0 : int(cell + c0);
+    table.weight[q] = (Kind == NodeKind::Conv2D ? tap * g.in_c + c0 : c0) * g.multiplier;
+  }
+  __syncwarp();
+}
+
+// Adds the changes at step t of the warp's fan-in (as add_history_events,
+// in the same order): the warp loads the any-change words 32 at a time, one
+// per lane, and visits the non-zero ones. Every thread of the block must
+// call it (the same number of times); only `active` threads add.
+__device__ __forceinline__ void add_history_events_warp(const float* __restrict__ kernel, int f,
+                                                        int per_position, const History& in, int64_t s, int t,
+                                                        int chunks, WarpScanTable& table, bool active,
+                                                        double& current, double& missing) {
+  const int lane = threadIdx.x & 31;
+  const StepChanges changes(in, s, t);
+  for (int k = 0; k < chunks; ++k) {
+    const int word_index = table.word[k * 32 + lane];
+    const uint32_t word = word_index >= 0 ? changes.any[word_index] : 0u;
+    table.chunk[lane] = word;
     unsigned changed = __ballot_sync(0xffffffffu, word != 0);
     __syncwarp();
     while (changed && active) {  // the warp's lanes agree on `changed`
-      const int b = __ffs(changed) - 1;
+      const int b = __ffs(changed) - 1, q = k * 32 + b;
       changed &= changed - 1u;
-      const int qb = k * 32 + b, tap = qb / words_per_cell;
-      const int64_t cell = cell_of(tap);
-      const int c0 = (qb - tap * words_per_cell) << 5;
-      for (uint32_t bits = chunk[b]; bits; bits &= bits - 1u) {
-        const int c = c0 + __ffs(bits) - 1;
-        const int64_t w = (int64_t(Kind == NodeKind::Conv2D ? tap : 0) * g.in_c + c) * per_position + f;
-        changes.add(kernel[w], cell + c, current, missing);
+      const int w = table.word[q];
+      const uint32_t sig_word = changes.sig[w], pch_word = changes.pch[w];
+      const uint32_t pon_word = pch_word ? changes.pon[w] : 0u;
+      const int64_t element = table.element[q];
+      const float* weights = kernel + table.weight[q] + f;
+      for (uint32_t bits = table.chunk[b]; bits; bits &= bits - 1u) {
+        const int c = __ffs(bits) - 1;
+        changes.add_bit(weights[int64_t(c) * per_position], element + c, 1u << c, sig_word, pch_word, pon_word,
+                        current, missing);
       }
     }
     __syncwarp();  // the chunk buffer is rewritten next
@@ -361,13 +392,16 @@ __global__ void __launch_bounds__(kBlock) layer_gather_kernel(const LayerGatherA
 template <NodeKind Kind>
 __global__ void __launch_bounds__(kBlock) layer_integrate_kernel(const LayerMajorArgs a) {
   __shared__ BlockTotals totals;
-  __shared__ uint32_t chunks[kBlock];  // warp_scan_chunks: 32 words per warp
+  constexpr bool kWarpScan = Kind == NodeKind::Dense || Kind == NodeKind::Conv2D;
+  __shared__ WarpScanTable tables[kWarpScan ? kBlock / 32 : 1];
   const int64_t s = blockIdx.y;
   const int i = blockIdx.x * kBlock + threadIdx.x;
   const int steps = a.p.steps;
   clear_totals(totals, steps);
   const bool valid = i < a.size;
-  uint32_t* chunk = chunks + (threadIdx.x & ~31);
+  // (a warp is all valid or all beyond the layer when it scans together: its size is a multiple of 32)
+  WarpScanTable& table = tables[kWarpScan ? threadIdx.x >> 5 : 0];
+  if (kWarpScan && a.warp_chunks > 0) fill_warp_scan_table<Kind>(a.g, valid ? i : 0, a.warp_chunks, table);
   float bias = 0.0f, cells = 1.0f;
   if (valid) {
     if (Kind == NodeKind::AveragePooling2D) cells = a.pool_count[i / a.g.out_c];
@@ -382,13 +416,10 @@ __global__ void __launch_bounds__(kBlock) layer_integrate_kernel(const LayerMajo
   for (int t = 1; t <= steps; ++t) {
     bool signal_on = false, p_changed = false;
     const bool input_changed = a.in.changed_at(s, t);  // the same in the whole block
-    if constexpr (Kind == NodeKind::Dense || Kind == NodeKind::Conv2D) {
-      // warps scan together while any neuron of the block still listens
-      if (a.warp_chunks > 0 && input_changed && __syncthreads_or(!finished))
-        // (a warp is all valid or all beyond the layer: its size is a multiple of 32)
-        add_history_events_warp<Kind>(a.g, a.kernel, valid ? i : 0, a.in, s, t, a.warp_chunks, chunk,
-                                      !finished, current_sum, missing_sum);
-    }
+    // warps scan together while any neuron of the block still listens
+    if (kWarpScan && a.warp_chunks > 0 && input_changed && __syncthreads_or(!finished))
+      add_history_events_warp(a.kernel, i % a.g.multiplier, a.g.multiplier, a.in, s, t, a.warp_chunks, table,
+                              !finished, current_sum, missing_sum);
     if (!finished) {
       const StepConstants k = step_constants(a.p, t);
       if (a.warp_chunks == 0 && input_changed)
