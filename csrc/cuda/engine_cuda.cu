@@ -84,9 +84,10 @@ struct BatchBuffers {
   DeviceBuffer<int> counts;                       // [sample][classes][steps]
   DeviceBuffer<int> stop_step;                    // [sample]
   // Layer-major schedule (layer_kernels.cuh): every node's output history.
-  std::vector<DeviceBuffer<uint32_t>> planes;     // per node: [sample][planes][steps][words]
-  std::vector<DeviceBuffer<int>> on_step;         // per node: [sample][size]
-  std::vector<DeviceBuffer<float>> on_value, p_value;  // per node: [sample][size]
+  // Per history slot (nodes whose readers are done pass theirs on, history_slot):
+  std::vector<DeviceBuffer<uint32_t>> planes;     // [sample][planes][steps][words]
+  std::vector<DeviceBuffer<int>> on_step;         // [sample][size]
+  std::vector<DeviceBuffer<float>> on_value, p_value;  // [sample][size]
   DeviceBuffer<int> first_on;                     // [sample][nodes]
   DeviceBuffer<int> changed;                      // [node][capacity][steps]: any element changed
   DeviceBuffer<uint8_t> out_on;                   // softmax output: [sample][steps][classes]
@@ -182,6 +183,9 @@ struct CudaEngine::Impl {
   // TTFS_CUDA_PROFILE=1: the layer-major loop prints each launch's time (CUDA
   // events) to stderr, for tuning on a GPU.
   bool profile = false;
+  // Layer-major: which buffers hold each node's history (-1: none, the softmax
+  // output), and the elements of the largest node each slot holds.
+  std::vector<int> history_slot, slot_elements;
   int steps = 0;
   int64_t in_size = 0, row = 0, classes = 0;
   int flag_row = 0, partial_stride = 0, layers = 0;
@@ -270,6 +274,7 @@ struct CudaEngine::Impl {
     }
     layer_partial_offset = DeviceBuffer<int>::from_host(partial_offsets.data(), partial_offsets.size());
     layer_partial_blocks = DeviceBuffer<int>::from_host(partial_blocks.data(), partial_blocks.size());
+    assign_history_slots();
     control = DeviceBuffer<Control>(1);
     cudaStream_t s = nullptr;
     TTFS_CUDA_CHECK(cudaStreamCreateWithFlags(&s, cudaStreamNonBlocking));
@@ -281,6 +286,33 @@ struct CudaEngine::Impl {
     // are ignored: nothing may throw here, e.g. at interpreter exit).
     cudaSetDevice(device);
     if (stream) cudaStreamSynchronize(stream.get());
+  }
+
+  // A node's history is needed until its last reader (the readout, for the
+  // last node) has run; after that its buffers can hold a later node's. Each
+  // node takes the largest free slot, or a new one.
+  void assign_history_slots() {
+    const int n = int(net.nodes.size());
+    std::vector<int> last_use(n, 0);
+    for (int j = 0; j < n; ++j)
+      for (int k : net.nodes[j].inbound) last_use[k] = std::max(last_use[k], j);
+    last_use[n - 1] = n;
+    history_slot.assign(n, -1);
+    std::vector<int> occupant;  // per slot: the node whose history it holds now
+    for (int i = 0; i < n; ++i) {
+      if (net.nodes[i].softmax) continue;
+      int slot = -1;
+      for (int k = 0; k < int(occupant.size()); ++k)
+        if (last_use[occupant[k]] < i && (slot < 0 || slot_elements[k] > slot_elements[slot])) slot = k;
+      if (slot < 0) {
+        slot = int(occupant.size());
+        occupant.push_back(i);
+        slot_elements.push_back(0);
+      }
+      occupant[slot] = i;
+      slot_elements[slot] = std::max(slot_elements[slot], nodes[i].size);
+      history_slot[i] = slot;
+    }
   }
 
   // ------------------------------------------------------------ memory
@@ -295,10 +327,11 @@ struct CudaEngine::Impl {
     visit(b.old_signal, step_major && events ? row : 0);
     visit(b.old_prospective, step_major && events ? row : 0);
     visit(b.flags, step_major ? flag_row : 0);
-    for (auto* list : {&b.state, &b.on_value, &b.p_value}) list->resize(nodes.size());
-    for (auto* list : {&b.cell_count, &b.cell_list, &b.on_step}) list->resize(nodes.size());
+    for (auto* list : {&b.on_value, &b.p_value}) list->resize(slot_elements.size());
+    b.on_step.resize(slot_elements.size());
+    b.state.resize(nodes.size());
+    for (auto* list : {&b.cell_count, &b.cell_list}) list->resize(nodes.size());
     b.sums.resize(nodes.size());
-    b.planes.resize(nodes.size());
     for (size_t i = 0; i < nodes.size(); ++i) {
       const Node& node = net.nodes[i];
       const DeviceNode& d = nodes[i];
@@ -308,11 +341,14 @@ struct CudaEngine::Impl {
       const bool lists = event_driven && uses_cell_lists(node);
       visit(b.cell_count[i], lists ? int64_t(node.geom.in_h) * node.geom.in_w : 0);
       visit(b.cell_list[i], lists ? node.geom.in_size() : 0);
-      const bool history = layer_major && !node.softmax;  // the softmax output's is read by no one
-      visit(b.planes[i], history ? int64_t(kPlanes) * steps * d.words : 0);
-      visit(b.on_step[i], history ? d.size : 0);
-      visit(b.on_value[i], history ? d.size : 0);
-      visit(b.p_value[i], history ? d.size : 0);
+    }
+    b.planes.resize(slot_elements.size());
+    for (size_t k = 0; k < slot_elements.size(); ++k) {
+      const int64_t elements = layer_major ? slot_elements[k] : 0;
+      visit(b.planes[k], int64_t(kPlanes) * steps * ((elements + 31) / 32));
+      visit(b.on_step[k], elements);
+      visit(b.on_value[k], elements);
+      visit(b.p_value[k], elements);
     }
     b.first_spike.resize(spiking.size());
     for (size_t l = 0; l < spiking.size(); ++l)
@@ -360,8 +396,10 @@ struct CudaEngine::Impl {
   // Node i's output history in the chunk buffers (layer-major).
   History history(size_t i) {
     const DeviceNode& d = nodes[i];
-    return History{batch.planes[i].data(), batch.on_step[i].data(), batch.on_value[i].data(),
-                   batch.p_value[i].data(), batch.first_on.data() + i, int(nodes.size()),
+    const int k = history_slot[i];  // -1: the softmax output keeps none
+    auto in_slot = [k](auto& buffers) { return k < 0 ? nullptr : buffers[k].data(); };
+    return History{in_slot(batch.planes), in_slot(batch.on_step), in_slot(batch.on_value),
+                   in_slot(batch.p_value), batch.first_on.data() + i, int(nodes.size()),
                    batch.changed.data() + int64_t(i) * batch.capacity * steps, d.size, d.words, steps};
   }
 
