@@ -99,6 +99,18 @@ __device__ __forceinline__ void publish_history(const History& h, int64_t s, int
   }
 }
 
+// The block's earliest "signal on" step (shared memory), then the sample's.
+// Every thread of the block must call these two.
+__device__ __forceinline__ void clear_first_on(int& block_first_on) {
+  if (threadIdx.x == 0) block_first_on = kNever;
+  __syncthreads();
+}
+__device__ __forceinline__ void flush_first_on(const int& block_first_on, const History& out, int64_t s) {
+  __syncthreads();
+  if (threadIdx.x == 0 && block_first_on != kNever)
+    atomicMin(out.first_on + s * out.first_on_stride, block_first_on);
+}
+
 // Per-block totals of one node's records per step, and the block's earliest
 // "signal on" step, in shared memory.
 struct BlockTotals {
@@ -113,19 +125,17 @@ __device__ __forceinline__ void clear_totals(BlockTotals& b, int steps) {
     b.spikes[t] = 0;
     b.ops[t] = 0.0;
   }
-  if (threadIdx.x == 0) b.first_on = kNever;
-  __syncthreads();
+  clear_first_on(b.first_on);
 }
 
 __device__ __forceinline__ void flush_totals(BlockTotals& b, int steps, const LayerRecords& r, int64_t s,
                                              const History& out) {
-  __syncthreads();
+  flush_first_on(b.first_on, out, s);
   for (int t = threadIdx.x; t < steps; t += blockDim.x)
     if (b.spikes[t] != 0) {
       atomicAdd(r.step_spikes + s * r.spikes_stride + t, b.spikes[t]);
       atomicAdd(r.step_ops + s * steps + t, b.ops[t]);
     }
-  if (threadIdx.x == 0 && b.first_on != kNever) atomicMin(out.first_on + s * out.first_on_stride, b.first_on);
 }
 
 // A spike-train record of element i at step t.
@@ -321,8 +331,7 @@ __global__ void __launch_bounds__(kBlock) layer_input_kernel(const float* __rest
   __shared__ int block_first_on;
   const int64_t s = blockIdx.y;
   const int i = blockIdx.x * kBlock + threadIdx.x;
-  if (threadIdx.x == 0) block_first_on = kNever;
-  __syncthreads();
+  clear_first_on(block_first_on);
   const float a = i < in_size ? mul_rn(x[s * in_size + i], dt) : 0.0f;  // x * dt, as the CPU
   const bool on = a != 0.0f;
   for (int t = 1; t <= out.steps; ++t) publish_history(out, s, t, i, t == 1 && on, false, false);
@@ -334,9 +343,7 @@ __global__ void __launch_bounds__(kBlock) layer_input_kernel(const float* __rest
     out.p_value[e] = 0.0f;
     if (on) atomicMin(&block_first_on, 1);
   }
-  __syncthreads();
-  if (threadIdx.x == 0 && block_first_on != kNever)
-    atomicMin(out.first_on + s * out.first_on_stride, block_first_on);
+  flush_first_on(block_first_on, out, s);
 }
 
 // Flatten, Reshape, ZeroPadding2D, Concatenate: each element's history is
@@ -352,8 +359,7 @@ __global__ void __launch_bounds__(kBlock) layer_gather_kernel(const LayerGatherA
   __shared__ int block_first_on;
   const int64_t s = blockIdx.y;
   const int i = blockIdx.x * kBlock + threadIdx.x;
-  if (threadIdx.x == 0) block_first_on = kNever;
-  __syncthreads();
+  clear_first_on(block_first_on);
   const int node = i < a.out.size ? a.source_node[i] : -1;
   History src{};
   int j = 0;
@@ -380,9 +386,7 @@ __global__ void __launch_bounds__(kBlock) layer_gather_kernel(const LayerGatherA
     a.out.p_value[e] = node >= 0 ? src.p_value[from] : 0.0f;
     if (on_step != kNever) atomicMin(&block_first_on, on_step);
   }
-  __syncthreads();
-  if (threadIdx.x == 0 && block_first_on != kNever)
-    atomicMin(a.out.first_on + s * a.out.first_on_stride, block_first_on);
+  flush_first_on(block_first_on, a.out, s);
 }
 
 // Dense, Conv2D, DepthwiseConv2D, AveragePooling2D with ReLU neurons: the
