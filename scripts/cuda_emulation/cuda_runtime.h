@@ -1,6 +1,11 @@
 // Host emulation of the CUDA runtime subset used by csrc/cuda (verification only).
 // Blocks run one after another; the threads of a block run as ucontext fibers
 // that switch at barriers, so __syncthreads(_or) and warp shuffles behave.
+// EMU_ORDER=reverse runs the blocks of a launch, and the threads of a block
+// between barriers, last to first: a kernel whose result depends on the order
+// (one block reading what another writes in the same launch, a thread reading
+// shared memory that another writes without a barrier between) then gives a
+// different answer than in the default order.
 #pragma once
 #include <chrono>
 #include <ucontext.h>
@@ -60,6 +65,10 @@ inline std::mutex serial;  // one emulated GPU: kernels from several host thread
 inline std::function<void()> body;
 inline int pending_or = 0, last_or = 0;
 inline uint64_t slots[1024];
+inline const bool reverse_order = [] {
+  const char* v = std::getenv("EMU_ORDER");
+  return v && std::strcmp(v, "reverse") == 0;
+}();
 constexpr size_t kStack = 256 * 1024;
 
 // A fiber lives for the whole process: entered once through swapcontext, then
@@ -126,7 +135,8 @@ inline void run_block(int threads) {
   }
   pending_or = 0;
   for (;;) {
-    for (int i = 0; i < threads; ++i) {
+    for (int k = 0; k < threads; ++k) {
+      const int i = reverse_order ? threads - 1 - k : k;
       Fiber& f = fibers[i];
       if (f.done || f.waiting) continue;
       current = i;
@@ -154,13 +164,13 @@ void execute(void (*kernel)(Params...), dim3 grid, dim3 block, Args... args) {
   ++launches;
   gridDim_ = grid;
   blockDim_ = block;
-  for (unsigned z = 0; z < grid.z; ++z)
-    for (unsigned y = 0; y < grid.y; ++y)
-      for (unsigned x = 0; x < grid.x; ++x) {
-        blockIdx_ = uint3{x, y, z};
-        body = [&] { kernel(args...); };
-        run_block(int(block.x));
-      }
+  const uint64_t blocks = uint64_t(grid.x) * grid.y * grid.z;
+  for (uint64_t k = 0; k < blocks; ++k) {
+    const uint64_t b = reverse_order ? blocks - 1 - k : k;
+    blockIdx_ = uint3{unsigned(b % grid.x), unsigned(b / grid.x % grid.y), unsigned(b / (uint64_t(grid.x) * grid.y))};
+    body = [&] { kernel(args...); };
+    run_block(int(block.x));
+  }
 }
 template <typename... Params, typename... Args>
 void launch(void (*kernel)(Params...), dim3 grid, dim3 block, cudaStream_t stream, Args... args) {

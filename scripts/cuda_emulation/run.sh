@@ -6,7 +6,9 @@
 # that switch at barriers, so __syncthreads and warp shuffles behave). It
 # checks the kernels' logic and indexing, not timing, memory-model or
 # hardware behaviour: a GPU session still runs bench/gpu_check.sh.
-# Usage: scripts/cuda_emulation/run.sh [pytest args]   (about 4 minutes on 2 cores)
+# Usage: scripts/cuda_emulation/run.sh [pytest args]   (about 7 minutes on 2 cores)
+# EMU_ORDER=reverse runs blocks and threads last to first (see cuda_runtime.h):
+# run the suite both ways to catch results that depend on the order.
 set -euo pipefail
 repo=$(cd "$(dirname "$0")/../.." && pwd)
 emu="$repo/build/cuda-emu"
