@@ -71,30 +71,32 @@ TTFS_HD ElementPosition element_position(const Geometry& g, int64_t j) {
 }
 
 // One contiguous run of an input element's connections: cur[u] += w[u] * a
-// and miss[u] += w_abs[u] * p for u < n (only the sums that Signal /
-// Prospective select).
+// and miss[u] += |w[u]| * p for u < n (only the sums that Signal /
+// Prospective select). |w| is taken here (exact) rather than read from a
+// second copy of the kernel: the scatter is bound by memory, and one copy
+// of the weights stays in cache better than two.
 template <bool Signal, bool Prospective, typename Acc>
-TTFS_HD void add_weight_run(Acc* __restrict cur, Acc* __restrict miss, const float* __restrict w,
-                            const float* __restrict w_abs, int64_t n, Acc a, Acc p) {
+TTFS_HD void add_weight_run(Acc* __restrict cur, Acc* __restrict miss, const float* __restrict w, int64_t n,
+                            Acc a, Acc p) {
   for (int64_t u = 0; u < n; ++u) {
     if (Signal) cur[u] += Acc(w[u]) * a;
-    if (Prospective) miss[u] += Acc(w_abs[u]) * p;
+    if (Prospective) miss[u] += Acc(std::fabs(w[u])) * p;
   }
 }
 
 // Input element j changed its signal by `da` and its prospective map by `dp`:
 // cur[i] += w[j -> i] * da and miss[i] += |w|[j -> i] * dp for every neuron i
 // connected to j, in one walk over the connections. Signal / Prospective say
-// which of the two changed (the other delta is ignored). `w` and `w_abs` are
-// the kernel and |kernel| in Keras layout; unused for pooling.
+// which of the two changed (the other delta is ignored). `w` is the kernel in
+// Keras layout; unused for pooling.
 template <NodeKind kind, bool Signal, bool Prospective, typename Acc>
-TTFS_HD void scatter_change(const Geometry& g, const float* w, const float* w_abs,
-                            int64_t j, float da, float dp, Acc* cur, Acc* miss) {
+TTFS_HD void scatter_change(const Geometry& g, const float* w, int64_t j, float da, float dp, Acc* cur,
+                            Acc* miss) {
   const Acc a = Acc(da), p = Acc(dp);
   const ElementPosition e = element_position(g, j);
   // n outputs from `offset` on, weights from `k` on
   auto run = [&](int64_t offset, int64_t k, int64_t n) {
-    add_weight_run<Signal, Prospective>(cur + offset, miss + offset, w + k, w_abs + k, n, a, p);
+    add_weight_run<Signal, Prospective>(cur + offset, miss + offset, w + k, n, a, p);
   };
   if (kind == NodeKind::Dense) {
     run(e.cell * g.multiplier, int64_t(e.c) * g.multiplier, g.multiplier);
@@ -135,12 +137,12 @@ inline void conv_row_layout(const Geometry& g, const float* kernel, float* rows)
       }
 }
 
-// scatter_change for a Conv2D where conv_rows_apply(g), with `rows` and
-// `abs_rows` in row layout. Every sum receives the same terms in the same
-// order as with scatter_change, so the results are identical.
+// scatter_change for a Conv2D where conv_rows_apply(g), with the kernel
+// `rows` in row layout. Every sum receives the same terms in the same order
+// as with scatter_change, so the results are identical.
 template <bool Signal, bool Prospective, typename Acc>
-TTFS_HD void scatter_conv_rows(const Geometry& g, const float* rows, const float* abs_rows, int64_t j,
-                               float da, float dp, Acc* cur, Acc* miss) {
+TTFS_HD void scatter_conv_rows(const Geometry& g, const float* rows, int64_t j, float da, float dp, Acc* cur,
+                               Acc* miss) {
   const ElementPosition e = element_position(g, j);
   int ky0, ky1, kx0, kx1;
   tap_range(e.iy + g.pad_top, g.kernel_h, g.dilation_h, g.stride_h, g.out_h, ky0, ky1);
@@ -155,8 +157,7 @@ TTFS_HD void scatter_conv_rows(const Geometry& g, const float* rows, const float
     const int oy = g.stride_h == 1 ? y : y / g.stride_h;
     const int64_t offset = (int64_t(oy) * g.out_w + ox) * filters;
     const int64_t k = ((int64_t(e.c) * g.kernel_h + ky) * g.kernel_w + (g.kernel_w - 1 - kx1)) * filters;
-    add_weight_run<Signal, Prospective>(cur + offset, miss + offset, rows + k, abs_rows + k, n, Acc(da),
-                                        Acc(dp));
+    add_weight_run<Signal, Prospective>(cur + offset, miss + offset, rows + k, n, Acc(da), Acc(dp));
   }
 }
 

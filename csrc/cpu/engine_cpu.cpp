@@ -64,11 +64,10 @@ struct InputChanges {
   double* missing_sum;       // L_abs(p_in)
 };
 
-// A layer's weights as its scatter reads them: the kernel and |kernel| in
-// Keras layout, or, where `rows`, a Conv2D's in row layout (synapse.h).
+// A layer's weights as its scatter reads them: the kernel in Keras layout,
+// or, where `rows`, a Conv2D's in row layout (synapse.h).
 struct LayerWeights {
   const float* w;
-  const float* w_abs;
   bool rows;
 };
 
@@ -77,9 +76,9 @@ template <NodeKind Kind, bool Signal, bool Prospective>
 TTFS_KERNEL void scatter_one(const Geometry& g, const LayerWeights& lw, int64_t j, float da, float dp,
                              double* cur, double* miss) {
   if (Kind == NodeKind::Conv2D && lw.rows)
-    scatter_conv_rows<Signal, Prospective>(g, lw.w, lw.w_abs, j, da, dp, cur, miss);
+    scatter_conv_rows<Signal, Prospective>(g, lw.w, j, da, dp, cur, miss);
   else
-    scatter_change<Kind, Signal, Prospective>(g, lw.w, lw.w_abs, j, da, dp, cur, miss);
+    scatter_change<Kind, Signal, Prospective>(g, lw.w, j, da, dp, cur, miss);
 }
 
 // Scatters the changes into the sums (one walk over the connections of an
@@ -464,9 +463,8 @@ class SampleRunner {
                                s.seen_prospective.data(), s.current_sum.data(),
                                s.missing_sum.data()};
     const CpuNodeTables& t = tables_[&node - net_.nodes.data()];
-    const LayerWeights weights = t.rows.empty()
-                                     ? LayerWeights{node.kernel.data(), t.abs_kernel.data(), false}
-                                     : LayerWeights{t.rows.data(), t.abs_rows.data(), true};
+    const LayerWeights weights = t.rows.empty() ? LayerWeights{node.kernel.data(), false}
+                                                : LayerWeights{t.rows.data(), true};
     s.nonzero_inputs += absorb(node, weights, changes);
   }
 
@@ -631,17 +629,9 @@ CpuEngine::CpuEngine(const Network& net, const SimConfig& config) : net_(net), c
       t.pool_count.resize(node.size);
       for (int64_t n = 0; n < node.size; ++n) t.pool_count[n] = node.pool_count[n / channels];
     }
-    // |kernel| for the missing impulse, in row layout where it applies (then
-    // the kernel is too)
-    std::vector<float> abs_kernel(node.kernel);
-    for (float& w : abs_kernel) w = std::fabs(w);
     if (node.kind == NodeKind::Conv2D && conv_rows_apply(node.geom)) {
       t.rows.resize(node.kernel.size());
-      t.abs_rows.resize(node.kernel.size());
       conv_row_layout(node.geom, node.kernel.data(), t.rows.data());
-      conv_row_layout(node.geom, abs_kernel.data(), t.abs_rows.data());
-    } else {
-      t.abs_kernel = std::move(abs_kernel);
     }
   }
 }

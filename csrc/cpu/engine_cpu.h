@@ -11,9 +11,9 @@ namespace ttfs {
 struct CpuNodeTables {
   std::vector<float> bias_dt;     // per neuron, b * dt (zeros without a bias)
   std::vector<float> pool_count;  // AveragePooling2D: cells in each neuron's window
-  // Conv2D where conv_rows_apply: kernel and |kernel| in row layout (synapse.h);
-  // other weighted layers: |kernel| (the kernel is the node's)
-  std::vector<float> rows, abs_rows, abs_kernel;
+  // Conv2D where conv_rows_apply: the kernel in row layout (synapse.h); other
+  // weighted layers scatter from the node's kernel
+  std::vector<float> rows;
 };
 
 class CpuEngine {
