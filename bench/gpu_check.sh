@@ -9,8 +9,8 @@
 # reference configurations (ttfs-cuda with both time loops, in one run), a
 # per-launch profile of the layer-major loop on VGG,
 # compute-sanitizer (memcheck, racecheck, initcheck) on tiny simulations with
-# both time loops, then (time permitting) TTFS_CUDA_SYNAPSES=gather for
-# comparison. Every stage has a timeout inside one overall budget (BUDGET_S,
+# both time loops (the layer-major one also in windows), then (time
+# permitting) TTFS_CUDA_SYNAPSES=gather and early stop for comparison. Every stage has a timeout inside one overall budget (BUDGET_S,
 # default 450 s), so the script ends well under 8 minutes. At most 8 files are
 # written to $OUT (the device tool's limit). Exit status: 0 when every stage
 # that ran passed.
@@ -164,14 +164,19 @@ for schedule in ("step", "layer"):
     for arch, kwargs in [("depthwise_maxpool", dict(duration=12, early_stop=True)),
                          ("branches_concat", dict(duration=10)),
                          ("softmax_output", dict(duration=10, seed=3))]:
-        model, x, labels = netgen.make(arch, n=3)
-        sim = tn.Simulator(model, backend="cuda", batch_size=2, **kwargs)
-        assert sim._engine.schedule == schedule
-        got = sim.run(x, labels)
-        want = tn.Simulator(model, backend="cpu", **kwargs).run(x, labels)
-        assert np.array_equal(got.counts, want.counts), arch
-        assert np.array_equal(got.synops_t, want.synops_t), arch
-        print(schedule, arch, "ok")
+        for window in ("", "4"):  # the layer-major loop in one window, and in windows of 4 steps
+            os.environ["TTFS_CUDA_WINDOW"] = window
+            model, x, labels = netgen.make(arch, n=3)
+            sim = tn.Simulator(model, backend="cuda", batch_size=2, **kwargs)
+            assert sim._engine.schedule == schedule
+            got = sim.run(x, labels)
+            want = tn.Simulator(model, backend="cpu", **kwargs).run(x, labels)
+            assert np.array_equal(got.counts, want.counts), arch
+            assert np.array_equal(got.synops_t, want.synops_t), arch
+            print(schedule, arch, f"window {sim._engine.window_steps}", "ok")
+            if schedule == "step":
+                break
+os.environ["TTFS_CUDA_WINDOW"] = ""
 # input read in place from device memory, first-spike times left there
 model, x, labels = netgen.make("depthwise_maxpool", n=3)
 sim = tn.Simulator(model, backend="cuda", duration=10, batch_size=2, spike_times_on_device=True)
@@ -216,6 +221,16 @@ if [ -f bench/__main__.py ]; then
     return $rc
   }
   stage bench_gather 90 run_bench_gather
+  # Early stop: the step loop polls every 8 steps, the layer-major loop ends
+  # after the window (a quarter of the run) in which every sample stopped.
+  run_bench_early_stop() {
+    echo "=== --early-stop" >>"$OUT/bench.log"
+    "$PY" -m bench --device cuda --nets lenet,vgg --early-stop >>"$OUT/bench.log" 2>&1
+    local rc=$?
+    tail -n 8 "$OUT/bench.log"
+    return $rc
+  }
+  stage bench_early_stop 90 run_bench_early_stop
 fi
 
 finish

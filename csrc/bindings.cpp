@@ -337,6 +337,8 @@ PYBIND11_MODULE(_core, m) {
                              "Samples per chunk of the buffers allocated so far (0 before a run).")
       .def_property_readonly("schedule", &CudaEngine::schedule,
                              "The time loop: 'step', or 'layer' (TTFS_CUDA_SCHEDULE=layer, where supported).")
+      .def_property_readonly("window_steps", &CudaEngine::window_steps,
+                             "Layer-major loop: steps per window (TTFS_CUDA_WINDOW); 0 for the step loop.")
       .def_property_readonly("stream_handle", &CudaEngine::stream_handle);
 
   py::class_<DeviceArray>(m, "DeviceArray",

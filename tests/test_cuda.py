@@ -40,9 +40,12 @@ def test_schedule_is_the_one_asked_for_where_supported(schedule, monkeypatch):
     model, x, labels = netgen.make("depthwise_maxpool", n=3)
     sim = tn.Simulator(model, duration=10, backend=BACKEND)
     assert sim._engine.schedule == schedule
-    # the layer-major kernels keep per-step totals of at most 1024 steps in shared memory
+    assert sim._engine.window_steps == (10 if schedule == "layer" else 0)
+    # the layer-major kernels run at most 1024 steps per window (per-block totals in
+    # shared memory): a longer run takes several windows
     long_run = tn.Simulator(model, duration=1025, backend=BACKEND)
-    assert long_run._engine.schedule == "step"
+    assert long_run._engine.schedule == schedule
+    assert long_run._engine.window_steps == (1024 if schedule == "layer" else 0)
     assert_identical(long_run.run(x[:1]), tn.Simulator(model, duration=1025, backend="cpu").run(x[:1]))
     monkeypatch.setenv("TTFS_CUDA_SCHEDULE", "layers")
     with pytest.raises(ValueError, match="TTFS_CUDA_SCHEDULE='layers': use 'step' or 'layer'"):
@@ -61,6 +64,54 @@ def test_cuda_matches_reference_and_cpu(arch, option):
     netgen.assert_meets_contract(got, ref, f"{arch}/{option}")
     assert ref.spikes_per_neuron > 0.05  # the test network really spikes
     assert_identical(got, tn.Simulator(model, backend="cpu", **kwargs).run(x, labels))
+
+
+@pytest.mark.parametrize("window", [1, 3, 7])
+@pytest.mark.parametrize("arch, kwargs", [
+    ("depthwise_maxpool", dict(duration=20)),
+    ("depthwise_maxpool", dict(duration=40, early_stop=True)),
+    ("branches_concat", dict(duration=16)),
+    ("softmax_output", dict(duration=16, seed=5)),
+    ("conv_strides_dilation", dict(duration=30, early_stop=True, tau_refrac=4.0)),
+])
+def test_layer_windows_equal_cpu(schedule, monkeypatch, window, arch, kwargs):
+    """The layer-major loop split into windows of steps (TTFS_CUDA_WINDOW): each neuron's
+    registers are saved and restored between windows, so the results are the CPU's bit
+    for bit, early stop included (samples that stopped are skipped by later windows)."""
+    monkeypatch.setenv("TTFS_CUDA_WINDOW", str(window))
+    model, x, labels = netgen.make(arch, n=5)
+    sim = tn.Simulator(model, backend=BACKEND, batch_size=3, **kwargs)
+    assert sim._engine.window_steps == (window if schedule == "layer" else 0)
+    got = sim.run(x, labels)
+    want = tn.Simulator(model, backend="cpu", **kwargs).run(x, labels)
+    assert_identical(got, want)
+    if kwargs.get("early_stop"):
+        assert np.any(want.stop_step < want.steps)  # samples really stopped early
+
+
+def test_layer_early_stop_ends_the_run(schedule, monkeypatch, capfd):
+    """With early stop the layer-major loop runs windows only until every sample stopped."""
+    model, x, labels = netgen.make("depthwise_maxpool", n=4)
+    want = tn.Simulator(model, duration=200, backend="cpu", early_stop=True).run(x)
+    last_stop = int(want.stop_step.max())
+    assert last_stop < 150
+    monkeypatch.setenv("TTFS_CUDA_PROFILE", "1")
+    monkeypatch.setenv("TTFS_CUDA_WINDOW", "25")
+    got = tn.Simulator(model, duration=200, backend=BACKEND, early_stop=True).run(x)
+    assert_identical(got, want)
+    if schedule == "layer":
+        err = capfd.readouterr().err
+        ran = -(-last_stop // 25) * 25  # through the end of the window of the last stop
+        assert f"out (10 elements, steps {ran - 24}-{ran})" in err
+        assert f"steps {ran + 1}-" not in err
+
+
+@pytest.mark.parametrize("value", ["0", "1025", "ten", "3.5"])
+def test_bad_window_is_refused(value, monkeypatch):
+    monkeypatch.setenv("TTFS_CUDA_WINDOW", value)
+    model, _, _ = netgen.make("mlp", n=2)
+    with pytest.raises(ValueError, match=f"TTFS_CUDA_WINDOW='{value}': use a number of steps from 1 to 1024"):
+        tn.Simulator(model, duration=10, backend=BACKEND)
 
 
 def test_wide_layers_equal_cpu():

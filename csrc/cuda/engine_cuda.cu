@@ -34,6 +34,7 @@ namespace {
 constexpr int64_t kMaxChunk = 65535;  // samples per chunk: gridDim.y limit
 constexpr int kEarlyStopPoll = 8;     // steps between checks whether every sample stopped
 constexpr int kMaxCachedGraphs = 4;   // step graphs kept, one per chunk size
+constexpr int kMinStopWindow = 8;     // layer-major early stop: the shortest default window
 
 int blocks_for(int64_t count, int per_block) { return int((count + per_block - 1) / per_block); }
 
@@ -93,7 +94,10 @@ struct BatchBuffers {
   DeviceBuffer<uint8_t> out_on;                   // softmax output: [sample][steps][classes]
   DeviceBuffer<int> step_spikes;                  // [sample][layers][steps]
   DeviceBuffer<double> step_ops;                  // [sample][steps]
+  DeviceBuffer<int> done;                         // early stop: [sample], stopped in an earlier window
   DeviceBuffer<History> histories;                // per node (not per sample): where its history is
+  // (and, when the run has several windows, `state` and `sums` above hold
+  // each spiking node's registers between them: WindowState)
 };
 
 // Event-driven Conv2D and Dense layers with many input channels read their
@@ -103,11 +107,9 @@ bool uses_cell_lists(const Node& node) {
   return (node.kind == NodeKind::Dense || node.kind == NodeKind::Conv2D) && node.geom.in_c > kDirectChannels;
 }
 
-// Whether the layer-major kernels cover this network and run: per-block step
-// totals in shared memory, a softmax only as the output (its history is
-// read by no layer) with at most one block of classes.
-bool layer_major_supported(const Network& net, const SimConfig& cfg) {
-  if (cfg.steps > kMaxLayerSteps) return false;
+// Whether the layer-major kernels cover this network: a softmax only as the
+// output (its history is read by no layer) with at most one block of classes.
+bool layer_major_supported(const Network& net) {
   for (size_t i = 0; i < net.nodes.size(); ++i) {
     const Node& node = net.nodes[i];
     if (node.softmax && (i + 1 != net.nodes.size() || node.geom.out_c > 1024)) return false;
@@ -179,6 +181,12 @@ struct CudaEngine::Impl {
   // by layer when TTFS_CUDA_SCHEDULE=layer asks for it and the network is
   // supported (layer_kernels.cuh: one launch per node, state in registers).
   bool layer_major = false;
+  // Layer-major: steps per window (layer_kernels.cuh). One window for the
+  // whole run where the per-block totals allow (kMaxWindowSteps); with early
+  // stop, windows of a quarter of the run (at least kMinStopWindow steps), so
+  // that a run ends once every sample has stopped. TTFS_CUDA_WINDOW=N sets it.
+  int window_steps = 0;
+  DeviceBuffer<int> running;  // layer-major early stop: samples of the chunk still running
   size_t memory_limit = 0;  // bytes a chunk's buffers may take (0: what is free)
   // TTFS_CUDA_PROFILE=1: the layer-major loop prints each launch's time (CUDA
   // events) to stderr, for tuning on a GPU.
@@ -212,7 +220,18 @@ struct CudaEngine::Impl {
     const std::string requested = schedule ? schedule : "step";
     if (requested != "step" && requested != "layer")
       throw std::invalid_argument("TTFS_CUDA_SCHEDULE='" + requested + "': use 'step' or 'layer'");
-    layer_major = requested == "layer" && layer_major_supported(net, cfg);
+    layer_major = requested == "layer" && layer_major_supported(net);
+    window_steps = std::min(cfg.steps, kMaxWindowSteps);
+    if (cfg.early_stop) window_steps = std::min(window_steps, std::max(kMinStopWindow, (cfg.steps + 3) / 4));
+    if (const char* window = std::getenv("TTFS_CUDA_WINDOW"); window && *window) {
+      char* end = nullptr;
+      const long w = std::strtol(window, &end, 10);
+      if (*end != '\0' || w < 1 || w > kMaxWindowSteps)
+        throw std::invalid_argument("TTFS_CUDA_WINDOW='" + std::string(window) + "': use a number of steps from 1 to " +
+                                    std::to_string(kMaxWindowSteps));
+      window_steps = std::min(int(w), cfg.steps);
+    }
+    if (layer_major && early_stop) running = DeviceBuffer<int>(1);
     memory_limit = size_t(cfg.device_memory_limit);
     const char* profiling = std::getenv("TTFS_CUDA_PROFILE");
     profile = profiling && *profiling && std::string(profiling) != "0";
@@ -290,7 +309,10 @@ struct CudaEngine::Impl {
 
   // A node's history is needed until its last reader (the readout, for the
   // last node) has run; after that its buffers can hold a later node's. Each
-  // node takes the largest free slot, or a new one.
+  // node takes the largest free slot, or a new one; the last node always a
+  // slot of its own: with early stop, a later window still writes the
+  // samples that run on into a shared slot (a sample's region there depends
+  // on the node's size), while the readout reads the stopped ones' output.
   void assign_history_slots() {
     const int n = int(net.nodes.size());
     std::vector<int> last_use(n, 0);
@@ -302,7 +324,7 @@ struct CudaEngine::Impl {
     for (int i = 0; i < n; ++i) {
       if (net.nodes[i].softmax) continue;
       int slot = -1;
-      for (int k = 0; k < int(occupant.size()); ++k)
+      for (int k = 0; k < int(occupant.size()) && i + 1 < n; ++k)
         if (last_use[occupant[k]] < i && (slot < 0 || slot_elements[k] > slot_elements[slot])) slot = k;
       if (slot < 0) {
         slot = int(occupant.size());
@@ -332,12 +354,15 @@ struct CudaEngine::Impl {
     b.state.resize(nodes.size());
     for (auto* list : {&b.cell_count, &b.cell_list}) list->resize(nodes.size());
     b.sums.resize(nodes.size());
+    const bool windowed = layer_major && window_steps < steps;
     for (size_t i = 0; i < nodes.size(); ++i) {
       const Node& node = net.nodes[i];
       const DeviceNode& d = nodes[i];
-      visit(b.state[i], step_major ? int64_t(d.state_fields) * d.size : 0);
+      const int window_fields = windowed && node.is_spiking() ? kWindowFields : 0;
+      visit(b.state[i], int64_t(step_major ? d.state_fields : window_fields) * d.size);
       const bool event_driven = step_major && events && node.integrates();
-      visit(b.sums[i], event_driven ? 2 * int64_t(d.size) : 0);
+      const bool window_sums = windowed && node.integrates();
+      visit(b.sums[i], event_driven || window_sums ? 2 * int64_t(d.size) : 0);
       const bool lists = event_driven && uses_cell_lists(node);
       visit(b.cell_count[i], lists ? int64_t(node.geom.in_h) * node.geom.in_w : 0);
       visit(b.cell_list[i], lists ? node.geom.in_size() : 0);
@@ -361,6 +386,7 @@ struct CudaEngine::Impl {
     visit(b.out_on, layer_major && nodes.back().softmax ? steps * classes : 0);
     visit(b.step_spikes, layer_major ? int64_t(layers) * steps : 0);
     visit(b.step_ops, layer_major ? steps : 0);
+    visit(b.done, layer_major && early_stop ? 1 : 0);
     visit(b.spike_counts, layers);
     visit(b.synops, steps);
     visit(b.counts, classes * steps);
@@ -610,7 +636,7 @@ struct CudaEngine::Impl {
   }
 
   // ------------------------------------------------------------ layer-major chunk
-  LayerMajorArgs layer_major_args(size_t i, int64_t sample_offset) {
+  LayerMajorArgs layer_major_args(size_t i, int64_t sample_offset, StepWindow w) {
     const Node& node = net.nodes[i];
     const DeviceNode& d = nodes[i];
     LayerMajorArgs a{};
@@ -628,10 +654,15 @@ struct CudaEngine::Impl {
     a.sample_offset = sample_offset;
     a.out_on = batch.out_on.data();
     a.warp_chunks = warp_scan_chunks(node);
+    a.w = w;
+    a.state = WindowState{batch.sums[i].data(), batch.state[i].data(), batch.capacity * d.size};
+    a.done = batch.done.data();  // null without early stop
     return a;
   }
 
-  // One launch per node, each running all steps, then the readout.
+  // Per window of steps, one launch per node (each running the window's
+  // steps), then with early stop a check of which samples stopped; after the
+  // last window (or once every sample stopped), the readout.
   void run_chunk_layer_major(const float* x, bool x_on_device, int64_t n, int64_t sample_offset,
                              const ResultViews& out, int64_t row0) {
     cudaStream_t st = stream.get();
@@ -640,6 +671,11 @@ struct CudaEngine::Impl {
     TTFS_CUDA_CHECK(cudaMemsetAsync(batch.changed.data(), 0, batch.changed.size() * sizeof(int), st));
     TTFS_CUDA_CHECK(cudaMemsetAsync(batch.step_spikes.data(), 0, size_t(n) * layers * steps * sizeof(int), st));
     TTFS_CUDA_CHECK(cudaMemsetAsync(batch.step_ops.data(), 0, size_t(n) * steps * sizeof(double), st));
+    if (early_stop) {
+      TTFS_CUDA_CHECK(cudaMemsetAsync(batch.done.data(), 0, size_t(n) * sizeof(int), st));
+      const int all = int(n);
+      TTFS_CUDA_CHECK(cudaMemcpyAsync(running.data(), &all, sizeof all, cudaMemcpyHostToDevice, st));
+    }
     if (!x_on_device) {
       TTFS_CUDA_CHECK(cudaMemcpyAsync(batch.x.data(), x, size_t(n) * in_size * sizeof(float),
                                       cudaMemcpyHostToDevice, st));
@@ -654,31 +690,50 @@ struct CudaEngine::Impl {
       TTFS_CUDA_CHECK(cudaEventRecord(e, st));
     };
     mark("start");
-    launch("layer_input_kernel", layer_input_kernel, dim3(blocks_for(in_size, kBlock), samples), dim3(kBlock),
-           st, x, in_size, params.dt, history(0));
-    mark(net.nodes[0].name + " (input)");
-    for (size_t i = 1; i < nodes.size(); ++i) {
-      const Node& node = net.nodes[i];
-      const DeviceNode& d = nodes[i];
-      const dim3 grid(blocks_for(d.size, kBlock), samples);
-      if (node.kind == NodeKind::Gather) {
-        const LayerGatherArgs a{batch.histories.data(), d.source_node.data(), d.source_element.data(), history(i)};
-        launch("layer_gather_kernel", layer_gather_kernel, grid, dim3(kBlock), st, a);
-      } else if (node.kind == NodeKind::MaxPooling2D) {
-        launch("layer_maxpool_kernel", layer_maxpool_kernel, grid, dim3(kBlock), st,
-               layer_major_args(i, sample_offset));
-      } else if (d.softmax) {  // a block per (position, sample), a thread per class
-        const int classes_here = node.geom.out_c;
-        launch_layer_integrate(node.kind, true, dim3(unsigned(d.size / classes_here), samples),
-                               dim3(unsigned((classes_here + 31) / 32 * 32)), st,
-                               layer_major_args(i, sample_offset));
-      } else {
-        launch_layer_integrate(node.kind, false, grid, dim3(kBlock), st, layer_major_args(i, sample_offset));
+    for (int first = 1; first <= steps; first += window_steps) {
+      const StepWindow w{first, std::min(steps, first + window_steps - 1)};
+      const std::string in_window =
+          window_steps < steps ? ", steps " + std::to_string(w.first) + "-" + std::to_string(w.last) : "";
+      launch("layer_input_kernel", layer_input_kernel, dim3(blocks_for(in_size, kBlock), samples), dim3(kBlock),
+             st, x, in_size, params.dt, history(0), w, batch.done.data());
+      mark(net.nodes[0].name + " (input" + in_window + ")");
+      for (size_t i = 1; i < nodes.size(); ++i) {
+        const Node& node = net.nodes[i];
+        const DeviceNode& d = nodes[i];
+        const dim3 grid(blocks_for(d.size, kBlock), samples);
+        if (node.kind == NodeKind::Gather) {
+          const LayerGatherArgs a{batch.histories.data(), d.source_node.data(), d.source_element.data(),
+                                  history(i), w, batch.done.data()};
+          launch("layer_gather_kernel", layer_gather_kernel, grid, dim3(kBlock), st, a);
+        } else if (node.kind == NodeKind::MaxPooling2D) {
+          launch("layer_maxpool_kernel", layer_maxpool_kernel, grid, dim3(kBlock), st,
+                 layer_major_args(i, sample_offset, w));
+        } else if (d.softmax) {  // a block per (position, sample), a thread per class
+          const int classes_here = node.geom.out_c;
+          launch_layer_integrate(node.kind, true, dim3(unsigned(d.size / classes_here), samples),
+                                 dim3(unsigned((classes_here + 31) / 32 * 32)), st,
+                                 layer_major_args(i, sample_offset, w));
+        } else {
+          launch_layer_integrate(node.kind, false, grid, dim3(kBlock), st, layer_major_args(i, sample_offset, w));
+        }
+        mark(node.name + " (" + std::to_string(d.size) + " elements" + in_window + ")");
       }
-      mark(node.name + " (" + std::to_string(d.size) + " elements)");
+      if (early_stop) {
+        const LayerStopArgs a{history(nodes.size() - 1), int(classes), w, int(n), batch.done.data(),
+                              batch.stop_step.data(), running.data()};
+        launch("layer_stop_kernel", layer_stop_kernel, dim3(blocks_for(n, kReadoutBlock)), dim3(kReadoutBlock), st, a);
+        if (w.last < steps) {  // another window: only if a sample still runs
+          int still_running = 0;
+          TTFS_CUDA_CHECK(cudaMemcpyAsync(&still_running, running.data(), sizeof still_running,
+                                          cudaMemcpyDeviceToHost, st));
+          TTFS_CUDA_CHECK(cudaStreamSynchronize(st));
+          if (still_running == 0) break;
+        }
+        mark("stop check" + in_window);
+      }
     }
     const LayerReadoutArgs r{history(nodes.size() - 1), nodes.back().softmax ? batch.out_on.data() : nullptr,
-                             int(classes), steps, layers, early_stop ? 1 : 0, batch.step_spikes.data(),
+                             int(classes), steps, layers, batch.done.data(), batch.step_spikes.data(),
                              batch.step_ops.data(), batch.spike_counts.data(), batch.synops.data(),
                              batch.counts.data(), batch.stop_step.data()};
     launch("layer_readout_kernel", layer_readout_kernel, dim3(samples), dim3(kReadoutBlock), st, r);
@@ -727,6 +782,8 @@ void CudaEngine::run(const float* x, int64_t samples, int64_t sample_offset, con
 int CudaEngine::device() const { return impl_->device; }
 
 const char* CudaEngine::schedule() const { return impl_->layer_major ? "layer" : "step"; }
+
+int CudaEngine::window_steps() const { return impl_->layer_major ? impl_->window_steps : 0; }
 
 size_t CudaEngine::bytes_per_sample() const { return impl_->per_sample_bytes().first; }
 

@@ -38,6 +38,8 @@ class CudaEngine {
   // or "layer" (TTFS_CUDA_SCHEDULE=layer on a network the layer-major
   // kernels support: one launch per node, each running all steps).
   const char* schedule() const;
+  // Layer-major: steps per window (layer_kernels.cuh); 0 for the step loop.
+  int window_steps() const;
   // Device memory one sample of a chunk takes, and the samples per chunk of
   // the buffers allocated so far (0 before the first run).
   size_t bytes_per_sample() const;

@@ -27,7 +27,15 @@
 // operations per step are added up per block in shared memory and then
 // into per-(sample, step) totals with integer-valued atomics (fan-outs are
 // integers, so every order gives the same double). The readout derives the
-// class counts, early stop and the results' cut-off from these afterwards.
+// class counts and the results' cut-off from these afterwards.
+//
+// The steps may be split into windows (StepWindow): every node runs a window,
+// then every node the next one. Between windows a neuron's registers are
+// saved to memory (WindowState) and restored, so the results do not depend
+// on the windows. Windows bound the per-block totals (at most
+// kMaxWindowSteps steps each), and with early stop they let a run end after
+// the window in which every sample stopped (layer_stop_kernel): kernels skip
+// the samples that stopped in an earlier window.
 #pragma once
 
 #include "step_kernels.cuh"
@@ -35,7 +43,7 @@
 namespace ttfs {
 namespace cuda {
 
-constexpr int kMaxLayerSteps = 1024;  // per-block step totals live in shared memory
+constexpr int kMaxWindowSteps = 1024;  // per-block step totals of a window live in shared memory
 constexpr int kNever = 0x7f7f7f7f;    // "never on"; also what a 0x7f byte memset writes
 constexpr int kPlanes = 4;
 enum HistoryPlane { kAnyChange = 0, kSignalOn, kProspectiveChanged, kProspectiveOn };
@@ -56,6 +64,59 @@ struct History {
   }
   __device__ __forceinline__ bool changed_at(int64_t s, int t) const { return changed[s * steps + (t - 1)] != 0; }
 };
+
+// The steps a launch runs, first to last (1-based).
+struct StepWindow {
+  int first, last;
+  __device__ __forceinline__ int count() const { return last - first + 1; }
+};
+
+// A node's neuron registers between windows: the running sums of I and M
+// ([2][sample][size]) and float fields ([field][sample][size]); null when
+// the run is one window. A kernel restores element e's registers at the
+// start of a window (load) and saves them at its end (store), naming them in
+// the same order both times. The step an element turned on (int) is kept as
+// a float (exact: steps are below 2^24), -1 for kNever.
+struct WindowState {
+  double* sums;
+  float* fields;
+  int64_t stride;  // samples * size of the chunk's buffers
+
+  template <typename... Registers>
+  __device__ __forceinline__ void load(int64_t e, double& current_sum, double& missing_sum,
+                                       Registers&... registers) const {
+    current_sum = sums[e];
+    missing_sum = sums[stride + e];
+    load_fields(e, registers...);
+  }
+  template <typename... Registers>
+  __device__ __forceinline__ void load_fields(int64_t e, Registers&... registers) const {
+    int k = 0;
+    (get(fields[k++ * stride + e], registers), ...);
+  }
+  template <typename... Registers>
+  __device__ __forceinline__ void store(int64_t e, double current_sum, double missing_sum,
+                                        const Registers&... registers) const {
+    sums[e] = current_sum;
+    sums[stride + e] = missing_sum;
+    store_fields(e, registers...);
+  }
+  template <typename... Registers>
+  __device__ __forceinline__ void store_fields(int64_t e, const Registers&... registers) const {
+    int k = 0;
+    (put(fields[k++ * stride + e], registers), ...);
+  }
+
+  __device__ __forceinline__ static void get(float field, float& value) { value = field; }
+  __device__ __forceinline__ static void get(float field, int& step) { step = field < 0.0f ? kNever : int(field); }
+  __device__ __forceinline__ static void put(float& field, float value) { field = value; }
+  __device__ __forceinline__ static void put(float& field, int step) { field = step == kNever ? -1.0f : float(step); }
+};
+constexpr int kWindowFields = 8;  // the most any kernel keeps (layer_integrate_kernel, layer_maxpool_kernel)
+
+// A sample that stopped in an earlier window (early stop) is skipped by
+// every kernel of the later ones; `done` is null without early stop.
+__device__ __forceinline__ bool sample_done(const int* done, int64_t s) { return done && done[s]; }
 
 // What every layer-major kernel of a spiking node writes besides its history.
 struct LayerRecords {
@@ -78,6 +139,9 @@ struct LayerMajorArgs {
   int64_t sample_offset;    // softmax: index of the chunk's first sample in the whole input
   uint8_t* out_on;          // softmax output: [sample][steps][size], the signal at each step
   int warp_chunks;          // > 0: the warps scan their fan-in together (warp_scan_chunks)
+  StepWindow w;
+  WindowState state;
+  const int* done;          // [sample], or null without early stop
 };
 
 // ------------------------------------------------------------- helpers
@@ -111,38 +175,39 @@ __device__ __forceinline__ void flush_first_on(const int& block_first_on, const 
     atomicMin(out.first_on + s * out.first_on_stride, block_first_on);
 }
 
-// Per-block totals of one node's records per step, and the block's earliest
-// "signal on" step, in shared memory.
+// Per-block totals of one node's records per step of the window, and the
+// block's earliest "signal on" step, in shared memory.
 struct BlockTotals {
-  int spikes[kMaxLayerSteps];
-  double ops[kMaxLayerSteps];
+  int spikes[kMaxWindowSteps];
+  double ops[kMaxWindowSteps];
   int first_on;
 };
 
 // Every thread of the block must call these two.
-__device__ __forceinline__ void clear_totals(BlockTotals& b, int steps) {
-  for (int t = threadIdx.x; t < steps; t += blockDim.x) {
-    b.spikes[t] = 0;
-    b.ops[t] = 0.0;
+__device__ __forceinline__ void clear_totals(BlockTotals& b, const StepWindow& w) {
+  for (int k = threadIdx.x; k < w.count(); k += blockDim.x) {
+    b.spikes[k] = 0;
+    b.ops[k] = 0.0;
   }
   clear_first_on(b.first_on);
 }
 
-__device__ __forceinline__ void flush_totals(BlockTotals& b, int steps, const LayerRecords& r, int64_t s,
-                                             const History& out) {
+__device__ __forceinline__ void flush_totals(BlockTotals& b, const StepWindow& w, int steps,
+                                             const LayerRecords& r, int64_t s, const History& out) {
   flush_first_on(b.first_on, out, s);
-  for (int t = threadIdx.x; t < steps; t += blockDim.x)
-    if (b.spikes[t] != 0) {
-      atomicAdd(r.step_spikes + s * r.spikes_stride + t, b.spikes[t]);
-      atomicAdd(r.step_ops + s * steps + t, b.ops[t]);
+  for (int k = threadIdx.x; k < w.count(); k += blockDim.x)
+    if (b.spikes[k] != 0) {
+      const int t = w.first - 1 + k;  // 0-based step
+      atomicAdd(r.step_spikes + s * r.spikes_stride + t, b.spikes[k]);
+      atomicAdd(r.step_ops + s * steps + t, b.ops[k]);
     }
 }
 
 // A spike-train record of element i at step t.
-__device__ __forceinline__ void add_record(BlockTotals& b, const LayerRecords& r, int i, int t, float tau,
-                                           float& first) {
-  atomicAdd(&b.spikes[t - 1], 1);
-  atomicAdd(&b.ops[t - 1], r.fanout[i]);
+__device__ __forceinline__ void add_record(BlockTotals& b, const StepWindow& w, const LayerRecords& r, int i,
+                                           int t, float tau, float& first) {
+  atomicAdd(&b.spikes[t - w.first], 1);
+  atomicAdd(&b.ops[t - w.first], r.fanout[i]);
   if (first == 0.0f) first = tau;
 }
 
@@ -327,15 +392,17 @@ __device__ __forceinline__ void input_of(double current_sum, double missing_sum,
 
 // The input: x * dt from step 1 on, prospective map all zero.
 __global__ void __launch_bounds__(kBlock) layer_input_kernel(const float* __restrict__ x, int64_t in_size,
-                                                             float dt, const History out) {
+                                                             float dt, const History out, StepWindow w,
+                                                             const int* done) {
   __shared__ int block_first_on;
   const int64_t s = blockIdx.y;
+  if (sample_done(done, s)) return;  // uniform over the block
   const int i = blockIdx.x * kBlock + threadIdx.x;
   clear_first_on(block_first_on);
   const float a = i < in_size ? mul_rn(x[s * in_size + i], dt) : 0.0f;  // x * dt, as the CPU
   const bool on = a != 0.0f;
-  for (int t = 1; t <= out.steps; ++t) publish_history(out, s, t, i, t == 1 && on, false, false);
-  if (i == 0) out.changed[s * out.steps] = 1;  // as in the CPU engine, the input "changes" at step 1
+  for (int t = w.first; t <= w.last; ++t) publish_history(out, s, t, i, t == 1 && on, false, false);
+  if (i == 0 && w.first == 1) out.changed[s * out.steps] = 1;  // as in the CPU engine, the input "changes" at step 1
   if (i < in_size) {
     const int64_t e = s * in_size + i;
     out.on_step[e] = on ? 1 : kNever;
@@ -353,11 +420,14 @@ struct LayerGatherArgs {
   const int* source_node;    // per element: inbound node index, -1 = zero padding
   const int* source_element; // per element: element in that node
   History out;
+  StepWindow w;
+  const int* done;
 };
 
 __global__ void __launch_bounds__(kBlock) layer_gather_kernel(const LayerGatherArgs a) {
   __shared__ int block_first_on;
   const int64_t s = blockIdx.y;
+  if (sample_done(a.done, s)) return;
   const int i = blockIdx.x * kBlock + threadIdx.x;
   clear_first_on(block_first_on);
   const int node = i < a.out.size ? a.source_node[i] : -1;
@@ -368,7 +438,7 @@ __global__ void __launch_bounds__(kBlock) layer_gather_kernel(const LayerGatherA
     j = a.source_element[i];
   }
   const uint32_t bit = 1u << (j & 31);
-  for (int t = 1; t <= a.out.steps; ++t) {
+  for (int t = a.w.first; t <= a.w.last; ++t) {
     bool sig = false, pch = false, pon = false;
     if (node >= 0) {
       sig = (src.plane(s, kSignalOn, t)[j >> 5] & bit) != 0;
@@ -399,9 +469,10 @@ __global__ void __launch_bounds__(kBlock) layer_integrate_kernel(const LayerMajo
   constexpr bool kWarpScan = Kind == NodeKind::Dense || Kind == NodeKind::Conv2D;
   __shared__ WarpScanTable tables[kWarpScan ? kBlock / 32 : 1];
   const int64_t s = blockIdx.y;
+  if (sample_done(a.done, s)) return;  // uniform over the block
   const int i = blockIdx.x * kBlock + threadIdx.x;
   const int steps = a.p.steps;
-  clear_totals(totals, steps);
+  clear_totals(totals, a.w);
   const bool valid = i < a.size;
   // (a warp is all valid or all beyond the layer when it scans together: its size is a multiple of 32)
   WarpScanTable& table = tables[kWarpScan ? threadIdx.x >> 5 : 0];
@@ -416,8 +487,12 @@ __global__ void __launch_bounds__(kBlock) layer_integrate_kernel(const LayerMajo
   float membrane = 0.0f, threshold = a.p.v0, refrac_until = 0.0f, last_spike = 0.0f, prospective = 0.0f;
   float signal = 0.0f, first = 0.0f;
   int on_step = kNever;
-  bool finished = !valid;
-  for (int t = 1; t <= steps; ++t) {
+  const int64_t e = s * a.size + i;
+  if (valid && a.w.first > 1)  // the registers at the end of the previous window
+    a.state.load(e, current_sum, missing_sum, membrane, threshold, refrac_until, last_spike, prospective, signal,
+                 first, on_step);
+  bool finished = !valid || (last_spike > 0.0f && add_rn(last_spike, a.p.tau_refrac) > a.p.end_tau);
+  for (int t = a.w.first; t <= a.w.last; ++t) {
     bool signal_on = false, p_changed = false;
     const bool input_changed = a.in.changed_at(s, t);  // the same in the whole block
     // warps scan together while any neuron of the block still listens
@@ -438,13 +513,18 @@ __global__ void __launch_bounds__(kBlock) layer_integrate_kernel(const LayerMajo
       signal = new_signal;
       if (signal_on) on_step = t;
       p_changed = prospective != p_before;
-      if (spiked) add_record(totals, a.r, i, t, k.tau, first);
+      if (spiked) add_record(totals, a.w, a.r, i, t, k.tau, first);
       finished = last_spike > 0.0f && add_rn(last_spike, a.p.tau_refrac) > a.p.end_tau;
     }
     publish_history(a.out, s, t, i, signal_on, p_changed, prospective != 0.0f);
   }
-  if (valid) finish_element(totals, a.out, a.r, s, i, on_step, a.p.dt, 1.0f, first);
-  flush_totals(totals, steps, a.r, s, a.out);
+  if (valid) {
+    finish_element(totals, a.out, a.r, s, i, on_step, a.p.dt, 1.0f, first);
+    if (a.w.last < steps)
+      a.state.store(e, current_sum, missing_sum, membrane, threshold, refrac_until, last_spike, prospective,
+                    signal, first, on_step);
+  }
+  flush_totals(totals, a.w, steps, a.r, s, a.out);
 }
 
 // A Dense or Conv2D output layer with the stochastic softmax: one block per
@@ -457,11 +537,12 @@ __global__ void __launch_bounds__(1024) layer_softmax_kernel(const LayerMajorArg
   __shared__ float membranes[1024];
   __shared__ float v_max, total;
   const int64_t s = blockIdx.y;
+  if (sample_done(a.done, s)) return;  // (early stop refuses a softmax output; for symmetry)
   const int classes = a.g.out_c;
   const int c = threadIdx.x;
   const int i = blockIdx.x * classes + c;
   const int steps = a.p.steps;
-  clear_totals(totals, steps);
+  clear_totals(totals, a.w);
   const bool valid = c < classes;
   const float bias = valid && a.bias_dt ? a.bias_dt[c] : 0.0f;
   const int first_on = a.in.first_on[s * a.in.first_on_stride];
@@ -469,7 +550,10 @@ __global__ void __launch_bounds__(1024) layer_softmax_kernel(const LayerMajorArg
   double current_sum = 0.0, missing_sum = 0.0;
   float membrane = 0.0f, first = 0.0f;
   const float refrac_until = 0.0f;  // no refractory update: R stays 0
-  for (int t = 1; t <= steps; ++t) {
+  const int64_t e = s * a.size + i;
+  if (valid && a.w.first > 1)  // the registers at the end of the previous window
+    a.state.load(e, current_sum, missing_sum, membrane, first);
+  for (int t = a.w.first; t <= a.w.last; ++t) {
     const StepConstants k = step_constants(a.p, t);
     if (valid) {
       if (a.in.changed_at(s, t)) add_history_events<Kind>(a.g, a.kernel, i, a.in, s, t, current_sum, missing_sum);
@@ -492,12 +576,13 @@ __global__ void __launch_bounds__(1024) layer_softmax_kernel(const LayerMajorArg
       const float u = softmax_uniform(a.p.seed, uint32_t(i), sample, uint32_t(t));
       const bool spiked = u <= softmax_exp(membrane - v_max) / total;
       a.out_on[(s * steps + (t - 1)) * a.size + i] = spiked ? 1 : 0;
-      if (spiked) add_record(totals, a.r, i, t, k.tau, first);
+      if (spiked) add_record(totals, a.w, a.r, i, t, k.tau, first);
     }
     __syncthreads();  // membranes, v_max and total are rewritten by the next step
   }
-  if (valid && a.r.first_spike) a.r.first_spike[s * a.size + i] = first;
-  flush_totals(totals, steps, a.r, s, a.out);
+  if (valid && a.r.first_spike) a.r.first_spike[e] = first;
+  if (valid && a.w.last < steps) a.state.store(e, current_sum, missing_sum, membrane, first);
+  flush_totals(totals, a.w, steps, a.r, s, a.out);
 }
 
 // MaxPooling2D (CPU maxpool_step_node): at each step the window maximum of
@@ -505,9 +590,10 @@ __global__ void __launch_bounds__(1024) layer_softmax_kernel(const LayerMajorArg
 __global__ void __launch_bounds__(kBlock) layer_maxpool_kernel(const LayerMajorArgs a) {
   __shared__ BlockTotals totals;
   const int64_t s = blockIdx.y;
+  if (sample_done(a.done, s)) return;  // uniform over the block
   const int i = blockIdx.x * kBlock + threadIdx.x;
   const int steps = a.p.steps;
-  clear_totals(totals, steps);
+  clear_totals(totals, a.w);
   const bool valid = i < a.size;
   const Window& g = a.g;
   const int pos = valid ? i / g.out_c : 0, c = valid ? i - pos * g.out_c : 0;
@@ -518,7 +604,10 @@ __global__ void __launch_bounds__(kBlock) layer_maxpool_kernel(const LayerMajorA
   float last_spike = 0.0f, last_prospective = 0.0f, signal = 0.0f, prospective = 0.0f, first = 0.0f;
   float m = 0.0f, mp = 0.0f;  // the pooled input (0 while the input is all zero)
   int on_step = kNever;
-  for (int t = 1; t <= steps; ++t) {
+  const int64_t e = s * a.size + i;
+  if (valid && a.w.first > 1)  // the registers at the end of the previous window
+    a.state.load_fields(e, last_spike, last_prospective, signal, prospective, first, m, mp, on_step);
+  for (int t = a.w.first; t <= a.w.last; ++t) {
     bool signal_on = false, p_changed = false;
     if (valid) {
       const StepConstants k = step_constants(a.p, t);
@@ -536,47 +625,75 @@ __global__ void __launch_bounds__(kBlock) layer_maxpool_kernel(const LayerMajorA
       signal = new_signal;
       prospective = new_prospective;
       if (signal_on) on_step = t;
-      if (recorded) add_record(totals, a.r, i, t, k.tau, first);
+      if (recorded) add_record(totals, a.w, a.r, i, t, k.tau, first);
     }
     publish_history(a.out, s, t, i, signal_on, p_changed, prospective != 0.0f);
   }
-  if (valid) finish_element(totals, a.out, a.r, s, i, on_step, a.p.dt, a.p.dt, first);
-  flush_totals(totals, steps, a.r, s, a.out);
+  if (valid) {
+    finish_element(totals, a.out, a.r, s, i, on_step, a.p.dt, a.p.dt, first);
+    if (a.w.last < steps)
+      a.state.store_fields(e, last_spike, last_prospective, signal, prospective, first, m, mp, on_step);
+  }
+  flush_totals(totals, a.w, steps, a.r, s, a.out);
 }
 
-// After the last node, one block per sample: early stop, class counts,
-// spike counts and synaptic operations up to the stop step.
+// Whether class c of sample s is on (signal > 0) at step t: from the last
+// node's history, or for a softmax output from its signal per step.
+__device__ __forceinline__ bool output_on(const History& last, const uint8_t* out_on, int classes, int steps,
+                                          int64_t s, int c, int t) {
+  if (out_on) return out_on[(s * steps + (t - 1)) * classes + c] != 0;
+  const int64_t e = s * last.size + c;
+  return last.on_step[e] <= t && last.on_value[e] > 0.0f;
+}
+
+// Early stop, after each window, one thread per sample: a sample still
+// running stops at the first step of the window at which any class is on
+// (early stop refuses a softmax output, so the history tells).
+struct LayerStopArgs {
+  History last;
+  int classes;
+  StepWindow w;
+  int samples;
+  int* done;       // [sample]
+  int* stop_step;  // [sample]: written where done is set
+  int* running;    // samples not yet stopped
+};
+
+__global__ void __launch_bounds__(kReadoutBlock) layer_stop_kernel(const LayerStopArgs a) {
+  const int64_t s = int64_t(blockIdx.x) * kReadoutBlock + threadIdx.x;
+  if (s >= a.samples || a.done[s]) return;
+  for (int t = a.w.first; t <= a.w.last; ++t)
+    for (int c = 0; c < a.classes; ++c)
+      if (output_on(a.last, nullptr, a.classes, 0, s, c, t)) {
+        a.stop_step[s] = t;
+        a.done[s] = 1;
+        atomicSub(a.running, 1);
+        return;
+      }
+}
+
+// After the last window, one block per sample: class counts, spike counts
+// and synaptic operations up to the stop step.
 struct LayerReadoutArgs {
   History last;             // the last node's history ...
   const uint8_t* out_on;    // ... or, for a softmax output, its signal per step
-  int classes, steps, layers, early_stop;
+  int classes, steps, layers;
+  const int* done;          // early stop: [sample], the samples layer_stop_kernel stopped; else null
   const int* step_spikes;   // [sample][layers][steps]
   const double* step_ops;   // [sample][steps]
   int64_t* spike_counts;    // [sample][layers]
   double* synops;           // [sample][steps]
   int* counts;              // [sample][classes][steps]
-  int* stop_step;           // [sample]
+  int* stop_step;           // [sample]: read where done, written
 };
 
 __global__ void __launch_bounds__(kReadoutBlock) layer_readout_kernel(const LayerReadoutArgs a) {
   __shared__ int stop;
   const int64_t s = blockIdx.x;
   const int steps = a.steps;
-  // class c's output at step t is on (signal > 0)
-  auto on = [&](int c, int t) {
-    if (a.out_on) return a.out_on[(s * steps + (t - 1)) * a.classes + c] != 0;
-    const int64_t e = s * a.last.size + c;
-    return a.last.on_step[e] <= t && a.last.on_value[e] > 0.0f;
-  };
+  auto on = [&](int c, int t) { return output_on(a.last, a.out_on, a.classes, steps, s, c, t); };
   if (threadIdx.x == 0) {
-    stop = steps;
-    if (a.early_stop)  // the first step at which any class is on
-      for (int t = 1; t <= steps && stop == steps; ++t)
-        for (int c = 0; c < a.classes; ++c)
-          if (on(c, t)) {
-            stop = t;
-            break;
-          }
+    stop = sample_done(a.done, s) ? a.stop_step[s] : steps;
     a.stop_step[s] = stop;
   }
   __syncthreads();
