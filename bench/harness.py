@@ -293,6 +293,7 @@ class Harness:
         decided = res.predictions >= 0
         row = _row(f"ttfs-{backend}" + ("-layer" if ran == "layer" else ""), cfg, tm, cfg.batch, b1, mem)
         row["schedule"] = ran
+        row["window_steps"] = sim._engine.window_steps if ran == "layer" else None
         row.update(spikes_per_neuron=res.spikes_per_neuron, synops_per_sample=res.synops_per_sample,
                    ann_ops=res.ann_ops, synops_over_ann_ops=_ratio(res.synops_per_sample, res.ann_ops),
                    decided=float(decided.mean()), mean_decision_step=res.mean_latency_steps,

@@ -20,12 +20,14 @@ def timed(fn, sync=None, warmup: int = 1, min_repeats: int = 3, max_repeats: int
     """
     last = None
     for _ in range(warmup):
+        last = None
         last = fn()
         if sync:
             sync()
     times = []
     total = 0.0
     while True:
+        last = None  # one result alive at a time, so a peak-memory reading is one run's
         t0 = time.perf_counter()
         last = fn()
         if sync:
