@@ -175,6 +175,56 @@ def test_more_threads_than_samples(conv_case):
     np.testing.assert_array_equal(many.counts, one.counts)
 
 
+def _wide_dense_case():
+    """A Dense layer of 600 units after a conv layer: threads split its scatter's runs."""
+    layers = [netgen.conv_layer("c1", 8, 3, padding="same"),
+              {"name": "flat", "type": "Flatten"},
+              {"name": "wide", "type": "Dense", "units": 600},
+              {"name": "out", "type": "Dense", "units": 10}]
+    x = np.random.default_rng(3).random((3, 8, 8, 2), dtype=np.float32)
+    return netgen.normalised_model((8, 8, 2), layers, x), x
+
+
+@pytest.mark.parametrize("threads", [2, 3])
+@pytest.mark.parametrize("arch", sorted(netgen.ARCHITECTURES) + ["wide_dense"])
+def test_threads_sharing_a_sample_change_nothing(arch, threads, monkeypatch):
+    """With fewer samples than threads, the threads share each sample's layers: the
+    scatter split by output range, the neuron pass by blocks of neurons. Every sum
+    still takes its terms in the same order, so the results are the one thread's bit
+    for bit. TTFS_CPU_SHARE=all shares every layer of more than 256 neurons (by
+    default only large ones are worth a fork and join)."""
+    if arch == "wide_dense":
+        model, x = _wide_dense_case()
+    else:
+        model, x, _ = netgen.make(arch, n=3)
+    kwargs = dict(duration=30, backend="cpu", batch_size=1)
+    want = tn.Simulator(model, num_threads=1, **kwargs).run(x)
+    monkeypatch.setenv("TTFS_CPU_SHARE", "all")
+    netgen.assert_identical(tn.Simulator(model, num_threads=threads, **kwargs).run(x), want)
+
+
+def test_threads_share_the_large_layers_of_one_sample():
+    """By default: a layer of 36,864 neurons is shared by the threads of a batch of one."""
+    layers = [netgen.conv_layer("c1", 16, 3, padding="same"),
+              netgen.conv_layer("c2", 16, 3, padding="same"),
+              {"name": "pool", "type": "AveragePooling2D", "pool_size": 4},
+              {"name": "flat", "type": "Flatten"},
+              {"name": "out", "type": "Dense", "units": 10}]
+    x = np.random.default_rng(5).random((2, 48, 48, 2), dtype=np.float32)
+    model = netgen.normalised_model((48, 48, 2), layers, x)
+    want = tn.Simulator(model, duration=20, backend="cpu", num_threads=1).run(x)
+    got = tn.Simulator(model, duration=20, backend="cpu", num_threads=3, batch_size=1).run(x)
+    netgen.assert_identical(got, want)
+    assert want.spike_counts["c2"].sum() > 0
+
+
+def test_bad_share_policy_is_refused(conv_case, monkeypatch):
+    model, x, _ = conv_case
+    monkeypatch.setenv("TTFS_CPU_SHARE", "most")
+    with pytest.raises(ValueError, match="TTFS_CPU_SHARE='most': use 'auto' or 'all'"):
+        tn.Simulator(model, duration=10, backend="cpu", num_threads=2).run(x[:1])
+
+
 def test_default_threads_follow_omp_num_threads_or_the_cpus(monkeypatch):
     monkeypatch.setenv("OMP_NUM_THREADS", "3")
     assert tn.simulator.default_threads() == 3

@@ -70,6 +70,24 @@ TTFS_HD ElementPosition element_position(const Geometry& g, int64_t j) {
                          int(cell % uint32_t(g.in_w)), int64_t(cell)};
 }
 
+// The outputs [lo, hi) of a layer that a scatter writes: all of them, or one
+// thread's share when the threads split a layer (each then walks every
+// change, so every sum still receives its terms in the same order).
+struct OutputRange {
+  int64_t lo, hi;
+  // Clips the run of n outputs from `offset` (weights from `k`) to the range;
+  // false if nothing is left.
+  TTFS_HD bool clip(int64_t& offset, int64_t& k, int64_t& n) const {
+    const int64_t from = offset > lo ? offset : lo, to = offset + n < hi ? offset + n : hi;
+    if (from >= to) return false;
+    k += from - offset;
+    n = to - from;
+    offset = from;
+    return true;
+  }
+  TTFS_HD bool contains(int64_t i) const { return i >= lo && i < hi; }
+};
+
 // One contiguous run of an input element's connections: cur[u] += w[u] * a
 // and miss[u] += |w[u]| * p for u < n (only the sums that Signal /
 // Prospective select). |w| is taken here (exact) rather than read from a
@@ -88,15 +106,16 @@ TTFS_HD void add_weight_run(Acc* __restrict cur, Acc* __restrict miss, const flo
 // cur[i] += w[j -> i] * da and miss[i] += |w|[j -> i] * dp for every neuron i
 // connected to j, in one walk over the connections. Signal / Prospective say
 // which of the two changed (the other delta is ignored). `w` is the kernel in
-// Keras layout; unused for pooling.
+// Keras layout; unused for pooling. Only the sums in `range` are written.
 template <NodeKind kind, bool Signal, bool Prospective, typename Acc>
 TTFS_HD void scatter_change(const Geometry& g, const float* w, int64_t j, float da, float dp, Acc* cur,
-                            Acc* miss) {
+                            Acc* miss, const OutputRange& range) {
   const Acc a = Acc(da), p = Acc(dp);
   const ElementPosition e = element_position(g, j);
   // n outputs from `offset` on, weights from `k` on
   auto run = [&](int64_t offset, int64_t k, int64_t n) {
-    add_weight_run<Signal, Prospective>(cur + offset, miss + offset, w + k, n, a, p);
+    if (range.clip(offset, k, n))
+      add_weight_run<Signal, Prospective>(cur + offset, miss + offset, w + k, n, a, p);
   };
   if (kind == NodeKind::Dense) {
     run(e.cell * g.multiplier, int64_t(e.c) * g.multiplier, g.multiplier);
@@ -112,8 +131,10 @@ TTFS_HD void scatter_change(const Geometry& g, const float* w, int64_t j, float 
     });
   } else if (kind == NodeKind::AveragePooling2D) {
     for_each_window(g, e.iy, e.ix, [&](int64_t pos, int) {
-      if (Signal) cur[pos * g.out_c + e.c] += a;
-      if (Prospective) miss[pos * g.out_c + e.c] += p;
+      const int64_t o = pos * g.out_c + e.c;
+      if (!range.contains(o)) return;
+      if (Signal) cur[o] += a;
+      if (Prospective) miss[o] += p;
     });
   }
 }
@@ -142,7 +163,7 @@ inline void conv_row_layout(const Geometry& g, const float* kernel, float* rows)
 // as with scatter_change, so the results are identical.
 template <bool Signal, bool Prospective, typename Acc>
 TTFS_HD void scatter_conv_rows(const Geometry& g, const float* rows, int64_t j, float da, float dp, Acc* cur,
-                               Acc* miss) {
+                               Acc* miss, const OutputRange& range) {
   const ElementPosition e = element_position(g, j);
   int ky0, ky1, kx0, kx1;
   tap_range(e.iy + g.pad_top, g.kernel_h, g.dilation_h, g.stride_h, g.out_h, ky0, ky1);
@@ -155,9 +176,10 @@ TTFS_HD void scatter_conv_rows(const Geometry& g, const float* rows, int64_t j, 
     const int y = e.iy + g.pad_top - ky * g.dilation_h;
     if (g.stride_h != 1 && y % g.stride_h) continue;
     const int oy = g.stride_h == 1 ? y : y / g.stride_h;
-    const int64_t offset = (int64_t(oy) * g.out_w + ox) * filters;
-    const int64_t k = ((int64_t(e.c) * g.kernel_h + ky) * g.kernel_w + (g.kernel_w - 1 - kx1)) * filters;
-    add_weight_run<Signal, Prospective>(cur + offset, miss + offset, rows + k, n, Acc(da), Acc(dp));
+    int64_t offset = (int64_t(oy) * g.out_w + ox) * filters, run = n;
+    int64_t k = ((int64_t(e.c) * g.kernel_h + ky) * g.kernel_w + (g.kernel_w - 1 - kx1)) * filters;
+    if (range.clip(offset, k, run))
+      add_weight_run<Signal, Prospective>(cur + offset, miss + offset, rows + k, run, Acc(da), Acc(dp));
   }
 }
 

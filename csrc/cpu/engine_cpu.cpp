@@ -4,6 +4,8 @@
 #include <cmath>
 #include <cstdlib>
 #include <cstring>
+#include <stdexcept>
+#include <string>
 #include <vector>
 
 #if defined(__GNUC__) && defined(__x86_64__)
@@ -52,7 +54,7 @@ namespace {
 using Flags = uint32_t;
 constexpr Flags kSpiked = 1, kChanged = 2;
 
-// The changed elements of a layer's input and the layer's running sums.
+// The changed elements of a layer's input, and what the layer's sums hold of it.
 struct InputChanges {
   const float* signal;       // the inbound node's a_out and p_out now
   const float* prospective;
@@ -60,9 +62,33 @@ struct InputChanges {
   size_t count;
   float* seen_signal;        // what the sums hold so far
   float* seen_prospective;
-  double* current_sum;       // L(a_in) without bias
-  double* missing_sum;       // L_abs(p_in)
 };
+
+// One changed input element: how much its signal and prospective map moved,
+// and which of the two did.
+struct InputEvent {
+  int64_t j;
+  float da, dp;
+  bool signal, prospective;
+};
+
+// This step's events of a layer's input, in increasing input index (the
+// sums then take them in that order); marks them seen. Returns the change in
+// the number of non-zero input elements.
+int64_t collect_events(const InputChanges& c, std::vector<InputEvent>& events) {
+  events.clear();
+  int64_t nonzero = 0;
+  for (size_t n = 0; n < c.count; ++n) {
+    const int64_t j = c.changed[n];
+    const float a = c.signal[j], a_seen = c.seen_signal[j];
+    const float p = c.prospective[j], p_seen = c.seen_prospective[j];
+    if (a != a_seen || p != p_seen) events.push_back(InputEvent{j, a - a_seen, p - p_seen, a != a_seen, p != p_seen});
+    nonzero += int64_t(a != 0.0f) - int64_t(a_seen != 0.0f);
+    c.seen_signal[j] = a;
+    c.seen_prospective[j] = p;
+  }
+  return nonzero;
+}
 
 // A layer's weights as its scatter reads them: the kernel in Keras layout,
 // or, where `rows`, a Conv2D's in row layout (synapse.h).
@@ -73,61 +99,55 @@ struct LayerWeights {
 
 // scatter_change, or scatter_conv_rows where the weights are in row layout.
 template <NodeKind Kind, bool Signal, bool Prospective>
-TTFS_KERNEL void scatter_one(const Geometry& g, const LayerWeights& lw, int64_t j, float da, float dp,
-                             double* cur, double* miss) {
+TTFS_KERNEL void scatter_one(const Geometry& g, const LayerWeights& lw, const InputEvent& e, double* cur,
+                             double* miss, const OutputRange& range) {
   if (Kind == NodeKind::Conv2D && lw.rows)
-    scatter_conv_rows<Signal, Prospective>(g, lw.w, j, da, dp, cur, miss);
+    scatter_conv_rows<Signal, Prospective>(g, lw.w, e.j, e.da, e.dp, cur, miss, range);
   else
-    scatter_change<Kind, Signal, Prospective>(g, lw.w, j, da, dp, cur, miss);
+    scatter_change<Kind, Signal, Prospective>(g, lw.w, e.j, e.da, e.dp, cur, miss, range);
 }
 
-// Scatters the changes into the sums (one walk over the connections of an
-// element whose signal and prospective flag both changed, as when it fires);
-// returns the change in the number of non-zero input elements.
+// Scatters the events into the sums in `range` (one walk over the
+// connections of an element whose signal and prospective flag both changed,
+// as when it fires).
 template <NodeKind Kind>
-TTFS_KERNEL int64_t absorb_kind(const Node& node, const LayerWeights& lw, const InputChanges& c) {
+TTFS_KERNEL void scatter_kind(const Node& node, const LayerWeights& lw, const InputEvent* events, size_t count,
+                              double* cur, double* miss, const OutputRange& range) {
   const Geometry& g = node.geom;
-  int64_t nonzero = 0;
-  for (size_t n = 0; n < c.count; ++n) {
-    const int64_t j = c.changed[n];
-    const float a = c.signal[j], a_seen = c.seen_signal[j];
-    const float p = c.prospective[j], p_seen = c.seen_prospective[j];
-    const float da = a - a_seen, dp = p - p_seen;
-    if (a != a_seen && p != p_seen)
-      scatter_one<Kind, true, true>(g, lw, j, da, dp, c.current_sum, c.missing_sum);
-    else if (a != a_seen)
-      scatter_one<Kind, true, false>(g, lw, j, da, dp, c.current_sum, c.missing_sum);
-    else if (p != p_seen)
-      scatter_one<Kind, false, true>(g, lw, j, da, dp, c.current_sum, c.missing_sum);
-    nonzero += int64_t(a != 0.0f) - int64_t(a_seen != 0.0f);
-    c.seen_signal[j] = a;
-    c.seen_prospective[j] = p;
+  for (size_t n = 0; n < count; ++n) {
+    const InputEvent& e = events[n];
+    if (e.signal && e.prospective) scatter_one<Kind, true, true>(g, lw, e, cur, miss, range);
+    else if (e.signal) scatter_one<Kind, true, false>(g, lw, e, cur, miss, range);
+    else scatter_one<Kind, false, true>(g, lw, e, cur, miss, range);
   }
-  return nonzero;
 }
 
-TTFS_KERNEL int64_t absorb_dispatch(const Node& node, const LayerWeights& lw, const InputChanges& c) {
+TTFS_KERNEL void scatter_dispatch(const Node& node, const LayerWeights& lw, const InputEvent* events,
+                                  size_t count, double* cur, double* miss, const OutputRange& range) {
   switch (node.kind) {
-    case NodeKind::Dense: return absorb_kind<NodeKind::Dense>(node, lw, c);
-    case NodeKind::Conv2D: return absorb_kind<NodeKind::Conv2D>(node, lw, c);
-    case NodeKind::DepthwiseConv2D: return absorb_kind<NodeKind::DepthwiseConv2D>(node, lw, c);
-    case NodeKind::AveragePooling2D: return absorb_kind<NodeKind::AveragePooling2D>(node, lw, c);
-    default: return 0;  // not an integrating layer
+    case NodeKind::Dense: return scatter_kind<NodeKind::Dense>(node, lw, events, count, cur, miss, range);
+    case NodeKind::Conv2D: return scatter_kind<NodeKind::Conv2D>(node, lw, events, count, cur, miss, range);
+    case NodeKind::DepthwiseConv2D:
+      return scatter_kind<NodeKind::DepthwiseConv2D>(node, lw, events, count, cur, miss, range);
+    case NodeKind::AveragePooling2D:
+      return scatter_kind<NodeKind::AveragePooling2D>(node, lw, events, count, cur, miss, range);
+    default: return;  // not an integrating layer
   }
 }
 
 // The synaptic scatter is most of the arithmetic: it is compiled a second
 // time for AVX2 and chosen at run time, so one binary stays portable.
-int64_t absorb_generic(const Node& node, const LayerWeights& lw, const InputChanges& c) {
-  return absorb_dispatch(node, lw, c);
+void scatter_generic(const Node& node, const LayerWeights& lw, const InputEvent* events, size_t count,
+                     double* cur, double* miss, const OutputRange& range) {
+  scatter_dispatch(node, lw, events, count, cur, miss, range);
 }
 #ifdef TTFS_X86
-__attribute__((target("avx2"))) int64_t absorb_avx2(const Node& node, const LayerWeights& lw,
-                                                    const InputChanges& c) {
-  return absorb_dispatch(node, lw, c);
+__attribute__((target("avx2"))) void scatter_avx2(const Node& node, const LayerWeights& lw,
+                                                  const InputEvent* events, size_t count, double* cur,
+                                                  double* miss, const OutputRange& range) {
+  scatter_dispatch(node, lw, events, count, cur, miss, range);
 }
 #endif
-
 // A layer's arrays for the neuron pass.
 struct LayerArrays {
   const double* current_sum;
@@ -140,6 +160,13 @@ struct LayerArrays {
   float* last_spike;
   float* prospective;
   float* signal;
+
+  // The arrays from neuron `begin` on.
+  LayerArrays from(int64_t begin) const {
+    return LayerArrays{current_sum + begin, missing_sum + begin, bias_dt + begin,
+                       pool_count ? pool_count + begin : nullptr, membrane + begin, threshold + begin,
+                       refrac_until + begin, last_spike + begin, prospective + begin, signal + begin};
+  }
 };
 
 // Where a layer's pass puts the neurons that changed their output (signal or
@@ -275,14 +302,15 @@ bool use_avx2() {
 #endif
 }
 
-using AbsorbFn = int64_t (*)(const Node&, const LayerWeights&, const InputChanges&);
+using ScatterFn = void (*)(const Node&, const LayerWeights&, const InputEvent*, size_t, double*, double*,
+                          const OutputRange&);
 using NeuronPassFn = void (*)(const LayerArrays&, int64_t, bool, const StepConstants&, const PassOutput&);
 #ifdef TTFS_X86
 const bool kAvx2 = use_avx2();
-const AbsorbFn absorb = kAvx2 ? absorb_avx2 : absorb_generic;
+const ScatterFn scatter = kAvx2 ? scatter_avx2 : scatter_generic;
 const NeuronPassFn neuron_pass = kAvx2 ? neuron_pass_avx2 : neuron_pass_generic;
 #else
-const AbsorbFn absorb = absorb_generic;
+const ScatterFn scatter = scatter_generic;
 const NeuronPassFn neuron_pass = neuron_pass_generic;
 #endif
 
@@ -309,12 +337,29 @@ struct NodeState {
   std::vector<float> pooled, pooled_prospective, last_prospective;
 };
 
+// Below these sizes a layer's scatter or neuron pass is too short for the
+// threads of one sample to share it (a fork and join costs microseconds;
+// measured on 2 cores, VGG-style batch 1: 1.85x).
+constexpr double kMinSharedScatter = 65536;  // synapse updates in a step
+constexpr int64_t kMinSharedPass = 32768;    // neurons
+
+// How the threads share a sample's layers: where they are large enough
+// (auto), or every layer that has more than one share (all, for tests).
+struct SharePolicy {
+  double min_scatter = kMinSharedScatter;
+  int64_t min_pass = kMinSharedPass;
+};
+
+// Simulates one sample at a time. `threads` > 1: the threads share each
+// sample's large layers (split by output range in the scatter, by neuron
+// blocks in the neuron pass), for batches smaller than the thread count.
 class SampleRunner {
  public:
   SampleRunner(const Network& net, const SimConfig& cfg, const std::vector<int>& spiking,
-               const std::vector<int>& slot, const std::vector<CpuNodeTables>& tables)
+               const std::vector<int>& slot, const std::vector<CpuNodeTables>& tables, int threads = 1,
+               SharePolicy policy = {})
       : net_(net), cfg_(cfg), spiking_(spiking), slot_(slot), tables_(tables),
-        state_(net.nodes.size()) {
+        state_(net.nodes.size()), threads_(threads), policy_(policy), shares_(size_t(threads)) {
     for (size_t i = 0; i < net.nodes.size(); ++i) {
       const Node& node = net.nodes[i];
       NodeState& s = state_[i];
@@ -459,13 +504,33 @@ class SampleRunner {
     const NodeState& in = state_[node.inbound[0]];
     if (in.changed_list.empty()) return;
     const InputChanges changes{in.signal.data(), in.prospective.data(), in.changed_list.data(),
-                               in.changed_list.size(), s.seen_signal.data(),
-                               s.seen_prospective.data(), s.current_sum.data(),
-                               s.missing_sum.data()};
+                               in.changed_list.size(), s.seen_signal.data(), s.seen_prospective.data()};
+    s.nonzero_inputs += collect_events(changes, events_);
     const CpuNodeTables& t = tables_[&node - net_.nodes.data()];
     const LayerWeights weights = t.rows.empty() ? LayerWeights{node.kernel.data(), false}
                                                 : LayerWeights{t.rows.data(), true};
-    s.nonzero_inputs += absorb(node, weights, changes);
+    const int threads = double(events_.size()) * t.synapses_per_input >= policy_.min_scatter ? threads_ : 1;
+    for_each_share(threads, node.size, [&](int, int64_t lo, int64_t hi) {
+      scatter(node, weights, events_.data(), events_.size(), s.current_sum.data(), s.missing_sum.data(),
+              OutputRange{lo, hi});
+    });
+  }
+
+  // Runs work(share, lo, hi) for up to `threads` consecutive shares of
+  // [0, n) (multiples of 256 long), in parallel where there are several;
+  // returns the number of shares.
+  template <typename Work>
+  static int for_each_share(int threads, int64_t n, Work&& work) {
+    const int64_t per = (n + threads - 1) / threads;
+    const int64_t step = std::max<int64_t>(256, (per + 255) / 256 * 256);
+    const int shares = int((n + step - 1) / step);
+    if (shares <= 1) {
+      work(0, int64_t(0), n);
+      return 1;
+    }
+#pragma omp parallel for num_threads(shares) schedule(static, 1)
+    for (int k = 0; k < shares; ++k) work(k, k * step, std::min(n, (k + 1) * step));
+    return shares;
   }
 
   // I and M of neuron i from the running sums (SEMANTICS.md steps 1-2).
@@ -508,7 +573,23 @@ class SampleRunner {
                   s.last_spike.data(), s.prospective.data(), s.signal.data()};
     s.changed_list.clear();
     spiked_.clear();
-    neuron_pass(a, node.size, s.nonzero_inputs != 0, k, PassOutput{s.changed_list, spiked_});
+    const bool has_input = s.nonzero_inputs != 0;
+    if (node.size < policy_.min_pass || threads_ == 1) {
+      neuron_pass(a, node.size, has_input, k, PassOutput{s.changed_list, spiked_});
+    } else {  // each share lists its neurons, then the lists are joined in order
+      const int used = for_each_share(threads_, node.size, [&](int share, int64_t lo, int64_t hi) {
+        PassShare& p = shares_[size_t(share)];
+        p.begin = lo;
+        p.changed.clear();
+        p.spiked.clear();
+        neuron_pass(a.from(lo), hi - lo, has_input, k, PassOutput{p.changed, p.spiked});
+      });
+      for (int share = 0; share < used; ++share) {
+        const PassShare& p = shares_[size_t(share)];
+        for (const int64_t i : p.changed) s.changed_list.push_back(p.begin + i);
+        for (const int64_t i : p.spiked) spiked_.push_back(p.begin + i);
+      }
+    }
     rec.spikes += int64_t(spiked_.size());
     for (const int64_t i : spiked_) {  // 8: spike-train record
       rec.synops += rec.fanout[i];
@@ -601,6 +682,16 @@ class SampleRunner {
   float end_tau_ = 0.0f;  // time of the last step
   std::vector<float> softmax_scratch_;
   std::vector<int64_t> spiked_;  // neurons of a layer that spiked this step
+  std::vector<InputEvent> events_;  // a layer's input changes this step
+  // Sharing a sample's layers between threads: each share's part of the
+  // neuron pass (neurons from `begin`, listed relative to it).
+  struct PassShare {
+    int64_t begin = 0;
+    std::vector<int64_t> changed, spiked;
+  };
+  int threads_;
+  SharePolicy policy_;
+  std::vector<PassShare> shares_;
 };
 
 }  // namespace
@@ -633,14 +724,35 @@ CpuEngine::CpuEngine(const Network& net, const SimConfig& config) : net_(net), c
       t.rows.resize(node.kernel.size());
       conv_row_layout(node.geom, node.kernel.data(), t.rows.data());
     }
+    const Geometry& g = node.geom;
+    const double taps = node.kind == NodeKind::Dense ? 1.0 : double(g.kernel_h) * g.kernel_w;
+    const double fan_in = node.kind == NodeKind::Dense || node.kind == NodeKind::Conv2D ? taps * g.in_c : taps;
+    t.synapses_per_input = double(node.size) * fan_in / double(std::max<int64_t>(1, g.in_size()));
   }
 }
 
 void CpuEngine::run(const float* x, int64_t samples, int64_t sample_offset, const ResultViews& out,
                     int num_threads) const {
   const int64_t in_size = net_.nodes[0].size;
-  // Work is split by sample: more threads than samples would only wait.
-  const int threads = int(std::max<int64_t>(1, std::min<int64_t>(num_threads > 0 ? num_threads : max_threads(), samples)));
+  const int wanted = std::max(1, num_threads > 0 ? num_threads : max_threads());
+  // Fewer samples than threads: where the network has large layers, the
+  // threads share each sample's, one sample after another.
+  // TTFS_CPU_SHARE=all shares every layer (to test the sharing on small networks).
+  const char* share = std::getenv("TTFS_CPU_SHARE");
+  const std::string share_mode = share ? share : "";
+  if (!share_mode.empty() && share_mode != "auto" && share_mode != "all")
+    throw std::invalid_argument("TTFS_CPU_SHARE='" + share_mode + "': use 'auto' or 'all'");
+  const SharePolicy policy = share_mode == "all" ? SharePolicy{0.0, 0} : SharePolicy{};
+  const bool large = std::any_of(net_.nodes.begin(), net_.nodes.end(), [&](const Node& node) {
+    return node.integrates() && node.size >= policy.min_pass;
+  });
+  if (samples < wanted && large) {
+    SampleRunner runner(net_, config_, spiking_, spiking_slot_, tables_, wanted, policy);
+    for (int64_t n = 0; n < samples; ++n) runner.run(x + n * in_size, sample_offset + n, n, out);
+    return;
+  }
+  // Otherwise the work is split by sample: more threads than samples would only wait.
+  const int threads = int(std::min<int64_t>(wanted, samples));
 #pragma omp parallel num_threads(threads)
   {
     SampleRunner runner(net_, config_, spiking_, spiking_slot_, tables_);

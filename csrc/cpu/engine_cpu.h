@@ -14,6 +14,7 @@ struct CpuNodeTables {
   // Conv2D where conv_rows_apply: the kernel in row layout (synapse.h); other
   // weighted layers scatter from the node's kernel
   std::vector<float> rows;
+  double synapses_per_input = 0.0;  // connections / input elements: the scatter's work per input change
 };
 
 class CpuEngine {
