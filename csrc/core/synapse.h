@@ -88,6 +88,12 @@ struct OutputRange {
   TTFS_HD bool contains(int64_t i) const { return i >= lo && i < hi; }
 };
 
+// Every output: the usual case, without the clipping's tests.
+struct AllOutputs {
+  TTFS_HD bool clip(int64_t&, int64_t&, int64_t&) const { return true; }
+  TTFS_HD bool contains(int64_t) const { return true; }
+};
+
 // One contiguous run of an input element's connections: cur[u] += w[u] * a
 // and miss[u] += |w[u]| * p for u < n (only the sums that Signal /
 // Prospective select). |w| is taken here (exact) rather than read from a
@@ -106,10 +112,11 @@ TTFS_HD void add_weight_run(Acc* __restrict cur, Acc* __restrict miss, const flo
 // cur[i] += w[j -> i] * da and miss[i] += |w|[j -> i] * dp for every neuron i
 // connected to j, in one walk over the connections. Signal / Prospective say
 // which of the two changed (the other delta is ignored). `w` is the kernel in
-// Keras layout; unused for pooling. Only the sums in `range` are written.
-template <NodeKind kind, bool Signal, bool Prospective, typename Acc>
+// Keras layout; unused for pooling. Only the sums in `range` (OutputRange or
+// AllOutputs) are written.
+template <NodeKind kind, bool Signal, bool Prospective, typename Acc, typename Range>
 TTFS_HD void scatter_change(const Geometry& g, const float* w, int64_t j, float da, float dp, Acc* cur,
-                            Acc* miss, const OutputRange& range) {
+                            Acc* miss, const Range& range) {
   const Acc a = Acc(da), p = Acc(dp);
   const ElementPosition e = element_position(g, j);
   // n outputs from `offset` on, weights from `k` on
@@ -161,9 +168,9 @@ inline void conv_row_layout(const Geometry& g, const float* kernel, float* rows)
 // scatter_change for a Conv2D where conv_rows_apply(g), with the kernel
 // `rows` in row layout. Every sum receives the same terms in the same order
 // as with scatter_change, so the results are identical.
-template <bool Signal, bool Prospective, typename Acc>
+template <bool Signal, bool Prospective, typename Acc, typename Range>
 TTFS_HD void scatter_conv_rows(const Geometry& g, const float* rows, int64_t j, float da, float dp, Acc* cur,
-                               Acc* miss, const OutputRange& range) {
+                               Acc* miss, const Range& range) {
   const ElementPosition e = element_position(g, j);
   int ky0, ky1, kx0, kx1;
   tap_range(e.iy + g.pad_top, g.kernel_h, g.dilation_h, g.stride_h, g.out_h, ky0, ky1);

@@ -72,21 +72,45 @@ struct InputEvent {
   bool signal, prospective;
 };
 
-// This step's events of a layer's input, in increasing input index (the
-// sums then take them in that order); marks them seen. Returns the change in
-// the number of non-zero input elements.
+// Input element j's change since the sums last saw it (false: none), which
+// it marks seen; counts the change in non-zero input elements.
+TTFS_KERNEL bool take_change(const InputChanges& c, int64_t j, InputEvent& e, int64_t& nonzero) {
+  const float a = c.signal[j], a_seen = c.seen_signal[j];
+  const float p = c.prospective[j], p_seen = c.seen_prospective[j];
+  e = InputEvent{j, a - a_seen, p - p_seen, a != a_seen, p != p_seen};
+  nonzero += int64_t(a != 0.0f) - int64_t(a_seen != 0.0f);
+  c.seen_signal[j] = a;
+  c.seen_prospective[j] = p;
+  return e.signal || e.prospective;
+}
+
+// Where a scatter takes this step's events from, in increasing input index
+// (the sums take them in that order): the changes themselves, taken as they
+// are visited (one thread) ...
+struct ChangesAsEvents {
+  const InputChanges& c;
+  int64_t nonzero = 0;
+  size_t size() const { return c.count; }
+  TTFS_KERNEL bool get(size_t n, InputEvent& e) { return take_change(c, c.changed[n], e, nonzero); }
+};
+// ... or a list of them taken before (threads sharing the layer).
+struct EventList {
+  const InputEvent* events;
+  size_t count;
+  size_t size() const { return count; }
+  TTFS_KERNEL bool get(size_t n, InputEvent& e) const {
+    e = events[n];
+    return true;
+  }
+};
+
+// The events of this step as a list; returns the change in non-zero input elements.
 int64_t collect_events(const InputChanges& c, std::vector<InputEvent>& events) {
   events.clear();
   int64_t nonzero = 0;
-  for (size_t n = 0; n < c.count; ++n) {
-    const int64_t j = c.changed[n];
-    const float a = c.signal[j], a_seen = c.seen_signal[j];
-    const float p = c.prospective[j], p_seen = c.seen_prospective[j];
-    if (a != a_seen || p != p_seen) events.push_back(InputEvent{j, a - a_seen, p - p_seen, a != a_seen, p != p_seen});
-    nonzero += int64_t(a != 0.0f) - int64_t(a_seen != 0.0f);
-    c.seen_signal[j] = a;
-    c.seen_prospective[j] = p;
-  }
+  InputEvent e;
+  for (size_t n = 0; n < c.count; ++n)
+    if (take_change(c, c.changed[n], e, nonzero)) events.push_back(e);
   return nonzero;
 }
 
@@ -98,9 +122,9 @@ struct LayerWeights {
 };
 
 // scatter_change, or scatter_conv_rows where the weights are in row layout.
-template <NodeKind Kind, bool Signal, bool Prospective>
+template <NodeKind Kind, bool Signal, bool Prospective, typename Range>
 TTFS_KERNEL void scatter_one(const Geometry& g, const LayerWeights& lw, const InputEvent& e, double* cur,
-                             double* miss, const OutputRange& range) {
+                             double* miss, const Range& range) {
   if (Kind == NodeKind::Conv2D && lw.rows)
     scatter_conv_rows<Signal, Prospective>(g, lw.w, e.j, e.da, e.dp, cur, miss, range);
   else
@@ -110,42 +134,58 @@ TTFS_KERNEL void scatter_one(const Geometry& g, const LayerWeights& lw, const In
 // Scatters the events into the sums in `range` (one walk over the
 // connections of an element whose signal and prospective flag both changed,
 // as when it fires).
-template <NodeKind Kind>
-TTFS_KERNEL void scatter_kind(const Node& node, const LayerWeights& lw, const InputEvent* events, size_t count,
-                              double* cur, double* miss, const OutputRange& range) {
+template <NodeKind Kind, typename Source, typename Range>
+TTFS_KERNEL void scatter_kind(const Node& node, const LayerWeights& lw, Source& events, double* cur,
+                              double* miss, const Range& range) {
   const Geometry& g = node.geom;
-  for (size_t n = 0; n < count; ++n) {
-    const InputEvent& e = events[n];
+  InputEvent e;
+  for (size_t n = 0; n < events.size(); ++n) {
+    if (!events.get(n, e)) continue;
     if (e.signal && e.prospective) scatter_one<Kind, true, true>(g, lw, e, cur, miss, range);
     else if (e.signal) scatter_one<Kind, true, false>(g, lw, e, cur, miss, range);
     else scatter_one<Kind, false, true>(g, lw, e, cur, miss, range);
   }
 }
 
-TTFS_KERNEL void scatter_dispatch(const Node& node, const LayerWeights& lw, const InputEvent* events,
-                                  size_t count, double* cur, double* miss, const OutputRange& range) {
+template <typename Source, typename Range>
+TTFS_KERNEL void scatter_dispatch(const Node& node, const LayerWeights& lw, Source& events, double* cur,
+                                  double* miss, const Range& range) {
   switch (node.kind) {
-    case NodeKind::Dense: return scatter_kind<NodeKind::Dense>(node, lw, events, count, cur, miss, range);
-    case NodeKind::Conv2D: return scatter_kind<NodeKind::Conv2D>(node, lw, events, count, cur, miss, range);
+    case NodeKind::Dense: return scatter_kind<NodeKind::Dense>(node, lw, events, cur, miss, range);
+    case NodeKind::Conv2D: return scatter_kind<NodeKind::Conv2D>(node, lw, events, cur, miss, range);
     case NodeKind::DepthwiseConv2D:
-      return scatter_kind<NodeKind::DepthwiseConv2D>(node, lw, events, count, cur, miss, range);
+      return scatter_kind<NodeKind::DepthwiseConv2D>(node, lw, events, cur, miss, range);
     case NodeKind::AveragePooling2D:
-      return scatter_kind<NodeKind::AveragePooling2D>(node, lw, events, count, cur, miss, range);
+      return scatter_kind<NodeKind::AveragePooling2D>(node, lw, events, cur, miss, range);
     default: return;  // not an integrating layer
   }
 }
 
 // The synaptic scatter is most of the arithmetic: it is compiled a second
-// time for AVX2 and chosen at run time, so one binary stays portable.
-void scatter_generic(const Node& node, const LayerWeights& lw, const InputEvent* events, size_t count,
-                     double* cur, double* miss, const OutputRange& range) {
-  scatter_dispatch(node, lw, events, count, cur, miss, range);
+// time for AVX2 and chosen at run time, so one binary stays portable. absorb:
+// one thread takes the changes and scatters them into all sums (returns the
+// change in non-zero input elements); scatter: a thread's share of a list.
+int64_t absorb_generic(const Node& node, const LayerWeights& lw, const InputChanges& c, double* cur,
+                       double* miss) {
+  ChangesAsEvents events{c};
+  scatter_dispatch(node, lw, events, cur, miss, AllOutputs{});
+  return events.nonzero;
+}
+void scatter_generic(const Node& node, const LayerWeights& lw, const EventList& events, double* cur,
+                     double* miss, const OutputRange& range) {
+  scatter_dispatch(node, lw, events, cur, miss, range);
 }
 #ifdef TTFS_X86
+__attribute__((target("avx2"))) int64_t absorb_avx2(const Node& node, const LayerWeights& lw,
+                                                    const InputChanges& c, double* cur, double* miss) {
+  ChangesAsEvents events{c};
+  scatter_dispatch(node, lw, events, cur, miss, AllOutputs{});
+  return events.nonzero;
+}
 __attribute__((target("avx2"))) void scatter_avx2(const Node& node, const LayerWeights& lw,
-                                                  const InputEvent* events, size_t count, double* cur,
-                                                  double* miss, const OutputRange& range) {
-  scatter_dispatch(node, lw, events, count, cur, miss, range);
+                                                  const EventList& events, double* cur, double* miss,
+                                                  const OutputRange& range) {
+  scatter_dispatch(node, lw, events, cur, miss, range);
 }
 #endif
 // A layer's arrays for the neuron pass.
@@ -302,14 +342,17 @@ bool use_avx2() {
 #endif
 }
 
-using ScatterFn = void (*)(const Node&, const LayerWeights&, const InputEvent*, size_t, double*, double*,
+using AbsorbFn = int64_t (*)(const Node&, const LayerWeights&, const InputChanges&, double*, double*);
+using ScatterFn = void (*)(const Node&, const LayerWeights&, const EventList&, double*, double*,
                           const OutputRange&);
 using NeuronPassFn = void (*)(const LayerArrays&, int64_t, bool, const StepConstants&, const PassOutput&);
 #ifdef TTFS_X86
 const bool kAvx2 = use_avx2();
+const AbsorbFn absorb = kAvx2 ? absorb_avx2 : absorb_generic;
 const ScatterFn scatter = kAvx2 ? scatter_avx2 : scatter_generic;
 const NeuronPassFn neuron_pass = kAvx2 ? neuron_pass_avx2 : neuron_pass_generic;
 #else
+const AbsorbFn absorb = absorb_generic;
 const ScatterFn scatter = scatter_generic;
 const NeuronPassFn neuron_pass = neuron_pass_generic;
 #endif
@@ -505,14 +548,18 @@ class SampleRunner {
     if (in.changed_list.empty()) return;
     const InputChanges changes{in.signal.data(), in.prospective.data(), in.changed_list.data(),
                                in.changed_list.size(), s.seen_signal.data(), s.seen_prospective.data()};
-    s.nonzero_inputs += collect_events(changes, events_);
     const CpuNodeTables& t = tables_[&node - net_.nodes.data()];
     const LayerWeights weights = t.rows.empty() ? LayerWeights{node.kernel.data(), false}
                                                 : LayerWeights{t.rows.data(), true};
-    const int threads = double(events_.size()) * t.synapses_per_input >= policy_.min_scatter ? threads_ : 1;
-    for_each_share(threads, node.size, [&](int, int64_t lo, int64_t hi) {
-      scatter(node, weights, events_.data(), events_.size(), s.current_sum.data(), s.missing_sum.data(),
-              OutputRange{lo, hi});
+    const bool shared = threads_ > 1 && double(changes.count) * t.synapses_per_input >= policy_.min_scatter;
+    if (!shared) {
+      s.nonzero_inputs += absorb(node, weights, changes, s.current_sum.data(), s.missing_sum.data());
+      return;
+    }
+    s.nonzero_inputs += collect_events(changes, events_);
+    const EventList events{events_.data(), events_.size()};
+    for_each_share(threads_, node.size, [&](int, int64_t lo, int64_t hi) {
+      scatter(node, weights, events, s.current_sum.data(), s.missing_sum.data(), OutputRange{lo, hi});
     });
   }
 
