@@ -176,20 +176,28 @@ __device__ __forceinline__ void flush_first_on(const int& block_first_on, const 
 }
 
 // Per-block totals of one node's records per step of the window, and the
-// block's earliest "signal on" step, in shared memory.
+// block's earliest "signal on" step, in shared memory; also whether the
+// node's input changed at each step of the window, read once at the start
+// (a step then does not begin by waiting for a load from device memory).
 struct BlockTotals {
   int spikes[kMaxWindowSteps];
   double ops[kMaxWindowSteps];
+  uint8_t input_changed[kMaxWindowSteps];
   int first_on;
+
+  __device__ __forceinline__ bool input_changed_at(const StepWindow& w, int t) const {
+    return input_changed[t - w.first] != 0;
+  }
 };
 
 // Every thread of the block must call these two.
-__device__ __forceinline__ void clear_totals(BlockTotals& b, const StepWindow& w) {
+__device__ __forceinline__ void clear_totals(BlockTotals& b, const StepWindow& w, const History& in, int64_t s) {
   for (int k = threadIdx.x; k < w.count(); k += blockDim.x) {
     b.spikes[k] = 0;
     b.ops[k] = 0.0;
+    b.input_changed[k] = in.changed_at(s, w.first + k) ? 1 : 0;
   }
-  clear_first_on(b.first_on);
+  clear_first_on(b.first_on);  // (its barrier also publishes the above)
 }
 
 __device__ __forceinline__ void flush_totals(BlockTotals& b, const StepWindow& w, int steps,
@@ -472,7 +480,7 @@ __global__ void __launch_bounds__(kBlock) layer_integrate_kernel(const LayerMajo
   if (sample_done(a.done, s)) return;  // uniform over the block
   const int i = blockIdx.x * kBlock + threadIdx.x;
   const int steps = a.p.steps;
-  clear_totals(totals, a.w);
+  clear_totals(totals, a.w, a.in, s);
   const bool valid = i < a.size;
   // (a warp is all valid or all beyond the layer when it scans together: its size is a multiple of 32)
   WarpScanTable& table = tables[kWarpScan ? threadIdx.x >> 5 : 0];
@@ -494,7 +502,7 @@ __global__ void __launch_bounds__(kBlock) layer_integrate_kernel(const LayerMajo
   bool finished = !valid || (last_spike > 0.0f && add_rn(last_spike, a.p.tau_refrac) > a.p.end_tau);
   for (int t = a.w.first; t <= a.w.last; ++t) {
     bool signal_on = false, p_changed = false;
-    const bool input_changed = a.in.changed_at(s, t);  // the same in the whole block
+    const bool input_changed = totals.input_changed_at(a.w, t);  // the same in the whole block
     // warps scan together while any neuron of the block still listens
     if (kWarpScan && a.warp_chunks > 0 && input_changed && __syncthreads_or(!finished))
       add_history_events_warp(a.kernel, i % a.g.multiplier, a.g.multiplier, a.in, s, t, a.warp_chunks, table,
@@ -542,7 +550,7 @@ __global__ void __launch_bounds__(1024) layer_softmax_kernel(const LayerMajorArg
   const int c = threadIdx.x;
   const int i = blockIdx.x * classes + c;
   const int steps = a.p.steps;
-  clear_totals(totals, a.w);
+  clear_totals(totals, a.w, a.in, s);
   const bool valid = c < classes;
   const float bias = valid && a.bias_dt ? a.bias_dt[c] : 0.0f;
   const int first_on = a.in.first_on[s * a.in.first_on_stride];
@@ -556,7 +564,8 @@ __global__ void __launch_bounds__(1024) layer_softmax_kernel(const LayerMajorArg
   for (int t = a.w.first; t <= a.w.last; ++t) {
     const StepConstants k = step_constants(a.p, t);
     if (valid) {
-      if (a.in.changed_at(s, t)) add_history_events<Kind>(a.g, a.kernel, i, a.in, s, t, current_sum, missing_sum);
+      if (totals.input_changed_at(a.w, t))
+        add_history_events<Kind>(a.g, a.kernel, i, a.in, s, t, current_sum, missing_sum);
       float current, missing;
       input_of<Kind>(current_sum, missing_sum, t >= first_on, bias, 1.0f, current, missing);
       membrane = integrate(current, membrane, refrac_until, k);  // steps 3-4 (9-10 reach no one)
@@ -593,7 +602,7 @@ __global__ void __launch_bounds__(kBlock) layer_maxpool_kernel(const LayerMajorA
   if (sample_done(a.done, s)) return;  // uniform over the block
   const int i = blockIdx.x * kBlock + threadIdx.x;
   const int steps = a.p.steps;
-  clear_totals(totals, a.w);
+  clear_totals(totals, a.w, a.in, s);
   const bool valid = i < a.size;
   const Window& g = a.g;
   const int pos = valid ? i / g.out_c : 0, c = valid ? i - pos * g.out_c : 0;
@@ -612,7 +621,7 @@ __global__ void __launch_bounds__(kBlock) layer_maxpool_kernel(const LayerMajorA
     if (valid) {
       const StepConstants k = step_constants(a.p, t);
       const uint32_t* pon = a.in.plane(s, kProspectiveOn, t);
-      if (a.in.changed_at(s, t))  // re-pool over the input's values after step t
+      if (totals.input_changed_at(a.w, t))  // re-pool over the input's values after step t
         max_pool_window_of(
             g, oy, ox, c, [&](int64_t j) { return in_on_step[j] <= t ? in_on_value[j] : 0.0f; },
             [&](int64_t j) { return (pon[j >> 5] >> (j & 31)) & 1u ? in_p_value[j] : 0.0f; }, m, mp);
