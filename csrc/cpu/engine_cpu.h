@@ -1,5 +1,7 @@
 // CPU backend: samples in parallel (OpenMP), each simulated step by step with
-// event-driven synaptic input (only changed presynaptic elements scatter).
+// event-driven synaptic input (only changed presynaptic elements scatter);
+// with fewer samples than threads, the threads share each sample's large
+// layers instead.
 #pragma once
 
 #include "../core/network.h"

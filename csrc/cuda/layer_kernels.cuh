@@ -200,6 +200,15 @@ __device__ __forceinline__ void clear_totals(BlockTotals& b, const StepWindow& w
   clear_first_on(b.first_on);  // (its barrier also publishes the above)
 }
 
+// The start of a spiking node's block: false if its sample stopped in an
+// earlier window (the block then returns at once; uniform over the block).
+// Every thread of the block must call it.
+__device__ __forceinline__ bool open_block(const LayerMajorArgs& a, BlockTotals& totals) {
+  if (sample_done(a.done, blockIdx.y)) return false;
+  clear_totals(totals, a.w, a.in, blockIdx.y);
+  return true;
+}
+
 __device__ __forceinline__ void flush_totals(BlockTotals& b, const StepWindow& w, int steps,
                                              const LayerRecords& r, int64_t s, const History& out) {
   flush_first_on(b.first_on, out, s);
@@ -476,11 +485,10 @@ __global__ void __launch_bounds__(kBlock) layer_integrate_kernel(const LayerMajo
   __shared__ BlockTotals totals;
   constexpr bool kWarpScan = Kind == NodeKind::Dense || Kind == NodeKind::Conv2D;
   __shared__ WarpScanTable tables[kWarpScan ? kBlock / 32 : 1];
+  if (!open_block(a, totals)) return;
   const int64_t s = blockIdx.y;
-  if (sample_done(a.done, s)) return;  // uniform over the block
   const int i = blockIdx.x * kBlock + threadIdx.x;
   const int steps = a.p.steps;
-  clear_totals(totals, a.w, a.in, s);
   const bool valid = i < a.size;
   // (a warp is all valid or all beyond the layer when it scans together: its size is a multiple of 32)
   WarpScanTable& table = tables[kWarpScan ? threadIdx.x >> 5 : 0];
@@ -544,13 +552,12 @@ __global__ void __launch_bounds__(1024) layer_softmax_kernel(const LayerMajorArg
   __shared__ BlockTotals totals;
   __shared__ float membranes[1024];
   __shared__ float v_max, total;
+  if (!open_block(a, totals)) return;  // (early stop refuses a softmax output; for symmetry)
   const int64_t s = blockIdx.y;
-  if (sample_done(a.done, s)) return;  // (early stop refuses a softmax output; for symmetry)
   const int classes = a.g.out_c;
   const int c = threadIdx.x;
   const int i = blockIdx.x * classes + c;
   const int steps = a.p.steps;
-  clear_totals(totals, a.w, a.in, s);
   const bool valid = c < classes;
   const float bias = valid && a.bias_dt ? a.bias_dt[c] : 0.0f;
   const int first_on = a.in.first_on[s * a.in.first_on_stride];
@@ -598,11 +605,10 @@ __global__ void __launch_bounds__(1024) layer_softmax_kernel(const LayerMajorArg
 // the input's signal and prospective map as they are after that step.
 __global__ void __launch_bounds__(kBlock) layer_maxpool_kernel(const LayerMajorArgs a) {
   __shared__ BlockTotals totals;
+  if (!open_block(a, totals)) return;
   const int64_t s = blockIdx.y;
-  if (sample_done(a.done, s)) return;  // uniform over the block
   const int i = blockIdx.x * kBlock + threadIdx.x;
   const int steps = a.p.steps;
-  clear_totals(totals, a.w, a.in, s);
   const bool valid = i < a.size;
   const Window& g = a.g;
   const int pos = valid ? i / g.out_c : 0, c = valid ? i - pos * g.out_c : 0;
