@@ -380,19 +380,6 @@ struct NodeState {
   std::vector<float> pooled, pooled_prospective, last_prospective;
 };
 
-// Below these sizes a layer's scatter or neuron pass is too short for the
-// threads of one sample to share it (a fork and join costs microseconds;
-// measured on 2 cores, VGG-style batch 1: 1.85x).
-constexpr double kMinSharedScatter = 65536;  // synapse updates in a step
-constexpr int64_t kMinSharedPass = 32768;    // neurons
-
-// How the threads share a sample's layers: where they are large enough
-// (auto), or every layer that has more than one share (all, for tests).
-struct SharePolicy {
-  double min_scatter = kMinSharedScatter;
-  int64_t min_pass = kMinSharedPass;
-};
-
 // Simulates one sample at a time. `threads` > 1: the threads share each
 // sample's large layers (split by output range in the scatter, by neuron
 // blocks in the neuron pass), for batches smaller than the thread count.
@@ -750,6 +737,15 @@ const char* cpu_kernels() { return "generic"; }
 #endif
 
 CpuEngine::CpuEngine(const Network& net, const SimConfig& config) : net_(net), config_(config) {
+  // TTFS_CPU_SHARE=all shares every layer (to test the sharing on small networks).
+  const char* share = std::getenv("TTFS_CPU_SHARE");
+  const std::string share_mode = share ? share : "";
+  if (!share_mode.empty() && share_mode != "auto" && share_mode != "all")
+    throw std::invalid_argument("TTFS_CPU_SHARE='" + share_mode + "': use 'auto' or 'all'");
+  if (share_mode == "all") share_policy_ = SharePolicy{0.0, 0};
+  shares_layers_ = std::any_of(net_.nodes.begin(), net_.nodes.end(), [&](const Node& node) {
+    return node.integrates() && node.size >= share_policy_.min_pass;
+  });
   spiking_ = net_.spiking_nodes();
   spiking_slot_.assign(net_.nodes.size(), -1);
   for (size_t l = 0; l < spiking_.size(); ++l) spiking_slot_[spiking_[l]] = int(l);
@@ -784,17 +780,8 @@ void CpuEngine::run(const float* x, int64_t samples, int64_t sample_offset, cons
   const int wanted = std::max(1, num_threads > 0 ? num_threads : max_threads());
   // Fewer samples than threads: where the network has large layers, the
   // threads share each sample's, one sample after another.
-  // TTFS_CPU_SHARE=all shares every layer (to test the sharing on small networks).
-  const char* share = std::getenv("TTFS_CPU_SHARE");
-  const std::string share_mode = share ? share : "";
-  if (!share_mode.empty() && share_mode != "auto" && share_mode != "all")
-    throw std::invalid_argument("TTFS_CPU_SHARE='" + share_mode + "': use 'auto' or 'all'");
-  const SharePolicy policy = share_mode == "all" ? SharePolicy{0.0, 0} : SharePolicy{};
-  const bool large = std::any_of(net_.nodes.begin(), net_.nodes.end(), [&](const Node& node) {
-    return node.integrates() && node.size >= policy.min_pass;
-  });
-  if (samples < wanted && large) {
-    SampleRunner runner(net_, config_, spiking_, spiking_slot_, tables_, wanted, policy);
+  if (samples < wanted && shares_layers_) {
+    SampleRunner runner(net_, config_, spiking_, spiking_slot_, tables_, wanted, share_policy_);
     for (int64_t n = 0; n < samples; ++n) runner.run(x + n * in_size, sample_offset + n, n, out);
     return;
   }

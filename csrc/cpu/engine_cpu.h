@@ -19,6 +19,15 @@ struct CpuNodeTables {
   double synapses_per_input = 0.0;  // connections / input elements: the scatter's work per input change
 };
 
+// When a batch has fewer samples than threads, the threads share a sample's
+// layers where these are large enough to repay a fork and join (measured on
+// 2 cores, VGG-style batch 1: 1.85x); TTFS_CPU_SHARE=all (read when the
+// engine is built) shares every layer, to test the sharing on small networks.
+struct SharePolicy {
+  double min_scatter = 65536;  // synapse updates of a layer's scatter in a step
+  int64_t min_pass = 32768;    // neurons of a layer's neuron pass
+};
+
 class CpuEngine {
  public:
   CpuEngine(const Network& net, const SimConfig& config);
@@ -34,6 +43,8 @@ class CpuEngine {
   std::vector<int> spiking_;            // node index of each spiking layer
   std::vector<int> spiking_slot_;       // node index -> slot in spiking_ (-1 if none)
   std::vector<CpuNodeTables> tables_;   // per node
+  SharePolicy share_policy_;
+  bool shares_layers_ = false;          // some layer reaches share_policy_.min_pass
 };
 
 int max_threads();
