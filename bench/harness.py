@@ -24,7 +24,7 @@ from dataclasses import asdict, dataclass
 import numpy as np
 
 import ttfs_native as tn
-from ttfs_native import connectivity
+from ttfs_native.model import connectivity
 
 from . import measure, networks
 from . import torch_loop as tl

@@ -16,7 +16,7 @@ from __future__ import annotations
 import numpy as np
 
 import ttfs_native as tn
-from ttfs_native import ops
+from ttfs_native.model import ops
 from ttfs_native.model import INPUT_NAME, weight_shapes
 
 PERCENTILE = 99.9

@@ -21,10 +21,10 @@ torch = None
 F = None
 _import_error = None
 
-from ttfs_native import connectivity
-from ttfs_native.layers import concat_axis
+from ttfs_native.model import connectivity
+from ttfs_native.model.layers import concat_axis
 from ttfs_native.model import INPUT_NAME, Model
-from ttfs_native.philox import softmax_uniforms
+from ttfs_native.simulation.philox import softmax_uniforms
 
 
 def available() -> tuple:
@@ -98,7 +98,7 @@ class _Layer:
         if spec.type in ("AveragePooling2D", "MaxPooling2D"):
             self.kernel, self.stride = tuple(c["pool_size"]), tuple(c["strides"])
             if spec.type == "AveragePooling2D" and any(spec.pads):
-                from ttfs_native.ops import pool_cell_counts
+                from ttfs_native.model.ops import pool_cell_counts
                 cnt = pool_cell_counts(spec)[:, :, 0]                          # (oh, ow)
                 self.count = torch.from_numpy(np.ascontiguousarray(cnt)).to(device)
             else:

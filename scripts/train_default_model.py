@@ -143,9 +143,9 @@ def main(argv=None) -> int:
     args = parser.parse_args(argv)
 
     import torch
-    from ttfs_native.calibrate import calibrate
-    from ttfs_native.demo import ann_predictions
-    from ttfs_native.normalise import normalise
+    from ttfs_native.conversion.calibrate import calibrate
+    from ttfs_native.model.ann import ann_predictions
+    from ttfs_native.conversion.normalise import normalise
 
     (x_fit, y_fit), (x_cal, y_cal), (x_test, y_test) = load_split()
     net = train(x_fit, y_fit, epochs=args.epochs)

@@ -30,7 +30,7 @@ def normalised_model(input_shape, layers, x, seed=0, percentile=99.0):
             continue
         acts = model.ann_forward(x, return_all=True)
         # pre-activation of this layer (softmax/linear outputs: use it as is)
-        from ttfs_native import ops
+        from ttfs_native.model import ops
         pre = ops.weighted(spec, acts[spec.inbound[0]], model.weights[spec.name]["kernel"],
                            model.weights[spec.name]["bias"])
         pos = pre[pre > 0]

@@ -32,7 +32,7 @@ def test_simulate_reproduces_golden_case(golden_case, tmp_path, backend, capsys)
 
 def test_console_script_runs(golden_case, tmp_path):
     out = tmp_path / "r.npz"
-    proc = subprocess.run([sys.executable, "-m", "ttfs_native.cli", "simulate", str(golden_case / "model"),
+    proc = subprocess.run([sys.executable, "-m", "ttfs_native", "simulate", str(golden_case / "model"),
                            "--input", str(golden_case / "x.npy"), "--duration", "8", "--early-stop",
                            "--num-samples", "5", "--out", str(out)], capture_output=True, text=True)
     assert proc.returncode == 0, proc.stderr
@@ -67,7 +67,7 @@ def test_bad_input_exits_2_with_one_line(golden_case, tmp_path, capsys, mutate, 
 
 
 def test_cuda_memory_limit_option(golden_case, tmp_path, capsys):
-    from ttfs_native.cli import byte_count
+    from ttfs_native.cli.common import byte_count
     assert byte_count("512M") == 512 << 20 and byte_count("8GiB") == 8 << 30 and byte_count("1500") == 1500
     out = tmp_path / "r.npz"
     args = ["simulate", str(golden_case / "model"), "--input", str(golden_case / "x.npy"), "--duration", "5",

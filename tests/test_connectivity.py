@@ -3,7 +3,7 @@ import numpy as np
 import pytest
 
 import netgen
-from ttfs_native import connectivity, ops
+from ttfs_native.model import connectivity, ops
 from ttfs_native.model import INPUT_NAME
 
 

@@ -4,7 +4,7 @@ import pytest
 
 import ttfs_native as tn
 from ttfs_native.cli import main
-from ttfs_native.convert import fold_average_pooling, softmax_to_relu
+from ttfs_native.model.transforms import fold_average_pooling, softmax_to_relu
 
 from test_normalise import _random_model
 

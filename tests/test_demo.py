@@ -6,9 +6,12 @@ import numpy as np
 import pytest
 
 import ttfs_native as tn
-from ttfs_native.calibrate import Setting, apply_layer_scales, calibrate
+from ttfs_native.conversion.calibrate import Setting, calibrate
+from ttfs_native.model.transforms import apply_layer_scales
 from ttfs_native.cli import main
-from ttfs_native.demo import (_Progress, bundled_calibration_set, bundled_model, bundled_test_set, run_demo)
+from ttfs_native.datasets import bundled_calibration_set, bundled_model, bundled_test_set
+from ttfs_native.demo import run_demo
+from ttfs_native.progress import Progress
 
 
 def test_bundled_files_are_small_and_well_formed():
@@ -58,11 +61,11 @@ def test_demo_rejects_bad_arguments(capsys):
 
 def test_progress_appears_only_for_slow_runs():
     quiet = io.StringIO()
-    progress = _Progress(delay=60, stream=quiet)
+    progress = Progress(delay=60, stream=quiet)
     progress(1, 2), progress(2, 2)
     assert quiet.getvalue() == ""
     shown = io.StringIO()
-    progress = _Progress(delay=0, stream=shown)
+    progress = Progress(delay=0, stream=shown)
     progress(1, 2), progress(2, 2)
     assert "2/2" in shown.getvalue()
 

@@ -4,7 +4,7 @@ import pytest
 
 import netgen
 import ttfs_native as tn
-from ttfs_native import connectivity
+from ttfs_native.model import connectivity
 
 
 @pytest.mark.parametrize("backend", ["cpu", "reference"])

@@ -17,7 +17,7 @@ import pytest
 h5py = pytest.importorskip("h5py")
 
 from ttfs_native.importers import from_keras  # noqa: E402
-from ttfs_native.layers import ModelError  # noqa: E402
+from ttfs_native.model.layers import ModelError  # noqa: E402
 from ttfs_native.model import load_model  # noqa: E402
 
 DATA = Path(__file__).parent / "data" / "import"

@@ -15,7 +15,7 @@ onnx = pytest.importorskip("onnx")
 from onnx import TensorProto, helper, numpy_helper  # noqa: E402
 
 from ttfs_native.importers import from_onnx  # noqa: E402
-from ttfs_native.layers import ModelError  # noqa: E402
+from ttfs_native.model.layers import ModelError  # noqa: E402
 from ttfs_native.model import load_model  # noqa: E402
 
 DATA = Path(__file__).parent / "data" / "import"

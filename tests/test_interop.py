@@ -30,7 +30,7 @@ def case():
 def test_dlpack_input_is_read_without_copy(case):
     model, x, sim = case
     producer = DLPackOnly(x)
-    view = tn.model.as_host_array(producer)
+    view = tn.model.model.as_host_array(producer)
     assert producer.exported == 1 and np.shares_memory(view, x)
     np.testing.assert_array_equal(sim.run(producer).counts, sim.run(x).counts)
 

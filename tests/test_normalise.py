@@ -4,7 +4,7 @@ import pytest
 
 import ttfs_native as tn
 from ttfs_native.model import weight_shapes
-from ttfs_native.normalise import normalise, scale_factors
+from ttfs_native.conversion.normalise import normalise, scale_factors
 
 
 def _random_model(layers, input_shape=(8, 8, 1), seed=0):

@@ -5,7 +5,7 @@ import numpy as np
 import pytest
 
 import ttfs_native as tn
-from ttfs_native.demo import bundled_model, bundled_test_set
+from ttfs_native.datasets import bundled_model, bundled_test_set
 from ttfs_native.plots import write_plots
 
 PNG_MAGIC = b"\x89PNG\r\n\x1a\n"

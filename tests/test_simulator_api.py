@@ -134,7 +134,7 @@ def test_softmax_stream_is_shared_and_indexed_by_global_sample():
 
 def test_philox_known_answers_numpy_and_native():
     from ttfs_native import _core
-    from ttfs_native.philox import philox4x32, softmax_uniforms
+    from ttfs_native.simulation.philox import philox4x32, softmax_uniforms
     # Random123 known-answer vectors for philox4x32-10
     assert [int(w) for w in philox4x32((0, 0, 0, 0), (0, 0))] == \
         [0x6627e8d5, 0xe169c58d, 0xbc57ac4c, 0x9b00dbd8]
@@ -227,16 +227,16 @@ def test_bad_share_policy_is_refused(conv_case, monkeypatch):
 
 def test_default_threads_follow_omp_num_threads_or_the_cpus(monkeypatch):
     monkeypatch.setenv("OMP_NUM_THREADS", "3")
-    assert tn.simulator.default_threads() == 3
+    assert tn.simulation.default_threads() == 3
     monkeypatch.delenv("OMP_NUM_THREADS")
-    assert tn.simulator.default_threads() >= 1
+    assert tn.simulation.default_threads() >= 1
 
 
 def test_default_threads_ignore_torch_changing_the_shared_openmp_default(conv_case, monkeypatch):
     torch = pytest.importorskip("torch")
     model, x, _ = conv_case
     monkeypatch.delenv("OMP_NUM_THREADS", raising=False)
-    cpus = tn.simulator.default_threads()
+    cpus = tn.simulation.default_threads()
     assert tn.Simulator(model, duration=30, backend="cpu").num_threads == cpus
     old = torch.get_num_threads()
     torch.set_num_threads(1)  # OpenMP's default for the whole process, ours included

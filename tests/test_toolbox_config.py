@@ -5,7 +5,7 @@ import pytest
 import netgen
 import ttfs_native as tn
 from ttfs_native.cli import main
-from ttfs_native.toolbox_config import ConfigWarning
+from ttfs_native.simulation.toolbox_config import ConfigWarning
 
 CONFIG = """
 [simulation]

@@ -1,21 +1,24 @@
 """ttfs-native: fast, exact simulation of converted spiking neural networks with
 time-to-first-spike coding and a dynamic threshold (SNN Toolbox's INI
-``ttfs_dyn_thresh`` semantics), on CPU (C++/OpenMP) and GPU (CUDA)."""
+``ttfs_dyn_thresh`` semantics), on CPU (C++/OpenMP) and GPU (CUDA).
+
+The package in layers (docs/ARCHITECTURE.md): ``model`` (the converted
+network and its folder format) <- ``importers`` <- ``simulation`` <-
+``conversion`` <- ``demo``, ``plots`` <- ``cli``.
+"""
 from __future__ import annotations
 
-from .layers import ModelError
-from .model import Model, load_model, save_model
-from .params import SimParams
-from .result import SimulationResult
-from .simulator import Simulator
-
-__version__ = "0.1.0"
+from ._version import __version__
+from .conversion import calibrate, convert, normalise
+from .importers import from_keras, from_onnx, import_model
+from .model import Model, ModelError, load_model, save_model
+from .simulation import SimParams, SimulationResult, Simulator
 
 
 def build_info() -> dict:
     """What this installation was built with and can use."""
     from . import _core
-    from .simulator import cuda_status, default_threads
+    from .simulation import cuda_status, default_threads
 
     available, reason = cuda_status()
     return {
@@ -31,10 +34,6 @@ def build_info() -> dict:
 
 
 def __getattr__(name):
-    # Importers need optional packages (onnx, h5py); load them on first use.
-    if name in ("from_onnx", "from_keras"):
-        from . import importers
-        return getattr(importers, name)
     if name == "DeviceArray":  # float32 GPU memory, a DLPack producer (CUDA builds)
         from . import _core
         if not hasattr(_core, "DeviceArray"):
@@ -44,5 +43,8 @@ def __getattr__(name):
     raise AttributeError(f"module 'ttfs_native' has no attribute {name!r}")
 
 
-__all__ = ["DeviceArray", "Model", "ModelError", "SimParams", "SimulationResult", "Simulator", "build_info",
-           "from_keras", "from_onnx", "load_model", "save_model", "__version__"]
+# DeviceArray is left out: it exists only in builds with the CUDA backend, and
+# `from ttfs_native import *` must work on every build.
+__all__ = ["Model", "ModelError", "SimParams", "SimulationResult", "Simulator", "build_info", "calibrate",
+           "convert", "from_keras", "from_onnx", "import_model", "load_model", "normalise", "save_model",
+           "__version__"]

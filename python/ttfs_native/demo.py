@@ -1,4 +1,4 @@
-"""``ttfs-native demo``: the bundled digits CNN, converted and simulated in one command.
+"""The demo: the bundled digits CNN simulated on its test split and compared with its ANN.
 
 The package ships a small CNN trained on scikit-learn's 8x8 digits (made by
 ``scripts/train_default_model.py``) in two conversions: ``data/digits_cnn``
@@ -17,73 +17,23 @@ folded into the next layer, percentile 99, per-layer thresholds conv1 x0.707
 and dense x0.354, ``v_thresh`` 1.5, ``dt`` 0.5, ``duration`` 32 (64 steps),
 no leak. ``--plain`` instead simulates the toolbox's plain conversion with
 its settings (``v_thresh`` 1, ``dt`` 1, 64 steps).
-
-This module also registers ``ttfs-native calibrate`` (calibrate.py).
 """
 from __future__ import annotations
 
-import argparse
-import sys
-import time
-from contextlib import contextmanager
 from dataclasses import dataclass, field
-from importlib import resources
 from pathlib import Path
 
 import numpy as np
 
-from .model import Model, load_model
+from .datasets import bundled_model, bundled_test_set
+from .model import Model
+from .model.ann import ann_predictions
+from .model.transforms import recommended_simulation
+from .progress import Progress
+from .simulation import Simulator
 
 # The toolbox's settings, for the plain conversion (and any model without a calibration record).
 PLAIN_SIMULATION = {"duration": 64.0, "dt": 1.0, "v_thresh": 1.0, "leak": False}
-
-
-# ------------------------------------------------------------ bundled data
-@contextmanager
-def _data_path(*parts):
-    with resources.as_file(resources.files("ttfs_native").joinpath("data", *parts)) as path:
-        if not Path(path).exists():
-            raise FileNotFoundError(f"bundled file ttfs_native/data/{'/'.join(parts)} is missing from this "
-                                    "installation; rerun scripts/train_default_model.py and reinstall")
-        yield Path(path)
-
-
-def bundled_model(plain: bool = False) -> Model:
-    """The bundled digits CNN: calibrated, or with ``plain`` the toolbox's plain conversion."""
-    with _data_path("digits_cnn_plain" if plain else "digits_cnn") as path:
-        return load_model(path)
-
-
-def _bundled_split(name: str) -> tuple:
-    with _data_path(name) as path, np.load(path, allow_pickle=False) as data:
-        return data["x"].astype(np.float32), data["y"].astype(np.int64)
-
-
-def bundled_test_set() -> tuple:
-    """(x (360, 8, 8, 1) float32 in [0, 1], y (360,) int64): the digits test split."""
-    return _bundled_split("digits_test.npz")
-
-
-def bundled_calibration_set() -> tuple:
-    """(x, y): the 287 training images held out to normalise and calibrate the CNN."""
-    return _bundled_split("digits_calibration.npz")
-
-
-def ann_predictions(model: Model, x) -> np.ndarray:
-    """The ANN's class decisions: argmax of the output layer's pre-activation.
-
-    (With a softmax output replaced by ReLU, ReLU would turn all-negative
-    outputs into a tie at class 0; the trained ANN decided by its logits.)
-    Layer threshold scales of a calibrated model are undone first (ann_view).
-    """
-    from . import ops
-    from .calibrate import ann_view
-    model = ann_view(model)
-    acts = model.ann_forward(x, return_all=True)
-    out = model.output_layer
-    w = model.weights[out.name]
-    logits = ops.weighted(out, acts[out.inbound[0]], w["kernel"], w["bias"]) if out.is_weighted else acts[out.name]
-    return logits.reshape(len(logits), -1).argmax(axis=1)
 
 
 # ------------------------------------------------------------ the demo
@@ -137,48 +87,8 @@ class DemoReport:
             "ann_ops", "synops_ratio", "wall_time", "samples_per_second", "num_samples", "steps", "backend")}
 
 
-class _Progress:
-    """``progress(done, total)`` callback: a bar once the run has taken about a second."""
-
-    def __init__(self, delay: float = 1.0, stream=None):
-        self.start = time.perf_counter()
-        self.delay = delay
-        self.stream = stream or sys.stderr
-        self.bar = None
-        self.shown = False
-
-    def __call__(self, done: int, total: int):
-        if not self.shown and (done >= total or time.perf_counter() - self.start < self.delay):
-            return
-        if not self.shown:
-            self.shown = True
-            try:
-                from tqdm.auto import tqdm
-                self.bar = tqdm(total=total, initial=done, unit="sample", desc="simulating", file=self.stream)
-            except ImportError:
-                self.bar = None
-        if self.bar is not None:
-            self.bar.update(done - self.bar.n)
-        else:
-            self.stream.write(f"\rsimulating {done}/{total} samples")
-            self.stream.flush()
-        if done >= total:
-            self.close()
-
-    def close(self):
-        if self.shown:
-            if self.bar is not None:
-                self.bar.close()
-            else:
-                self.stream.write("\n")
-                self.stream.flush()
-            self.shown = False
-            self.bar = None
-
-
 def demo_settings(model: Model, plain: bool = False) -> dict:
     """Simulator settings of the demo: the calibrated ones, or the toolbox's with ``plain``."""
-    from .calibrate import recommended_simulation
     sim = None if plain else recommended_simulation(model)
     return dict(sim or PLAIN_SIMULATION)
 
@@ -193,8 +103,6 @@ def run_demo(num_samples: int | None = None, backend: str = "auto", duration: fl
     toolbox's plain conversion and settings).
     Returns a :class:`DemoReport`; ``plot_dir`` also writes the plots there.
     """
-    from .simulator import Simulator
-
     model = bundled_model(plain)
     x, y = bundled_test_set()
     if num_samples is not None:
@@ -211,7 +119,7 @@ def run_demo(num_samples: int | None = None, backend: str = "auto", duration: fl
         batch_size = 64   # small enough that the progress bar moves, large enough to keep cores busy
     sim = Simulator(model, backend=backend, batch_size=batch_size, num_threads=num_threads,
                     early_stop=early_stop, **settings)
-    bar = _Progress() if progress else None
+    bar = Progress() if progress else None
     try:
         result = sim.run(x, y, progress=bar)
     finally:
@@ -229,42 +137,3 @@ def run_demo(num_samples: int | None = None, backend: str = "auto", duration: fl
         from .plots import write_plots
         report.plots = write_plots(result, model, x, Path(plot_dir))
     return report
-
-
-# ------------------------------------------------------------------ CLI
-def add_parser(subparsers):
-    p = subparsers.add_parser(
-        "demo", help="simulate the bundled digits CNN and compare it with its ANN",
-        description="Load the bundled 8x8-digits CNN and its test split, simulate it as a TTFS SNN on the "
-                    "best available backend, and print ANN versus SNN accuracy, latency, spikes, operations "
-                    "and speed. Defaults: the settings found by `ttfs-native calibrate` on the calibration "
-                    "split (stored with the model).")
-    p.add_argument("--backend", default="auto", choices=["auto", "cpu", "cuda", "reference"])
-    p.add_argument("--num-samples", type=int, default=None, help="simulate only the first N test images")
-    p.add_argument("--duration", type=float, default=None, help="simulated time (default: calibrated)")
-    p.add_argument("--dt", type=float, default=None, help="time step (default: calibrated)")
-    p.add_argument("--v-thresh", type=float, default=None, help="base threshold (default: calibrated)")
-    p.add_argument("--leak", action=argparse.BooleanOptionalAction, default=None,
-                   help="membrane leak on/off (default: calibrated)")
-    p.add_argument("--plain", action="store_true",
-                   help="the toolbox's plain conversion instead: percentile 99.9, v_thresh 1, dt 1, 64 steps")
-    p.add_argument("--batch-size", type=int, default=None, help="samples per backend call (default 64)")
-    p.add_argument("--threads", type=int, default=None, help="CPU threads (default: all)")
-    p.add_argument("--early-stop", action="store_true", help="stop each sample once its output fired")
-    p.add_argument("--plot", metavar="DIR", help="write PNG plots into DIR (needs matplotlib)")
-    p.add_argument("--no-progress", action="store_true", help="no progress bar")
-    p.set_defaults(func=_demo_command)
-
-    from .calibrate import add_calibrate_parser
-    add_calibrate_parser(subparsers)
-
-
-def _demo_command(args) -> int:
-    report = run_demo(num_samples=args.num_samples, backend=args.backend, duration=args.duration, dt=args.dt,
-                      v_thresh=args.v_thresh, leak=args.leak, plain=args.plain, batch_size=args.batch_size,
-                      num_threads=args.threads, early_stop=args.early_stop, progress=not args.no_progress,
-                      plot_dir=args.plot)
-    print(report.table())
-    for path in report.plots:
-        print(f"plot written to {path}")
-    return 0

@@ -20,6 +20,9 @@ from pathlib import Path
 
 import numpy as np
 
+from .model.ann import ann_predictions
+from .model.transforms import ann_view
+
 MAX_SCATTER_SAMPLES = 32
 MAX_SCATTER_POINTS = 6000
 
@@ -41,7 +44,6 @@ def write_plots(result, model, x, out_dir, sample: int = 0) -> list:
     Returns the list of written paths.
     """
     Figure, Canvas = _matplotlib()
-    from .demo import ann_predictions
 
     x = np.asarray(x)
     if len(x) != result.num_samples:
@@ -62,7 +64,6 @@ def write_plots(result, model, x, out_dir, sample: int = 0) -> list:
         ann_accuracy = float(np.mean(ann_predictions(model, x) == result.labels))
         save(_accuracy_figure(Figure, result, ann_accuracy), "accuracy_vs_step.png")
     save(_raster_figure(Figure, result, model, sample), "spike_raster.png")
-    from .calibrate import ann_view
     activations = ann_view(model).ann_forward(x[:MAX_SCATTER_SAMPLES], return_all=True)
     save(_code_figure(Figure, result, model, activations), "spike_time_vs_activation.png")
     return written

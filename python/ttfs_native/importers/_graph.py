@@ -26,9 +26,9 @@ from typing import Optional
 
 import numpy as np
 
-from ..layers import (LayerSpec, ModelError, WEIGHTED_TYPES, expected_weight_shapes, infer_shape,
+from ..model.layers import (LayerSpec, ModelError, WEIGHTED_TYPES, expected_weight_shapes, infer_shape,
                       normalise_config)
-from ..model import INPUT_NAME, Model
+from ..model.model import INPUT_NAME, Model
 
 # Layers through which a ReLU can be moved back to the layer that feeds them.
 _RELU_COMMUTING = ("MaxPooling2D", "Flatten", "Reshape", "ZeroPadding2D", "Concatenate")

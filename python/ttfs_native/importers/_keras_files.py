@@ -22,7 +22,7 @@ from pathlib import Path
 
 import numpy as np
 
-from ..layers import ModelError
+from ..model.layers import ModelError
 
 
 def _h5py():

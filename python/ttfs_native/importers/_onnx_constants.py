@@ -10,7 +10,7 @@ from __future__ import annotations
 
 import numpy as np
 
-from ..layers import ModelError
+from ..model.layers import ModelError
 
 
 class _Batch:

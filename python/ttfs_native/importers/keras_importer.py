@@ -10,7 +10,7 @@ from __future__ import annotations
 from dataclasses import dataclass
 from pathlib import Path
 
-from ..layers import ModelError
+from ..model.layers import ModelError
 from ._graph import GraphBuilder, sanitize_name
 from ._keras_files import read_keras_file
 

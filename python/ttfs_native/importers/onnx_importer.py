@@ -21,7 +21,7 @@ from pathlib import Path
 
 import numpy as np
 
-from ..layers import ModelError, same_padding
+from ..model.layers import ModelError, same_padding
 from ._graph import GraphBuilder, Tensor, sanitize_name
 from ._onnx_constants import BATCH, FOLDABLE, constant_node_value, fold, node_attributes
 

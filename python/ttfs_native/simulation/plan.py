@@ -10,9 +10,8 @@ from __future__ import annotations
 
 import numpy as np
 
-from . import ops
-from .layers import LayerSpec
-from .model import INPUT_NAME, Model
+from ..model import INPUT_NAME, Model, ops
+from ..model.layers import LayerSpec
 
 KIND = {"input": 0, "Dense": 1, "Conv2D": 2, "DepthwiseConv2D": 3,
         "AveragePooling2D": 4, "MaxPooling2D": 5, "gather": 6}

@@ -9,7 +9,7 @@ from pathlib import Path
 
 import numpy as np
 
-from . import ops
+from .ops import apply_layer
 from .layers import (LayerSpec, ModelError, expected_weight_shapes, infer_shape,
                      normalise_config)
 
@@ -102,7 +102,7 @@ class Model:
         acts = {INPUT_NAME: x}
         for spec in self.layers:
             ins = [acts[n] for n in spec.inbound]
-            acts[spec.name] = ops.apply_layer(spec, ins, self.weights.get(spec.name), activation=True)
+            acts[spec.name] = apply_layer(spec, ins, self.weights.get(spec.name), activation=True)
         return acts if return_all else acts[self.output_layer.name]
 
     def with_output_activation(self, activation: str) -> "Model":

@@ -8,9 +8,8 @@ from __future__ import annotations
 
 import numpy as np
 
-from . import ops
-from .layers import LayerSpec
-from .model import INPUT_NAME, Model
+from ..model import INPUT_NAME, Model, ops
+from ..model.layers import LayerSpec
 from .params import SimParams
 from .philox import softmax_uniforms
 

@@ -7,8 +7,11 @@ from pathlib import Path
 
 import numpy as np
 
-from . import connectivity, reference
-from .model import Model, check_input, check_input_shape, load_model
+from ..model import Model, check_input, load_model
+from ..model import connectivity
+from ..model.model import check_input_shape
+from ..model.transforms import softmax_to_relu as relu_output
+from .reference import simulate as reference_simulate
 from .params import SimParams
 from .result import SimulationResult
 
@@ -19,7 +22,7 @@ MAX_RESULT_BYTES = 16 * 2 ** 30
 
 
 def _core():
-    from . import _core as core  # the compiled extension
+    from .. import _core as core  # the compiled extension
     return core
 
 
@@ -84,8 +87,8 @@ class Simulator:
             model = load_model(model)
         if not isinstance(model, Model):
             raise TypeError(f"model must be a ttfs_native Model or a model folder path, got {type(model).__name__}")
-        if softmax_to_relu and model.output_layer.activation == "softmax":
-            model = model.with_output_activation("relu")
+        if softmax_to_relu:
+            model = relu_output(model)
         self.num_to_test = None  # set by from_toolbox_config
         # First-spike times are one float per neuron and sample (265 MB for a
         # VGG-style net at batch 256): a run that needs only predictions,
@@ -227,7 +230,7 @@ class Simulator:
         else:
             n = int(device_input.shape[0])
         if labels is not None:
-            labels = _check_labels(labels, n, self.model.num_classes)
+            labels = check_labels(labels, n, self.model.num_classes)
         steps, classes = self.steps, self.model.num_classes
         spiking = self.model.spiking_layers
         recorded = spiking if self.record_spike_times else []
@@ -248,7 +251,7 @@ class Simulator:
         for lo in range(0, n, self.batch_size):
             hi = min(n, lo + self.batch_size)
             if self.backend == "reference":
-                raw = reference.simulate(self.model, x[lo:hi], self.params, self.fanouts, sample_offset=lo)
+                raw = reference_simulate(self.model, x[lo:hi], self.params, self.fanouts, sample_offset=lo)
                 counts[lo:hi], synops[lo:hi], stop_step[lo:hi] = raw["counts"], raw["synops_t"], raw["stop_step"]
                 for j, s in enumerate(spiking):
                     if s.name in first:
@@ -280,7 +283,7 @@ class Simulator:
             dt=self.params.dt, backend=self.backend, ops_convention=self.ops_convention, wall_time=wall)
 
 
-def _check_labels(labels, n: int, classes: int) -> np.ndarray:
+def check_labels(labels, n: int, classes: int) -> np.ndarray:
     arr = np.asarray(labels)
     if arr.shape != (n,):
         raise ValueError(f"labels have shape {arr.shape}, expected ({n},) to match the input")

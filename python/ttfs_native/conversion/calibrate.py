@@ -29,19 +29,19 @@ accuracy over all steps (earlier decisions win ties).
 """
 from __future__ import annotations
 
-import argparse
 import itertools
 import math
-import sys
 import time
 from dataclasses import dataclass
-from pathlib import Path
 
 import numpy as np
 
-from .model import Model, check_input
+from ..model import Model, check_input
+from ..model.ann import ann_predictions
+from ..model.transforms import ann_view, apply_layer_scales, fold_average_pooling
+from ..simulation import Simulator
+from ..simulation.simulator import check_labels
 from .normalise import check_percentile, normalise
-from .simulator import Simulator, _check_labels
 
 DEFAULT_PERCENTILES = (99.0, 99.9, 99.99, 100.0)
 DEFAULT_V_THRESH = (0.75, 1.0, 1.5)
@@ -157,23 +157,6 @@ class CalibrationResult:
         return "\n".join(lines)
 
 
-def apply_layer_scales(model: Model, layer_scales) -> Model:
-    """A copy of ``model`` whose weighted layers' thresholds are scaled by ``k``
-    (kernel and bias divided by ``k``)."""
-    scales = dict(layer_scales)
-    unknown = [n for n in scales if n not in model.weights]
-    if unknown:
-        raise ValueError(f"layer_scales name unknown or weightless layer(s): {', '.join(unknown)}")
-    weights = {}
-    for name, w in model.weights.items():
-        k = float(scales.get(name, 1.0))
-        if not (math.isfinite(k) and k > 0):
-            raise ValueError(f"layer_scales['{name}'] must be a positive number, got {k!r}")
-        weights[name] = {"kernel": w["kernel"] / np.float32(k),
-                         "bias": None if w["bias"] is None else w["bias"] / np.float32(k)}
-    return Model(model.input_shape, [s.to_json() for s in model.layers], weights, dict(model.metadata))
-
-
 def calibrate(model_or_ann: Model, x_cal, y_cal, max_steps: int = 64,
               percentiles=DEFAULT_PERCENTILES, v_thresh=DEFAULT_V_THRESH, dts=DEFAULT_DTS,
               leaks=DEFAULT_LEAKS, fold_pooling=(False, True), layer_factors=DEFAULT_LAYER_FACTORS,
@@ -196,11 +179,10 @@ def calibrate(model_or_ann: Model, x_cal, y_cal, max_steps: int = 64,
         raise TypeError(f"model_or_ann must be a ttfs_native Model, got {type(model_or_ann).__name__}")
     model_or_ann = ann_view(model_or_ann)
     x = check_input(model_or_ann, x_cal, "calibration input", allow_empty=False)
-    y = _check_labels(y_cal, x.shape[0], model_or_ann.num_classes)
+    y = check_labels(y_cal, x.shape[0], model_or_ann.num_classes)
     if isinstance(max_steps, bool) or not isinstance(max_steps, (int, np.integer)) or max_steps < 1:
         raise ValueError(f"max_steps must be a positive integer, got {max_steps!r}")
     percentiles = [check_percentile(p) for p in percentiles]
-    from .convert import fold_average_pooling
     structures = {False: model_or_ann}
     folded = fold_average_pooling(model_or_ann)
     if folded is not model_or_ann:
@@ -221,7 +203,6 @@ def calibrate(model_or_ann: Model, x_cal, y_cal, max_steps: int = 64,
             normalised[key] = normalise(structures[setting.fold_pooling], x, setting.percentile)
         return apply_layer_scales(normalised[key], setting.layer_scales)
 
-    from .demo import ann_predictions
     ann_accuracy = float(np.mean(ann_predictions(model_or_ann, x) == y))
     trials: dict = {}
 
@@ -273,103 +254,3 @@ def calibrate(model_or_ann: Model, x_cal, y_cal, max_steps: int = 64,
     return CalibrationResult(ann_accuracy=ann_accuracy, max_steps=int(max_steps), trials=list(trials.values()),
                              best=best, model=model, num_samples=int(x.shape[0]),
                              wall_time=time.perf_counter() - start, plain=plain)
-
-
-def ann_view(model: Model) -> Model:
-    """The ANN behind a calibrated model: its layer threshold scales undone.
-
-    Dividing a layer's kernel and bias by ``k`` only moves that layer's SNN
-    threshold, because the next layer receives spikes, not values; the ANN
-    forward pass, however, would pass the scaled values on. For ANN
-    activations and predictions use this view.
-    """
-    scales = model.metadata.get("calibration", {}).get("layer_threshold_scales")
-    if not scales:
-        return model
-    return apply_layer_scales(model, {name: 1.0 / float(k) for name, k in scales.items()})
-
-
-def recommended_simulation(model: Model) -> dict | None:
-    """The simulator settings stored by :func:`calibrate` in a model's metadata, if any."""
-    sim = model.metadata.get("calibration", {}).get("simulation")
-    return dict(sim) if isinstance(sim, dict) else None
-
-
-# ------------------------------------------------------------------ CLI
-def _floats(text: str) -> list:
-    try:
-        return [float(v) for v in text.split(",") if v.strip()]
-    except ValueError:
-        raise argparse.ArgumentTypeError(f"expected comma-separated numbers, got {text!r}") from None
-
-
-def add_calibrate_parser(subparsers):
-    p = subparsers.add_parser(
-        "calibrate", help="search percentile, thresholds and dt on a calibration set",
-        description="Simulate a converted model on a labelled calibration set for a grid of conversion "
-                    "settings (normalisation percentile, v_thresh, dt, leak) and per-layer threshold scales; "
-                    "print the accuracy-versus-steps table and optionally save the best model. Without "
-                    "MODEL_DIR it calibrates the bundled digits CNN (its plain conversion) on its bundled "
-                    "calibration set.")
-    p.add_argument("model_dir", nargs="?", help="model folder (default: the bundled digits CNN)")
-    p.add_argument("--calibration", help="(N, *input_shape) .npy calibration inputs, channels-last")
-    p.add_argument("--labels", help="(N,) .npy labels of the calibration inputs")
-    p.add_argument("--num-samples", type=int, default=None, help="use only the first N calibration samples")
-    p.add_argument("--max-steps", type=int, default=64, help="steps per simulation (default 64)")
-    p.add_argument("--percentiles", type=_floats, default=list(DEFAULT_PERCENTILES))
-    p.add_argument("--v-thresh", type=_floats, default=list(DEFAULT_V_THRESH))
-    p.add_argument("--dt", type=_floats, default=list(DEFAULT_DTS))
-    p.add_argument("--no-leak", action="store_true", help="do not try leak=True")
-    p.add_argument("--no-fold", action="store_true", help="do not try folding average pooling")
-    p.add_argument("--layer-factors", type=_floats, default=list(DEFAULT_LAYER_FACTORS),
-                   help="per-layer threshold multipliers tried (empty string: skip)")
-    p.add_argument("--backend", default="auto", choices=["auto", "cpu", "cuda", "reference"])
-    p.add_argument("--threads", type=int, default=None)
-    p.add_argument("--out", help="write the calibrated model folder here")
-    p.add_argument("--verbose", action="store_true", help="print every simulated setting")
-    p.set_defaults(func=_calibrate_command)
-
-
-def _calibrate_command(args) -> int:
-    from .cli import CliError, _load_array
-    from .model import load_model
-
-    if args.model_dir is None:
-        if args.calibration or args.labels:
-            raise CliError("--calibration/--labels need a MODEL_DIR (the bundled model has its own)")
-        from .demo import bundled_calibration_set, bundled_model
-        model = bundled_model(plain=True)   # the ANN as converted plainly: folding is searched too
-        x, y = bundled_calibration_set()
-    else:
-        if not args.calibration or not args.labels:
-            raise CliError("calibrating MODEL_DIR needs --calibration x.npy and --labels y.npy")
-        model = load_model(args.model_dir)
-        x = _load_array(args.calibration, "calibration")
-        y = _load_array(args.labels, "labels")
-    if args.num_samples is not None:
-        if args.num_samples < 1:
-            raise CliError(f"--num-samples must be >= 1, got {args.num_samples}")
-        x, y = x[:args.num_samples], y[:args.num_samples]
-    count = [0]
-
-    def log(line):
-        count[0] += 1
-        if args.verbose:
-            print(line, file=sys.stderr)
-        elif sys.stderr.isatty():
-            print(f"\rsimulated {count[0]} settings", end="", file=sys.stderr, flush=True)
-
-    result = calibrate(model, x, y, max_steps=args.max_steps, percentiles=args.percentiles,
-                       v_thresh=args.v_thresh, dts=args.dt, leaks=(False,) if args.no_leak else DEFAULT_LEAKS,
-                       fold_pooling=(False,) if args.no_fold else (False, True),
-                       layer_factors=args.layer_factors, backend=args.backend, num_threads=args.threads, log=log)
-    if not args.verbose and sys.stderr.isatty():
-        print(file=sys.stderr)
-    print(result.summary())
-    kw = result.simulator_kwargs
-    print(f"\nsimulate with: --duration {kw['duration']:g} --dt {kw['dt']:g} --v-thresh {kw['v_thresh']:g}"
-          + (" --leak" if kw["leak"] else ""))
-    if args.out:
-        result.model.save(Path(args.out))
-        print(f"calibrated model written to {args.out}")
-    return 0

@@ -54,8 +54,9 @@ import numbers
 
 import numpy as np
 
-from .layers import ModelError, concat_axis
-from .model import Model, check_input
+from ..model import Model, ModelError, check_input
+from ..model.layers import concat_axis
+from ..model.transforms import ann_view
 
 DEFAULT_PERCENTILE = 99.9
 
@@ -73,7 +74,6 @@ def normalise(model: Model, x_calibration, percentile: float = DEFAULT_PERCENTIL
     if not isinstance(model, Model):
         raise TypeError(f"model must be a ttfs_native Model, got {type(model).__name__}")
     percentile = check_percentile(percentile)
-    from .calibrate import ann_view
     model = ann_view(model)   # a calibrated model's layer threshold scales are not part of its ANN
     factors = scale_factors(model, x_calibration, percentile, batch_size)
     weights = _rescaled_weights(model, factors)

@@ -1,0 +1,89 @@
+"""``ttfs-native calibrate``: search a converted model's free parameters on a
+labelled calibration set (conversion/calibrate.py)."""
+from __future__ import annotations
+
+import argparse
+import sys
+from pathlib import Path
+
+from ..conversion.calibrate import (DEFAULT_DTS, DEFAULT_LAYER_FACTORS, DEFAULT_LEAKS, DEFAULT_PERCENTILES,
+                                    DEFAULT_V_THRESH, calibrate)
+from ..datasets import bundled_calibration_set, bundled_model
+from ..model import load_model
+from ..simulation import BACKENDS
+from .common import CliError, load_array
+
+
+def _floats(text: str) -> list:
+    try:
+        return [float(v) for v in text.split(",") if v.strip()]
+    except ValueError:
+        raise argparse.ArgumentTypeError(f"expected comma-separated numbers, got {text!r}") from None
+
+
+def add_parser(subparsers):
+    p = subparsers.add_parser(
+        "calibrate", help="search percentile, thresholds and dt on a calibration set",
+        description="Simulate a converted model on a labelled calibration set for a grid of conversion "
+                    "settings (normalisation percentile, v_thresh, dt, leak) and per-layer threshold scales; "
+                    "print the accuracy-versus-steps table and optionally save the best model. Without "
+                    "MODEL_DIR it calibrates the bundled digits CNN (its plain conversion) on its bundled "
+                    "calibration set.")
+    p.add_argument("model_dir", nargs="?", help="model folder (default: the bundled digits CNN)")
+    p.add_argument("--calibration", help="(N, *input_shape) .npy calibration inputs, channels-last")
+    p.add_argument("--labels", help="(N,) .npy labels of the calibration inputs")
+    p.add_argument("--num-samples", type=int, default=None, help="use only the first N calibration samples")
+    p.add_argument("--max-steps", type=int, default=64, help="steps per simulation (default 64)")
+    p.add_argument("--percentiles", type=_floats, default=list(DEFAULT_PERCENTILES))
+    p.add_argument("--v-thresh", type=_floats, default=list(DEFAULT_V_THRESH))
+    p.add_argument("--dt", type=_floats, default=list(DEFAULT_DTS))
+    p.add_argument("--no-leak", action="store_true", help="do not try leak=True")
+    p.add_argument("--no-fold", action="store_true", help="do not try folding average pooling")
+    p.add_argument("--layer-factors", type=_floats, default=list(DEFAULT_LAYER_FACTORS),
+                   help="per-layer threshold multipliers tried (empty string: skip)")
+    p.add_argument("--backend", default="auto", choices=BACKENDS)
+    p.add_argument("--threads", type=int, default=None)
+    p.add_argument("--out", help="write the calibrated model folder here")
+    p.add_argument("--verbose", action="store_true", help="print every simulated setting")
+    p.set_defaults(func=_calibrate)
+
+
+def _calibrate(args) -> int:
+    if args.model_dir is None:
+        if args.calibration or args.labels:
+            raise CliError("--calibration/--labels need a MODEL_DIR (the bundled model has its own)")
+        model = bundled_model(plain=True)   # the ANN as converted plainly: folding is searched too
+        x, y = bundled_calibration_set()
+    else:
+        if not args.calibration or not args.labels:
+            raise CliError("calibrating MODEL_DIR needs --calibration x.npy and --labels y.npy")
+        model = load_model(args.model_dir)
+        x = load_array(args.calibration, "calibration")
+        y = load_array(args.labels, "labels")
+    if args.num_samples is not None:
+        if args.num_samples < 1:
+            raise CliError(f"--num-samples must be >= 1, got {args.num_samples}")
+        x, y = x[:args.num_samples], y[:args.num_samples]
+    count = [0]
+
+    def log(line):
+        count[0] += 1
+        if args.verbose:
+            print(line, file=sys.stderr)
+        elif sys.stderr.isatty():
+            print(f"\rsimulated {count[0]} settings", end="", file=sys.stderr, flush=True)
+
+    result = calibrate(model, x, y, max_steps=args.max_steps, percentiles=args.percentiles,
+                       v_thresh=args.v_thresh, dts=args.dt, leaks=(False,) if args.no_leak else DEFAULT_LEAKS,
+                       fold_pooling=(False,) if args.no_fold else (False, True),
+                       layer_factors=args.layer_factors, backend=args.backend, num_threads=args.threads, log=log)
+    if not args.verbose and sys.stderr.isatty():
+        print(file=sys.stderr)
+    print(result.summary())
+    kw = result.simulator_kwargs
+    print(f"\nsimulate with: --duration {kw['duration']:g} --dt {kw['dt']:g} --v-thresh {kw['v_thresh']:g}"
+          + (" --leak" if kw["leak"] else ""))
+    if args.out:
+        result.model.save(Path(args.out))
+        print(f"calibrated model written to {args.out}")
+    return 0

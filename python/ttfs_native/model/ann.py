@@ -1,0 +1,23 @@
+"""The converted network read as an ANN: its class decisions."""
+from __future__ import annotations
+
+import numpy as np
+
+from .ops import apply_layer, weighted
+from .model import Model
+from .transforms import ann_view
+
+
+def ann_predictions(model: Model, x) -> np.ndarray:
+    """The ANN's class decisions: argmax of the output layer's pre-activation.
+
+    (With a softmax output replaced by ReLU, ReLU would turn all-negative
+    outputs into a tie at class 0; the trained ANN decided by its logits.)
+    Layer threshold scales of a calibrated model are undone first (ann_view).
+    """
+    model = ann_view(model)
+    acts = model.ann_forward(x, return_all=True)
+    out = model.output_layer
+    w = model.weights.get(out.name)
+    logits = weighted(out, acts[out.inbound[0]], w["kernel"], w["bias"]) if out.is_weighted else acts[out.name]
+    return logits.reshape(len(logits), -1).argmax(axis=1)

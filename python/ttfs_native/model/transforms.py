@@ -1,0 +1,145 @@
+"""Graph transforms of a Model: the same ANN in another form.
+
+* ``softmax_to_relu``: SNN Toolbox's option of that name (the output layer
+  fires once, deterministically);
+* ``fold_average_pooling``: average pooling folded into the weighted layer
+  that reads it (the same ANN with fewer spiking layers);
+* ``apply_layer_scales`` / ``ann_view``: per-layer threshold scales carried in
+  the weights of a calibrated model, and the ANN behind them.
+
+Conversion (normalisation, calibration) and simulation both use them; they
+depend on nothing but the model.
+"""
+from __future__ import annotations
+
+import math
+
+import numpy as np
+
+from .connectivity import CONVENTIONS, ann_operations
+from .model import Model
+
+
+def softmax_to_relu(model: Model) -> Model:
+    """A copy of ``model`` whose softmax output layer uses ReLU (toolbox ``softmax_to_relu``).
+
+    The SNN's output then fires once, deterministically, and the first output
+    neuron to fire is the prediction; the ANN's argmax is unchanged wherever
+    some output is positive.
+    """
+    if not (model.output_layer.is_weighted and model.output_layer.activation == "softmax"):
+        return model
+    relu = model.with_output_activation("relu")
+    relu.metadata["softmax_to_relu"] = True
+    return relu
+
+
+def fold_average_pooling(model: Model) -> Model:
+    """Fold every foldable AveragePooling2D into the weighted layer that reads it.
+
+    ``conv(avgpool(a))`` is one convolution of ``a`` with a kernel ``pool``
+    times larger (each tap spread over its pooling block, divided by the block
+    size) and stride ``stride * pool``; zero padding of the pooled map is zero
+    padding of ``a`` by whole blocks. ``dense(flatten(avgpool(a)))`` is one
+    Dense layer on ``flatten(a)``. The ANN computes exactly the same function
+    (up to float32 rounding), but the SNN loses a spiking layer: in the TTFS
+    code every spiking layer approximates its ANN layer (its input spikes are
+    integrated as ramps, not as values), so fewer layers convert better, at the
+    cost of more synaptic operations in the layer that absorbed the pooling.
+
+    Folded: non-overlapping 'valid' pooling (strides == pool_size) whose only
+    reader is a Conv2D or DepthwiseConv2D (dilation 1; the pooled map's height
+    and width must be multiples of the pool size) or a Flatten read only by a
+    Dense layer. Other pooling layers stay as they are.
+    """
+    layers = [s.to_json() for s in model.layers]
+    weights = {n: dict(w) for n, w in model.weights.items()}
+    readers: dict = {}
+    for spec in model.layers:
+        for n in spec.inbound:
+            readers.setdefault(n, []).append(spec)
+    folded, drop = [], set()
+    for spec in model.layers:
+        c = spec.config
+        if spec.type != "AveragePooling2D" or c["padding"] != "valid" or c["strides"] != c["pool_size"]:
+            continue
+        if len(readers.get(spec.name, [])) != 1 or spec.name == model.output_layer.name:
+            continue
+        reader = readers[spec.name][0]
+        (sy, sx), (h, w, _) = c["pool_size"], spec.input_shape
+        raw = next(r for r in layers if r["name"] == reader.name)
+        if reader.type in ("Conv2D", "DepthwiseConv2D") and reader.config["dilation_rate"] == (1, 1) \
+                and h % sy == 0 and w % sx == 0:
+            kernel = weights[reader.name]["kernel"]
+            pt, pb, pl, pr = reader.pads
+            new = np.repeat(np.repeat(kernel, sy, axis=0), sx, axis=1) / np.float32(sy * sx)
+            weights[reader.name] = {"kernel": new.astype(np.float32), "bias": weights[reader.name]["bias"]}
+            raw.update(kernel_size=[new.shape[0], new.shape[1]], padding="valid",
+                       strides=[reader.config["strides"][0] * sy, reader.config["strides"][1] * sx])
+            if any(reader.pads):
+                pad_name = f"{spec.name}_padding"
+                layers.insert(layers.index(raw), {"name": pad_name, "type": "ZeroPadding2D",
+                                                  "inbound": list(spec.inbound),
+                                                  "padding": [[pt * sy, pb * sy], [pl * sx, pr * sx]]})
+                raw["inbound"] = [pad_name]
+            else:
+                raw["inbound"] = list(spec.inbound)
+        elif reader.type == "Flatten" and len(readers.get(reader.name, [])) == 1 \
+                and readers[reader.name][0].type == "Dense":
+            dense = readers[reader.name][0]
+            oh, ow, ch = spec.output_shape
+            kernel = weights[dense.name]["kernel"].reshape(oh, ow, ch, -1)
+            new = np.zeros((h, w, ch, kernel.shape[-1]), np.float32)
+            block = np.repeat(np.repeat(kernel, sy, axis=0), sx, axis=1) / np.float32(sy * sx)
+            new[:oh * sy, :ow * sx] = block        # rows a 'valid' pooling drops stay zero
+            weights[dense.name] = {"kernel": new.reshape(h * w * ch, -1), "bias": weights[dense.name]["bias"]}
+            raw["inbound"] = list(spec.inbound)
+        else:
+            continue
+        drop.add(spec.name)
+        folded.append(spec.name)
+    if not folded:
+        return model
+    metadata = dict(model.metadata)
+    metadata["folded_average_pooling"] = metadata.get("folded_average_pooling", []) + folded
+    # the ANN as trained is the fair reference for operation counts
+    metadata.setdefault("ann_operations_before_folding",
+                        {c: float(ann_operations(model, c)) for c in CONVENTIONS})
+    return Model(model.input_shape, [r for r in layers if r["name"] not in drop], weights, metadata)
+
+
+def apply_layer_scales(model: Model, layer_scales) -> Model:
+    """A copy of ``model`` whose weighted layers' thresholds are scaled by ``k``
+    (kernel and bias divided by ``k``)."""
+    scales = dict(layer_scales)
+    unknown = [n for n in scales if n not in model.weights]
+    if unknown:
+        raise ValueError(f"layer_scales name unknown or weightless layer(s): {', '.join(unknown)}")
+    weights = {}
+    for name, w in model.weights.items():
+        k = float(scales.get(name, 1.0))
+        if not (math.isfinite(k) and k > 0):
+            raise ValueError(f"layer_scales['{name}'] must be a positive number, got {k!r}")
+        weights[name] = {"kernel": w["kernel"] / np.float32(k),
+                         "bias": None if w["bias"] is None else w["bias"] / np.float32(k)}
+    return Model(model.input_shape, [s.to_json() for s in model.layers], weights, dict(model.metadata))
+
+
+def ann_view(model: Model) -> Model:
+    """The ANN behind a calibrated model: its layer threshold scales undone.
+
+    Dividing a layer's kernel and bias by ``k`` only moves that layer's SNN
+    threshold, because the next layer receives spikes, not values; the ANN
+    forward pass, however, would pass the scaled values on. For ANN
+    activations and predictions use this view.
+    """
+    scales = model.metadata.get("calibration", {}).get("layer_threshold_scales")
+    if not scales:
+        return model
+    return apply_layer_scales(model, {name: 1.0 / float(k) for name, k in scales.items()})
+
+
+def recommended_simulation(model: Model) -> dict | None:
+    """The simulator settings stored by :func:`calibrate` in a model's metadata, if any."""
+    sim = model.metadata.get("calibration", {}).get("simulation")
+    return dict(sim) if isinstance(sim, dict) else None
