@@ -109,6 +109,8 @@ def run_demo(num_samples: int | None = None, backend: str = "auto", duration: fl
         if isinstance(num_samples, bool) or not isinstance(num_samples, (int, np.integer)) or num_samples < 1:
             raise ValueError(f"num_samples must be a positive integer, got {num_samples!r}")
         x, y = x[:num_samples], y[:num_samples]
+    if dt is not None and (isinstance(dt, bool) or not isinstance(dt, (int, float)) or not dt > 0):
+        raise ValueError(f"dt must be a number > 0, got {dt!r}")   # before it rescales the duration
     settings = demo_settings(model, plain)
     if dt is not None and duration is None:   # a new dt keeps the number of steps
         settings["duration"] = int(round(settings["duration"] / settings["dt"])) * dt
@@ -125,12 +127,10 @@ def run_demo(num_samples: int | None = None, backend: str = "auto", duration: fl
     finally:
         if bar is not None:
             bar.close()
-    # Folding pooling enlarges the ANN that the SNN mirrors; compare with the ANN as trained.
-    ann_ops = model.metadata.get("ann_operations_before_folding", {}).get(result.ops_convention, result.ann_ops)
     report = DemoReport(
         ann_accuracy=float(np.mean(ann_predictions(model, x) == y)), snn_accuracy=float(result.accuracy),
         mean_latency_steps=result.mean_latency_steps, spikes_per_neuron=result.spikes_per_neuron,
-        synops_per_sample=result.synops_per_sample, ann_ops=float(ann_ops), wall_time=result.wall_time,
+        synops_per_sample=result.synops_per_sample, ann_ops=float(result.ann_ops), wall_time=result.wall_time,
         samples_per_second=result.samples_per_second, num_samples=int(len(x)), steps=sim.steps,
         backend=sim.backend, settings=settings, result=result)
     if plot_dir is not None:

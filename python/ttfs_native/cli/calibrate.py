@@ -4,14 +4,13 @@ from __future__ import annotations
 
 import argparse
 import sys
-from pathlib import Path
 
 from ..conversion.calibrate import (DEFAULT_DTS, DEFAULT_LAYER_FACTORS, DEFAULT_LEAKS, DEFAULT_PERCENTILES,
                                     DEFAULT_V_THRESH, calibrate)
 from ..datasets import bundled_calibration_set, bundled_model
 from ..model import load_model
 from ..simulation import BACKENDS
-from .common import CliError, load_array
+from .common import CliError, load_array, output_folder
 
 
 def _floats(text: str) -> list:
@@ -49,6 +48,7 @@ def add_parser(subparsers):
 
 
 def _calibrate(args) -> int:
+    out_dir = output_folder(args.out) if args.out else None   # checked before the search
     if args.model_dir is None:
         if args.calibration or args.labels:
             raise CliError("--calibration/--labels need a MODEL_DIR (the bundled model has its own)")
@@ -83,7 +83,7 @@ def _calibrate(args) -> int:
     kw = result.simulator_kwargs
     print(f"\nsimulate with: --duration {kw['duration']:g} --dt {kw['dt']:g} --v-thresh {kw['v_thresh']:g}"
           + (" --leak" if kw["leak"] else ""))
-    if args.out:
-        result.model.save(Path(args.out))
+    if out_dir:
+        result.model.save(out_dir)
         print(f"calibrated model written to {args.out}")
     return 0

@@ -3,7 +3,9 @@ the simulation options and the Simulator they make."""
 from __future__ import annotations
 
 import argparse
+import importlib.util
 import math
+import os
 from pathlib import Path
 
 import numpy as np
@@ -18,11 +20,63 @@ class CliError(Exception):
 def load_array(path: str, what: str) -> np.ndarray:
     p = Path(path)
     if not p.is_file():
-        raise CliError(f"{what} file not found: {p}")
+        raise CliError(f"{what} file not found: {p}" if not p.exists() else f"{what} path {p} is not a file")
+    with open(p, "rb") as f:
+        magic = f.read(6)
+    if magic != b"\x93NUMPY":
+        raise CliError(f"{what} file {p} is not a .npy file (numpy's format, written by numpy.save)"
+                       + ("; .npz archives hold several arrays: save the one array with numpy.save"
+                          if magic[:2] == b"PK" else ""))
     try:
         return np.load(p, allow_pickle=False)
-    except (ValueError, OSError, EOFError) as e:
+    except ValueError as e:
+        if "pickle" in str(e):   # an object array: numpy's message suggests allow_pickle, which is unsafe
+            raise CliError(f"{what} file {p} holds Python objects, not numbers; save a numeric array "
+                           f"(e.g. float32 or int64)") from None
         raise CliError(f"{what} file {p} could not be read as .npy: {e}") from None
+    except (OSError, EOFError) as e:
+        raise CliError(f"{what} file {p} could not be read as .npy (truncated or damaged?): {e}") from None
+
+
+def _writable_folder(folder: Path, option: str, target: Path):
+    """The nearest existing folder at or above ``folder`` must be a writable folder."""
+    probe = folder
+    while not probe.exists() and probe != probe.parent:
+        probe = probe.parent
+    if not probe.is_dir():
+        raise CliError(f"{option} {target}: {probe} is a file, not a folder")
+    if not os.access(probe, os.W_OK | os.X_OK):
+        raise CliError(f"{option} {target}: folder {probe} is not writable")
+
+
+def output_file(path, option: str = "--out") -> Path:
+    """Check a result file can be written, before any work is done."""
+    p = Path(path)
+    if p.is_dir():
+        raise CliError(f"{option} {p} is a folder; give a file name such as {p / 'results.npz'}")
+    parent = p.parent
+    if not parent.is_dir():
+        raise CliError(f"{option} {p}: folder {parent} does not exist")
+    _writable_folder(parent, option, p)
+    if p.exists() and not os.access(p, os.W_OK):
+        raise CliError(f"{option} {p} exists and is not writable")
+    return p
+
+
+def output_folder(path, option: str = "--out") -> Path:
+    """Check a folder can be created (or written into), before any work is done."""
+    p = Path(path)
+    if p.exists() and not p.is_dir():
+        raise CliError(f"{option} {p} is a file; give a folder")
+    _writable_folder(p, option, p)
+    return p
+
+
+def plot_folder(path, option: str = "--plot") -> Path:
+    """Check the plots can be written (matplotlib present, folder writable), before any work."""
+    if importlib.util.find_spec("matplotlib") is None:
+        raise CliError(f"{option} needs matplotlib: pip install 'ttfs-native[plot]'")
+    return output_folder(path, option)
 
 
 def byte_count(text: str) -> int:

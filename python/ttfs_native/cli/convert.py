@@ -8,8 +8,6 @@ the model folder, whatever the framework the model came from.
 """
 from __future__ import annotations
 
-from pathlib import Path
-
 import numpy as np
 
 from ..conversion.convert import check_calibration_layout
@@ -17,7 +15,7 @@ from ..conversion.normalise import DEFAULT_PERCENTILE, normalise
 from ..importers import import_model
 from ..model.ann import ann_predictions
 from ..model.transforms import fold_average_pooling, softmax_to_relu
-from .common import CliError, load_array
+from .common import CliError, load_array, output_folder
 
 
 def add_parser(subparsers):
@@ -43,6 +41,7 @@ def add_parser(subparsers):
 
 
 def _convert_command(args) -> int:
+    out_dir = output_folder(args.out)   # checked before any work
     x = load_array(args.calibration, "calibration")
     if args.num_calibration is not None:
         if args.num_calibration < 1:
@@ -56,7 +55,7 @@ def _convert_command(args) -> int:
     check_calibration_layout(ann, x)
     model = normalise(ann, x, percentile=args.percentile)
     agree = float(np.mean(ann_predictions(model, x) == ann_predictions(ann, x)))
-    out = model.save(Path(args.out))
+    out = model.save(out_dir)
     record = model.metadata["normalisation"]
     print(model.summary())
     print(f"normalised on {len(x)} calibration samples at the {record['percentile']:g}th percentile:")

@@ -5,6 +5,7 @@ import argparse
 
 from ..demo import run_demo
 from ..simulation import BACKENDS
+from .common import plot_folder
 
 
 def add_parser(subparsers):
@@ -32,10 +33,11 @@ def add_parser(subparsers):
 
 
 def _demo(args) -> int:
+    plots = plot_folder(args.plot) if args.plot else None   # checked before the run
     report = run_demo(num_samples=args.num_samples, backend=args.backend, duration=args.duration, dt=args.dt,
                       v_thresh=args.v_thresh, leak=args.leak, plain=args.plain, batch_size=args.batch_size,
                       num_threads=args.threads, early_stop=args.early_stop, progress=not args.no_progress,
-                      plot_dir=args.plot)
+                      plot_dir=plots)
     print(report.table())
     for path in report.plots:
         print(f"plot written to {path}")

@@ -1,10 +1,8 @@
 """``ttfs-native simulate``: a model folder on an input array."""
 from __future__ import annotations
 
-from pathlib import Path
-
 from ..model import load_model
-from .common import CliError, add_sim_options, load_array, make_simulator
+from .common import CliError, add_sim_options, load_array, make_simulator, output_file, plot_folder
 
 
 def add_parser(subparsers):
@@ -20,6 +18,8 @@ def add_parser(subparsers):
 
 
 def _simulate(args) -> int:
+    out = output_file(args.out) if args.out else None   # checked before any work
+    plots = plot_folder(args.plot) if args.plot else None
     model = load_model(args.model_dir)
     x = load_array(args.input, "input")
     labels = load_array(args.labels, "labels") if args.labels else None
@@ -32,11 +32,11 @@ def _simulate(args) -> int:
         labels = labels[:limit] if labels is not None else None
     result = sim.run(x, labels)
     print(result.summary())
-    if args.out:
-        result.to_npz(args.out)
-        print(f"results written to {args.out}")
-    if args.plot:
+    if out:
+        result.to_npz(out)
+        print(f"results written to {out}")
+    if plots:
         from ..plots import write_plots
-        for path in write_plots(result, model, x, Path(args.plot)):
+        for path in write_plots(result, model, x, plots):
             print(f"plot written to {path}")
     return 0

@@ -212,8 +212,7 @@ def calibrate(model_or_ann: Model, x_cal, y_cal, max_steps: int = 64,
         model = normalised_model(setting)
         sim = Simulator(model, backend=backend, num_threads=num_threads, **setting.simulator_kwargs(max_steps))
         r = sim.run(x, y)
-        # compare with the ANN as trained, also when the pooling was folded into a larger ANN
-        ann_ops = model.metadata.get("ann_operations_before_folding", {}).get(r.ops_convention, r.ann_ops)
+        ann_ops = r.ann_ops   # the ANN as trained (connectivity.ann_operations_as_trained)
         trial = Trial(setting, r.accuracy_t, r.mean_latency_steps, r.spikes_per_neuron,
                       r.synops_per_sample / ann_ops if ann_ops else float("nan"))
         trials[setting] = trial

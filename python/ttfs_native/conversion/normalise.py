@@ -82,6 +82,8 @@ def normalise(model: Model, x_calibration, percentile: float = DEFAULT_PERCENTIL
     record = {"method": "percentile of non-zero activations (SNN Toolbox normalize_parameters)",
               "percentile": percentile,
               "calibration_samples": int(np.shape(x_calibration)[0]),
+              # the inputs' range: a later input far outside it gets a warning (wrong scaling, e.g. 0-255)
+              "input_range": [float(np.min(x_calibration)), float(np.max(x_calibration))],
               "scale_factors": {name: float(v) for name, v in factors.items()}}
     if "normalisation" in metadata:
         record["previous"] = metadata["normalisation"]

@@ -175,3 +175,12 @@ def ann_operations(model: Model, convention: str) -> float:
                  if s.is_weighted and model.weights[s.name]["bias"] is not None
                  and np.any(model.weights[s.name]["bias"] != 0))
     return 2.0 * sum(connections.values()) + biased
+
+
+def ann_operations_as_trained(model: Model, convention: str) -> float:
+    """Operations of one forward pass of the ANN as trained, the fair reference
+    for the SNN's synaptic operations: the count recorded before average pooling
+    was folded into the next layer's weights (folding enlarges the ANN that the
+    SNN mirrors), else this model's own."""
+    recorded = model.metadata.get("ann_operations_before_folding", {}).get(convention)
+    return float(recorded) if recorded is not None else ann_operations(model, convention)

@@ -10,7 +10,7 @@ from pathlib import Path
 import numpy as np
 
 from .ops import apply_layer
-from .layers import (LayerSpec, ModelError, expected_weight_shapes, infer_shape,
+from .layers import (WEIGHTED_TYPES, LayerSpec, ModelError, expected_weight_shapes, infer_shape,
                      normalise_config)
 
 FORMAT_NAME = "ttfs-native-model"
@@ -256,6 +256,24 @@ def check_input(model: Model, x, what: str = "input", allow_empty: bool = True) 
     return arr
 
 
+def input_range_warning(model: Model, x: np.ndarray, what: str = "input") -> str | None:
+    """A warning when ``x`` lies far outside the input range the model was
+    normalised on (``metadata["normalisation"]["input_range"]``), e.g. pixels
+    0-255 given to a model normalised on [0, 1]; None when it does not (or the
+    model records no range)."""
+    record = model.metadata.get("normalisation")
+    rng = record.get("input_range") if isinstance(record, dict) else None
+    if not (isinstance(rng, (list, tuple)) and len(rng) == 2) or x.size == 0:
+        return None
+    lo, hi = float(rng[0]), float(rng[1])
+    margin = 2.0 * max(hi - lo, abs(lo), abs(hi), 1e-12)
+    x_lo, x_hi = float(x.min()), float(x.max())
+    if x_lo < lo - margin or x_hi > hi + margin:
+        return (f"{what} spans [{x_lo:g}, {x_hi:g}] but the model was normalised on inputs in [{lo:g}, {hi:g}]; "
+                f"scale the input as for training (e.g. pixels / 255), or accuracy suffers")
+    return None
+
+
 # ------------------------------------------------------------------ files
 def load_model(path) -> Model:
     """Read a model folder (``model.json`` + ``weights.npz``)."""
@@ -275,8 +293,13 @@ def load_model(path) -> Model:
         raise ModelError(f"{json_path}: 'format' must be {FORMAT_NAME!r}, got {desc.get('format')!r}")
     if desc.get("version") != FORMAT_VERSION:
         raise ModelError(f"{json_path}: unsupported version {desc.get('version')!r} (this reader knows {FORMAT_VERSION})")
+    layers = desc.get("layers")
+    if not npz_path.exists():
+        weighted = [r.get("name") for r in layers or [] if isinstance(r, dict) and r.get("type") in WEIGHTED_TYPES]
+        if weighted:
+            raise FileNotFoundError(f"missing {npz_path}: it holds the weights of {', '.join(map(str, weighted))}")
     weights = _read_weights(npz_path) if npz_path.exists() else {}
-    return Model(desc.get("input_shape"), desc.get("layers"), weights, desc.get("metadata"))
+    return Model(desc.get("input_shape"), layers, weights, desc.get("metadata"))
 
 
 def _read_weights(npz_path: Path) -> dict:

@@ -3,13 +3,14 @@ from __future__ import annotations
 
 import os
 import time
+import warnings
 from pathlib import Path
 
 import numpy as np
 
 from ..model import Model, check_input, load_model
 from ..model import connectivity
-from ..model.model import check_input_shape
+from ..model.model import check_input_shape, input_range_warning
 from ..model.transforms import softmax_to_relu as relu_output
 from .reference import simulate as reference_simulate
 from .params import SimParams
@@ -125,7 +126,7 @@ class Simulator:
                              f"(got backend={self.backend!r}, record_spike_times={self.record_spike_times})")
         self.batch_size = int(batch_size) if batch_size else (64 if self.backend == "reference" else 1024)
         self.fanouts = connectivity.fanouts(model, ops_convention)
-        self.ann_ops = connectivity.ann_operations(model, ops_convention)
+        self.ann_ops = connectivity.ann_operations_as_trained(model, ops_convention)
         self._engine = None
         if self.backend in ("cpu", "cuda"):
             core = _core()
@@ -226,6 +227,9 @@ class Simulator:
     def _run(self, x, device_input, labels, progress) -> SimulationResult:
         if device_input is None:
             x = check_input(self.model, x, allow_empty=False)
+            warning = input_range_warning(self.model, x)
+            if warning:
+                warnings.warn(warning, stacklevel=3)
             n = x.shape[0]
         else:
             n = int(device_input.shape[0])
