@@ -17,27 +17,22 @@ def _random_weights(layers, input_shape, rng):
 
 
 def normalised_model(input_shape, layers, x, seed=0, percentile=99.0):
-    """A model with random weights scaled layer by layer so that the given
-    percentile of each weighted layer's positive activations on ``x`` is
-    just below 1. (Exactly 1 would put the percentile neuron on an exact
+    """A model with random weights, normalised by the package's own normaliser
+    (the given percentile of each weighted layer's positive activations on
+    ``x`` becomes 1), then every weighted layer scaled by 1/1.01 so that the
+    percentile neuron sits just below 1. (Exactly 1 would put it on an exact
     threshold tie at step 1, where float32 summation order decides the spike:
     a legal disagreement that tiny test networks cannot absorb in 99.9%.)"""
     rng = np.random.default_rng(seed)
-    weights = _random_weights(layers, input_shape, rng)
-    model = tn.Model(input_shape, layers, weights)
-    for spec in model.layers:
-        if not spec.is_weighted:
-            continue
-        acts = model.ann_forward(x, return_all=True)
-        # pre-activation of this layer (softmax/linear outputs: use it as is)
-        from ttfs_native.model import ops
-        pre = ops.weighted(spec, acts[spec.inbound[0]], model.weights[spec.name]["kernel"],
-                           model.weights[spec.name]["bias"])
-        pos = pre[pre > 0]
-        scale = 1.01 * float(np.percentile(pos, percentile)) if pos.size else 1.0
-        model.weights[spec.name]["kernel"] /= scale
-        if model.weights[spec.name]["bias"] is not None:
-            model.weights[spec.name]["bias"] /= scale
+    model = tn.Model(input_shape, layers, _random_weights(layers, input_shape, rng))
+    try:
+        model = tn.normalise(model, x, percentile)
+    except ValueError as e:   # a random layer silent on x: keep the random scale (still a valid net)
+        assert "no positive activation" in str(e), e
+    for w in model.weights.values():
+        w["kernel"] /= np.float32(1.01)
+        if w["bias"] is not None:
+            w["bias"] /= np.float32(1.01)
     return model
 
 
@@ -216,9 +211,11 @@ def assert_identical(got, want):
 
 
 _INFO = tn.build_info()
-CUDA_SKIP = pytest.mark.skipif(
-    not _INFO["cuda_available"],
-    reason=f"CUDA backend not usable here (compiled: {_INFO['cuda']}): {_INFO['cuda_status']}")
+# Tests that need a usable CUDA device; tests/conftest.py skips them all with one
+# reason, reported once.
+CUDA_SKIP = pytest.mark.cuda
+CUDA_SKIP_REASON = (None if _INFO["cuda_available"] else
+                    f"CUDA backend not usable here (compiled: {_INFO['cuda']}): {_INFO['cuda_status']}")
 # The native backends, for tests that hold for each of them.
 NATIVE_BACKENDS = [pytest.param("cpu"), pytest.param("cuda", marks=CUDA_SKIP)]
 
