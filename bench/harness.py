@@ -171,7 +171,7 @@ class Harness:
         key = ("ann_pred", net)
         if key not in self._models:
             model, x = self.model(net, 256)
-            self._models[key] = np.argmax(networks.ann_forward(model, x[:64]), axis=1)
+            self._models[key] = np.argmax(model.ann_forward(x[:64]), axis=1)
         return self._models[key]
 
     def _torch_threads(self, device: str, probe) -> int | None:
