@@ -44,7 +44,8 @@ def secret(tmp_path) -> Path:
 
 
 def run_cli(*args, cwd=None):
-    env = {**os.environ, "PYTHONPATH": os.pathsep.join([str(PYTHON_DIR), os.environ.get("PYTHONPATH", "")])}
+    path = [str(PYTHON_DIR)] + [p for p in os.environ.get("PYTHONPATH", "").split(os.pathsep) if p]
+    env = {**os.environ, "PYTHONPATH": os.pathsep.join(path)}
     return subprocess.run([sys.executable, "-m", "ttfs_native", *map(str, args)], capture_output=True,
                           text=True, env=env, cwd=cwd, timeout=120)
 
@@ -281,3 +282,17 @@ def test_model_proto_with_unread_external_data_is_refused(tmp_path, secret, monk
         from_onnx(proto)
     loaded = onnx.load(str(save_external(tmp_path / "ok")))  # onnx read the data: accepted
     np.testing.assert_array_equal(from_onnx(loaded).weights["fc"]["kernel"], W.T)
+
+
+def test_constant_node_with_external_data_outside_the_folder_is_refused(tmp_path, secret):
+    value = numpy_helper.from_array(BIAS, "bias_value")
+    value.ClearField("raw_data")
+    value.data_location = TensorProto.EXTERNAL
+    value.external_data.add(key="location", value="../secret.bin")
+    model = onnx_model()
+    model.graph.initializer.pop()  # B becomes the output of a Constant node
+    model.graph.node.insert(0, helper.make_node("Constant", [], ["B"], name="bias", value=value))
+    (tmp_path / "m").mkdir()
+    onnx.save_model(model, str(tmp_path / "m" / "net.onnx"))
+    with pytest.raises(ModelError, match="attribute 'value' of node 'bias'.*outside the model's folder"):
+        from_onnx(tmp_path / "m" / "net.onnx")

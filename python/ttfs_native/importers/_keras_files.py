@@ -44,9 +44,10 @@ def _h5py():
 def _check_self_contained(f, where: str) -> None:
     """Raise ModelError if the open HDF5 file ``f`` refers to data outside itself."""
     h5py = _h5py()
-    seen = set()
-
-    def walk(group, prefix: str):
+    root = f["/"]
+    seen, groups = {root.id}, [(root, "")]  # a stack, not recursion: a crafted file may nest deeply
+    while groups:
+        group, prefix = groups.pop()
         for name in group:  # the link names; iterating follows no link
             path = f"{prefix}{name}"
             kind = group.id.links.get_info(name.encode()).type
@@ -64,12 +65,9 @@ def _check_self_contained(f, where: str) -> None:
                 continue
             seen.add(obj.id)
             if isinstance(obj, h5py.Group):
-                walk(obj, f"{path}/")
+                groups.append((obj, f"{path}/"))
             elif isinstance(obj, h5py.Dataset):
                 _check_dataset(obj, path, where)
-
-    walk(f, "")
-
 
 def _check_dataset(dset, path: str, where: str) -> None:
     if dset.is_virtual:
