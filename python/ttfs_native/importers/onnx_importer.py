@@ -24,6 +24,7 @@ import numpy as np
 from ..model.layers import ModelError, same_padding
 from ._graph import GraphBuilder, Tensor, sanitize_name
 from ._onnx_constants import BATCH, FOLDABLE, constant_node_value, fold, node_attributes
+from ._onnx_files import check_no_external_data, load_onnx
 
 _LAYER_OPS = ("Conv", "Gemm", "MatMul", "Add", "Relu", "BatchNormalization", "AveragePool",
               "MaxPool", "GlobalAveragePool", "GlobalMaxPool", "Flatten", "Reshape", "Squeeze",
@@ -33,6 +34,9 @@ SUPPORTED_OPS = frozenset(_LAYER_OPS + FOLDABLE + ("Constant", "Shape"))
 
 def from_onnx(path_or_model, input_shape=None, name_prefix: str = ""):
     """Convert an ONNX file (or a loaded ``onnx.ModelProto``) into a Model.
+
+    External data are read only from files inside the model file's folder
+    (see ``_onnx_files``); a ModelProto must have its external data loaded.
 
     ``input_shape`` is one input sample's shape as the ONNX graph sees it,
     channels-first without the batch axis (e.g. ``(1, 28, 28)``); it is only
@@ -44,16 +48,13 @@ def from_onnx(path_or_model, input_shape=None, name_prefix: str = ""):
     except ImportError:
         raise ImportError("from_onnx needs the 'onnx' package: pip install ttfs-native[onnx]") from None
     if isinstance(path_or_model, onnx.ModelProto):
+        check_no_external_data(path_or_model)
         proto, source = path_or_model, None
     elif isinstance(path_or_model, (str, os.PathLike)):
         path = Path(path_or_model)
         if not path.is_file():
             raise FileNotFoundError(f"ONNX file not found: {path}")
-        try:
-            proto = onnx.load(str(path))
-        except Exception as e:  # protobuf raises its own DecodeError types
-            raise ModelError(f"{path} is not a readable ONNX model: {e}") from None
-        source = path.name
+        proto, source = load_onnx(path), path.name
     else:
         raise TypeError(f"from_onnx expects a file path or an onnx.ModelProto, got {type(path_or_model).__name__}")
     if any(not node.name for node in proto.graph.node):
