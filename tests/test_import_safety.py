@@ -296,3 +296,11 @@ def test_constant_node_with_external_data_outside_the_folder_is_refused(tmp_path
     onnx.save_model(model, str(tmp_path / "m" / "net.onnx"))
     with pytest.raises(ModelError, match="attribute 'value' of node 'bias'.*outside the model's folder"):
         from_onnx(tmp_path / "m" / "net.onnx")
+
+
+def test_h5_listing_weights_it_does_not_hold_is_one_line(tmp_path):
+    path = write_h5(tmp_path / "net.h5")
+    with h5py.File(path, "a") as f:
+        f["model_weights/dense"].attrs["weight_names"] = np.array([b"dense/kernel", b"dense/gone"])
+    with pytest.raises(ModelError, match="does not hold"):
+        from_keras(path)

@@ -176,5 +176,9 @@ def _read_h5(path: Path):
             if not isinstance(layer_group, h5py.Group):
                 continue
             names = [_text(n) for n in layer_group.attrs.get("weight_names", [])]
+            missing = [n for n in names if n not in layer_group]
+            if missing:
+                raise ModelError(f"{path}: layer '{name}' lists weights {missing} that the file does not hold "
+                                 "(a damaged or hand-edited file?)")
             weights[name] = [np.asarray(layer_group[n]) for n in names]
     return config, weights, metadata
