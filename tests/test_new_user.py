@@ -179,3 +179,8 @@ def test_public_api_has_what_the_readme_uses():
     missing = sorted(n for n in used if not hasattr(tn, n))
     assert not missing, f"README uses tn.{missing} which ttfs_native does not export"
     assert {"normalise", "calibrate", "convert"} <= set(tn.__all__)
+    import importlib
+    for module, names in re.findall(r"^from (ttfs_native[\w.]*) import ([\w, ]+)$", readme.read_text(), re.M):
+        imported = importlib.import_module(module)
+        for name in names.split(","):
+            assert hasattr(imported, name.strip()), f"README: from {module} import {name.strip()}"

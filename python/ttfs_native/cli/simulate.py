@@ -2,6 +2,7 @@
 from __future__ import annotations
 
 from ..model import load_model
+from ..simulation.metrics import ENERGY_TABLES
 from .common import CliError, add_sim_options, load_array, make_simulator, output_file, plot_folder
 
 
@@ -13,6 +14,9 @@ def add_parser(subparsers):
     p.add_argument("--num-samples", type=int, default=None, help="simulate only the first N samples")
     p.add_argument("--out", help="write the results to this .npz")
     p.add_argument("--plot", help="write PNG plots into this folder (needs matplotlib)")
+    p.add_argument("--energy", nargs="?", const="45nm-fp32", choices=sorted(ENERGY_TABLES), metavar="TABLE",
+                   help="add an energy estimate per sample from per-operation energies "
+                        f"({', '.join(sorted(ENERGY_TABLES))}; default 45nm-fp32; docs/METRICS.md)")
     add_sim_options(p)
     p.set_defaults(func=_simulate)
 
@@ -31,7 +35,7 @@ def _simulate(args) -> int:
         x = x[:limit]
         labels = labels[:limit] if labels is not None else None
     result = sim.run(x, labels)
-    print(result.summary())
+    print(result.summary(energy=args.energy))
     if out:
         result.to_npz(out)
         print(f"results written to {out}")

@@ -168,13 +168,16 @@ def fanouts(model: Model, convention: str) -> dict:
     raise ValueError(f"ops_convention must be one of {list(CONVENTIONS)}, got {convention!r}")
 
 
+def _biased_neurons(model: Model) -> int:
+    return sum(s.size for s in model.layers
+               if s.is_weighted and model.weights[s.name]["bias"] is not None
+               and np.any(model.weights[s.name]["bias"] != 0))
+
+
 def ann_operations(model: Model, convention: str) -> float:
     """2 * sum(neurons * fan-in) + neurons of layers with a non-zero bias."""
     connections = exact_fanins(model) if convention == "exact" else snntoolbox_fanins(model)
-    biased = sum(s.size for s in model.layers
-                 if s.is_weighted and model.weights[s.name]["bias"] is not None
-                 and np.any(model.weights[s.name]["bias"] != 0))
-    return 2.0 * sum(connections.values()) + biased
+    return 2.0 * sum(connections.values()) + _biased_neurons(model)
 
 
 def ann_operations_as_trained(model: Model, convention: str) -> float:
@@ -184,3 +187,10 @@ def ann_operations_as_trained(model: Model, convention: str) -> float:
     SNN mirrors), else this model's own."""
     recorded = model.metadata.get("ann_operations_before_folding", {}).get(convention)
     return float(recorded) if recorded is not None else ann_operations(model, convention)
+
+
+def ann_macs_as_trained(model: Model, convention: str) -> float:
+    """Multiply-accumulates of one forward pass of the ANN as trained (its
+    connections; folding pooling changes no bias, so they follow from the
+    operations above)."""
+    return (ann_operations_as_trained(model, convention) - _biased_neurons(model)) / 2.0

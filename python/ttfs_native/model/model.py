@@ -53,6 +53,11 @@ class Model:
     def input_size(self) -> int:
         return int(math.prod(self.input_shape))
 
+    @property
+    def num_parameters(self) -> int:
+        """Weights and biases, all layers."""
+        return sum(int(a.size) for w in self.weights.values() for a in w.values() if a is not None)
+
     def layer(self, name: str) -> LayerSpec:
         for spec in self.layers:
             if spec.name == name:

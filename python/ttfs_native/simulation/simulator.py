@@ -14,6 +14,7 @@ from ..model.model import check_input_shape, input_range_warning
 from ..model.transforms import softmax_to_relu as relu_output
 from .reference import simulate as reference_simulate
 from .params import SimParams
+from .metrics import input_macs, layer_accumulates
 from .result import SimulationResult
 
 BACKENDS = ("auto", "cpu", "cuda", "reference")
@@ -127,6 +128,7 @@ class Simulator:
         self.batch_size = int(batch_size) if batch_size else (64 if self.backend == "reference" else 1024)
         self.fanouts = connectivity.fanouts(model, ops_convention)
         self.ann_ops = connectivity.ann_operations_as_trained(model, ops_convention)
+        self.ann_macs = connectivity.ann_macs_as_trained(model, ops_convention)
         self._engine = None
         if self.backend in ("cpu", "cuda"):
             core = _core()
@@ -284,7 +286,10 @@ class Simulator:
                "spike_counts": {s.name: spike_counts[:, j] for j, s in enumerate(spiking)}}
         return SimulationResult.from_raw(
             raw, labels=labels, ann_ops=self.ann_ops, neurons={s.name: s.size for s in spiking},
-            dt=self.params.dt, backend=self.backend, ops_convention=self.ops_convention, wall_time=wall)
+            dt=self.params.dt, backend=self.backend, ops_convention=self.ops_convention, wall_time=wall,
+            ann_macs=self.ann_macs, parameters=self.model.num_parameters,
+            input_macs=None if device_input is not None else input_macs(x, self.fanouts),
+            layer_acs=None if device_first or not first else layer_accumulates(spike_times, self.fanouts))
 
 
 def check_labels(labels, n: int, classes: int) -> np.ndarray:
