@@ -83,6 +83,14 @@ ARCHITECTURES = {
         {"name": "pool", "type": "AveragePooling2D", "pool_size": [3, 2], "strides": [2, 2], "padding": "same"},
         {"name": "flat", "type": "Flatten"},
         {"name": "out", "type": "Dense", "units": 5}]),
+    "upsample_clip": ((5, 4, 2), [
+        dict(conv_layer("c1", 4, 3, padding="same"), max_value=0.8),
+        {"name": "up", "type": "UpSampling2D", "size": [2, 3]},
+        dict(conv_layer("c2", 5, 3, strides=2, padding="valid"), max_value=3.0),
+        {"name": "up2", "type": "UpSampling2D", "size": 2},
+        {"name": "mp", "type": "MaxPooling2D", "pool_size": 2},
+        {"name": "flat", "type": "Flatten"},
+        {"name": "out", "type": "Dense", "units": 6}]),
     "softmax_output": ((4, 4, 1), [
         {"name": "flat", "type": "Flatten"},
         {"name": "d1", "type": "Dense", "units": 24},

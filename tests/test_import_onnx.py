@@ -19,7 +19,7 @@ from ttfs_native.model.layers import ModelError  # noqa: E402
 from ttfs_native.model import load_model  # noqa: E402
 
 DATA = Path(__file__).parent / "data" / "import"
-FIXTURES = ["onnx_lenet_bn", "onnx_depthwise_concat", "onnx_mlp_softmax"]
+FIXTURES = ["onnx_lenet_bn", "onnx_depthwise_concat", "onnx_mlp_softmax", "onnx_upsample_relu6"]
 TOLERANCE = 1e-4
 
 

@@ -77,6 +77,10 @@ def normalise(model: Model, x_calibration, percentile: float = DEFAULT_PERCENTIL
     model = ann_view(model)   # a calibrated model's layer threshold scales are not part of its ANN
     factors = scale_factors(model, x_calibration, percentile, batch_size)
     weights = _rescaled_weights(model, factors)
+    layers = [s.to_json() for s in model.layers]
+    for d in layers:
+        if d.get("max_value") is not None:
+            d["max_value"] = d["max_value"] / factors[d["name"]]   # the clip in the layer's new scale
     metadata = dict(model.metadata)
     metadata.pop("calibration", None)
     record = {"method": "percentile of non-zero activations (SNN Toolbox normalize_parameters)",
@@ -88,7 +92,7 @@ def normalise(model: Model, x_calibration, percentile: float = DEFAULT_PERCENTIL
     if "normalisation" in metadata:
         record["previous"] = metadata["normalisation"]
     metadata["normalisation"] = record
-    return Model(model.input_shape, [s.to_json() for s in model.layers], weights, metadata)
+    return Model(model.input_shape, layers, weights, metadata)
 
 
 def check_percentile(percentile) -> float:
@@ -113,6 +117,13 @@ def scale_factors(model: Model, x_calibration, percentile: float = DEFAULT_PERCE
     for name, positive in _positive_activations(model, x, int(batch_size)).items():
         if positive is None:      # softmax output: the toolbox keeps it at 1
             factors[name] = 1.0
+            continue
+        clip = model.layer(name).max_value
+        if clip is not None:
+            # A clipped ReLU is normalised at its clip: the clip then lies at 1, where the
+            # time code saturates (a neuron whose current reaches the threshold in one
+            # step fires at the first step, SEMANTICS.md "Layers").
+            factors[name] = clip
             continue
         if positive.size == 0:
             raise ValueError(f"layer '{name}' has no positive activation on the {x.shape[0]} "

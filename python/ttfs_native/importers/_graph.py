@@ -31,7 +31,7 @@ from ..model.layers import (LayerSpec, ModelError, WEIGHTED_TYPES, expected_weig
 from ..model.model import INPUT_NAME, Model
 
 # Layers through which a ReLU can be moved back to the layer that feeds them.
-_RELU_COMMUTING = ("MaxPooling2D", "Flatten", "Reshape", "ZeroPadding2D", "Concatenate")
+_RELU_COMMUTING = ("MaxPooling2D", "Flatten", "Reshape", "ZeroPadding2D", "Concatenate", "UpSampling2D")
 
 
 @dataclass(frozen=True, eq=False)
@@ -216,6 +216,22 @@ class GraphBuilder:
 
     def _reopen(self, out: str, t: Tensor) -> Tensor:
         t = dataclasses.replace(t, path=(out,))
+        self.tensors[out] = t
+        return t
+
+    def clipped_relu(self, node: str, out: str, t: Tensor, max_value: float) -> Tensor:
+        """Apply ``min(max(x, 0), max_value)`` (ReLU6, Clip(0, c)) by merging it into the
+        layer(s) that produce ``t`` (through layers that commute with it, as a ReLU)."""
+        if not t.relu_sources:
+            raise ModelError(f"{self.what} '{node}': a clipped ReLU (max {max_value:g}) must follow a "
+                             f"Conv/Dense layer without activation (directly or through max pooling, "
+                             f"flatten, reshape, padding, upsampling or concatenation), but its input "
+                             f"comes from {self.describe(t)}")
+        self._check_movable(node, t, f"move the clipped ReLU into layer(s) {sorted(t.relu_sources)}")
+        for layer in t.relu_sources:
+            d = self._layer_dict(layer)
+            d["activation"], d["max_value"] = "relu", float(max_value)
+        t = dataclasses.replace(t, relu_sources=frozenset(), path=(), open_layer=None)
         self.tensors[out] = t
         return t
 

@@ -202,9 +202,9 @@ class _KerasConverter:
         if isinstance(value, dict):  # serialized function: {"class_name": "function", "config": "relu"}
             value = value.get("config") if isinstance(value.get("config"), str) else value.get("class_name")
         value = "linear" if value is None else value
-        if value not in ("relu", "softmax", "linear"):
+        if value not in ("relu", "relu6", "softmax", "linear"):
             raise ModelError(f"Keras layer '{layer.name}': activation {value!r} is not supported "
-                             "(only relu, softmax and linear)")
+                             "(only relu, relu6, softmax and linear)")
         return value
 
     def _weighted(self, layer: _KerasLayer, inputs: list, type_: str, config: dict, kernel_key: str):
@@ -212,7 +212,9 @@ class _KerasConverter:
         use_bias = bool(c.get("use_bias", True))
         arrays = self._arrays(layer, [kernel_key] + (["bias"] if use_bias else []))
         act = self._activation_name(layer, c.get("activation"))
-        if act != "linear":
+        if act == "relu6":
+            config["activation"], config["max_value"] = "relu", 6.0
+        elif act != "linear":
             config["activation"] = act  # built into the layer: no consumer check needed
         config["use_bias"] = use_bias
         # A linear layer stays open: a following BatchNormalization or Activation merges into it.
@@ -309,15 +311,28 @@ class _KerasConverter:
 
     def _layer_Activation(self, layer, inputs):
         act = self._activation_name(layer, layer.config.get("activation"))
-        self.b.activation(layer.name, layer.name, inputs[0], act)
+        if act == "relu6":
+            self.b.clipped_relu(layer.name, layer.name, inputs[0], 6.0)
+        else:
+            self.b.activation(layer.name, layer.name, inputs[0], act)
 
     def _layer_ReLU(self, layer, inputs):
         c = layer.config
-        if c.get("max_value") is not None or c.get("negative_slope", 0) or c.get("threshold", 0):
-            raise ModelError(f"Keras layer '{layer.name}': ReLU with max_value={c.get('max_value')}, "
-                             f"negative_slope={c.get('negative_slope')}, threshold={c.get('threshold')} "
-                             "is not a plain ReLU")
-        self.b.activation(layer.name, layer.name, inputs[0], "relu")
+        if c.get("negative_slope", 0) or c.get("threshold", 0):
+            raise ModelError(f"Keras layer '{layer.name}': ReLU with negative_slope={c.get('negative_slope')}, "
+                             f"threshold={c.get('threshold')} is not a (clipped) ReLU")
+        if c.get("max_value") is not None:
+            self.b.clipped_relu(layer.name, layer.name, inputs[0], float(c["max_value"]))
+        else:
+            self.b.activation(layer.name, layer.name, inputs[0], "relu")
+
+    def _layer_UpSampling2D(self, layer, inputs):
+        c = layer.config
+        if c.get("interpolation", "nearest") != "nearest":
+            raise ModelError(f"Keras layer '{layer.name}': UpSampling2D interpolation "
+                             f"{c.get('interpolation')!r}; only 'nearest' is supported")
+        self.b.add(layer.name, layer.name, "UpSampling2D", {"size": c.get("size", 2)}, inputs,
+                   name=self._name(layer))
 
     def _layer_Softmax(self, layer, inputs):
         axis = layer.config.get("axis", -1)

@@ -14,7 +14,6 @@ arithmetic (Constant, Shape, Gather, Unsqueeze, Concat, Cast, Slice, ...).
 """
 from __future__ import annotations
 
-import math
 import os
 from collections import Counter
 from pathlib import Path
@@ -25,10 +24,11 @@ from ..model.layers import ModelError, same_padding
 from ._graph import GraphBuilder, Tensor, sanitize_name
 from ._onnx_constants import BATCH, FOLDABLE, constant_node_value, fold, node_attributes
 from ._onnx_files import check_no_external_data, load_onnx
+from ._onnx_structural import StructuralOps, onnx_shape
 
 _LAYER_OPS = ("Conv", "Gemm", "MatMul", "Add", "Relu", "BatchNormalization", "AveragePool",
               "MaxPool", "GlobalAveragePool", "GlobalMaxPool", "Flatten", "Reshape", "Squeeze",
-              "Concat", "Pad", "Softmax", "Dropout", "Identity")
+              "Concat", "Pad", "Softmax", "Dropout", "Identity", "Clip", "Resize", "Upsample")
 SUPPORTED_OPS = frozenset(_LAYER_OPS + FOLDABLE + ("Constant", "Shape"))
 
 
@@ -68,19 +68,7 @@ def from_onnx(path_or_model, input_shape=None, name_prefix: str = ""):
     return _OnnxConverter(proto, input_shape, name_prefix, source).run()
 
 
-def _onnx_shape(t: Tensor) -> tuple:
-    """The ONNX (channels-first) sample shape of a tensor."""
-    return (t.shape[2], t.shape[0], t.shape[1]) if len(t.shape) == 3 else tuple(t.shape)
-
-
-def _chw_to_hwc_order(c: int, h: int, w: int):
-    """order[i] = the CHW flat index of the HWC flat index i (None when they agree)."""
-    if c == 1 or h * w == 1:
-        return None
-    return np.arange(c * h * w).reshape(c, h, w).transpose(1, 2, 0).reshape(-1)
-
-
-class _OnnxConverter:
+class _OnnxConverter(StructuralOps):
     def __init__(self, proto, input_shape, name_prefix: str, source):
         self.graph = proto.graph
         self.opset = next((o.version for o in proto.opset_import if o.domain in ("", "ai.onnx")), 13)
@@ -177,7 +165,7 @@ class _OnnxConverter:
         if len(t.shape) != rank:
             expected = "(N, C, H, W)" if rank == 3 else "(N, features)"
             raise ModelError(f"ONNX node '{node.name}' ({node.op_type}) expects a {expected} "
-                             f"input, got shape (N, {', '.join(map(str, _onnx_shape(t)))})")
+                             f"input, got shape (N, {', '.join(map(str, onnx_shape(t)))})")
 
     def _unused(self, node, position: int, what: str):
         if len(node.output) > position and node.output[position] and \
@@ -256,7 +244,7 @@ class _OnnxConverter:
             shape = np.asarray(self.constants[name].shape, np.int64)
         else:
             t = self.b.tensor(name, node.name)
-            shape = np.asarray((BATCH,) + _onnx_shape(t), object)
+            shape = np.asarray((BATCH,) + onnx_shape(t), object)
         a = node_attributes(node)
         self.constants[node.output[0]] = shape[a.get("start", 0):a.get("end", None)]
 
@@ -419,126 +407,23 @@ class _OnnxConverter:
         self._global_pool(index, node, "MaxPooling2D")
 
     # ------------------------------------------------------ reshaping ops
-    def _reshape_to(self, index, node, t: Tensor, target: tuple):
-        """Reshape one sample to ``target`` (ONNX order); only flattening is expressible."""
-        current = _onnx_shape(t)
-        if tuple(target) == current:
-            self.b.alias(node.output[0], t)
-        elif len(target) == 1 and len(current) == 3:
-            self.b.add(node.name, node.output[0], "Flatten", {}, [t],
-                       order=_chw_to_hwc_order(*current), name=self._name(node, index))
-        else:
-            raise ModelError(f"ONNX node '{node.name}' ({node.op_type}): reshaping a sample of "
-                             f"shape {current} to {tuple(target)} is not supported; only "
-                             "flattening (N, C, H, W) to (N, C*H*W) is")
-
-    def _op_Flatten(self, index, node, a):
+    def _op_Clip(self, index, node, a):
+        """Clip(0, c) after a Conv/Gemm is a clipped ReLU (PyTorch's ReLU6 exports as Clip(0, 6))."""
         t = self._layer_input(node)
-        rank = len(t.shape) + 1
-        axis = a.get("axis", 1)
-        if axis == 0 or axis % rank != 1:
-            raise ModelError(f"ONNX node '{node.name}': Flatten with axis={axis} mixes the batch "
-                             "axis into the features; only axis=1 is supported")
-        self._reshape_to(index, node, t, (math.prod(t.shape),))
-
-    def _op_Squeeze(self, index, node, a):
-        t = self._layer_input(node)
-        axes = self._const(node, 1, "axes", optional=True)
-        axes = a.get("axes") if axes is None else [int(v) for v in axes.reshape(-1)]
-        full = (None,) + _onnx_shape(t)  # the batch axis is never squeezed implicitly
-        rank = len(full)
-        drop = {v % rank for v in axes} if axes is not None else \
-            {i for i, d in enumerate(full) if d == 1}
-        if 0 in drop:
-            raise ModelError(f"ONNX node '{node.name}': Squeeze removes the batch axis")
-        if any(full[i] != 1 for i in drop if i < rank):
-            raise ModelError(f"ONNX node '{node.name}': Squeeze axes {sorted(drop)} of shape "
-                             f"(N, {', '.join(map(str, full[1:]))}) are not all of size 1")
-        self._reshape_to(index, node, t, tuple(d for i, d in enumerate(full) if i not in drop)[1:])
-
-    def _op_Reshape(self, index, node, a):
-        t = self._layer_input(node)
-        target = list(self._const(node, 1, "shape").reshape(-1))
-        source = (BATCH,) + _onnx_shape(t)
-        size = math.prod(_onnx_shape(t))
-        dims = []
-        for i, v in enumerate(target):
-            if v is BATCH:
-                dims.append(BATCH)
-            elif int(v) == 0 and not a.get("allowzero", 0):
-                if i >= len(source):
-                    raise ModelError(f"ONNX node '{node.name}': shape {target} copies a missing axis {i}")
-                dims.append(source[i])  # 0 means "copy this dimension"
-            else:
-                dims.append(int(v))
-        first, rest = dims[0], dims[1:]
-        if BATCH in rest or not rest:
-            raise ModelError(f"ONNX node '{node.name}': Reshape to {dims} moves the batch axis")
-        keeps_batch = first is BATCH or (self.static_batch is not None and first == self.static_batch) \
-            or (first == -1 and -1 not in rest and math.prod(rest) == size)
-        if not keeps_batch:
-            raise ModelError(f"ONNX node '{node.name}': Reshape to {dims} does not keep the batch "
-                             "axis first; only per-sample reshapes are supported")
-        if -1 in rest:
-            known = math.prod(v for v in rest if v != -1)
-            if rest.count(-1) > 1 or known == 0 or size % known:
-                raise ModelError(f"ONNX node '{node.name}': cannot reshape {_onnx_shape(t)} to {dims}")
-            rest[rest.index(-1)] = size // known
-        if math.prod(rest) != size:
-            raise ModelError(f"ONNX node '{node.name}': cannot reshape {_onnx_shape(t)} "
-                             f"({size} values) to {tuple(rest)}")
-        self._reshape_to(index, node, t, tuple(rest))
-
-    def _op_Concat(self, index, node, a):
-        inputs = [self._layer_input(node, i) for i in range(len(node.input))]
-        ranks = {len(t.shape) for t in inputs}
-        if len(ranks) != 1:
-            raise ModelError(f"ONNX node '{node.name}': Concat of tensors of different ranks")
-        rank = ranks.pop() + 1
-        axis = a["axis"] % rank
-        if rank == 2 and axis == 1:
-            orders, offset = [], 0
-            for t in inputs:
-                orders.append((np.arange(t.shape[0]) if t.order is None else t.order) + offset)
-                offset += t.shape[0]
-            order = np.concatenate(orders)
-            order = None if np.array_equal(order, np.arange(offset)) else order
-            self.b.add(node.name, node.output[0], "Concatenate", {"axis": -1}, inputs,
-                       order=order, name=self._name(node, index))
-        elif rank == 4 and axis > 0:
-            neutral_axis = {1: -1, 2: 1, 3: 2}[axis]  # C -> last; H, W keep their place
-            self.b.add(node.name, node.output[0], "Concatenate", {"axis": neutral_axis}, inputs,
-                       name=self._name(node, index))
-        else:
-            raise ModelError(f"ONNX node '{node.name}': Concat over axis {a['axis']} of rank-{rank} "
-                             "tensors is not supported")
-
-    def _op_Pad(self, index, node, a):
-        t = self._layer_input(node)
-        self._need_rank(node, t, 3)
-        if a.get("mode", "constant") != "constant":
-            raise ModelError(f"ONNX node '{node.name}': Pad mode {a['mode']!r} is not supported; "
-                             "only constant zero padding")
         if self.opset < 11:
-            pads, value, axes = a["pads"], a.get("value", 0.0), None
+            lo, hi = a.get("min"), a.get("max")
         else:
-            pads = self._const(node, 1, "pads")
-            value = self._const(node, 2, "constant_value", optional=True)
-            axes = self._const(node, 3, "axes", optional=True)
-        pads = [int(v) for v in np.asarray(pads).reshape(-1)]
-        value = 0.0 if value is None else float(np.asarray(value).reshape(-1)[0])
-        axes = list(range(4)) if axes is None else [int(v) % 4 for v in np.asarray(axes).reshape(-1)]
-        per_axis = {ax: (pads[i], pads[i + len(axes)]) for i, ax in enumerate(axes)}
-        if value != 0.0:
-            raise ModelError(f"ONNX node '{node.name}': Pad with value {value}; only zeros are supported")
-        if any(per_axis.get(ax, (0, 0)) != (0, 0) for ax in (0, 1)):
-            raise ModelError(f"ONNX node '{node.name}': Pad {pads} pads the batch or channel axis; "
-                             "only height and width can be padded")
-        hw = [per_axis.get(2, (0, 0)), per_axis.get(3, (0, 0))]
-        if min(min(p) for p in hw) < 0:
-            raise ModelError(f"ONNX node '{node.name}': negative pads {pads} (cropping) are not supported")
-        self.b.add(node.name, node.output[0], "ZeroPadding2D", {"padding": [list(p) for p in hw]},
-                   [t], name=self._name(node, index))
+            lo = self._const(node, 1, "min", optional=True)
+            hi = self._const(node, 2, "max", optional=True)
+        lo = -np.inf if lo is None else float(np.asarray(lo).reshape(-1)[0])
+        hi = np.inf if hi is None else float(np.asarray(hi).reshape(-1)[0])
+        if lo != 0.0 or not hi > 0:
+            raise ModelError(f"ONNX node '{node.name}': Clip({lo:g}, {hi:g}); only Clip(0, max) with "
+                             "max > 0 (a clipped ReLU such as ReLU6) is supported")
+        if np.isinf(hi):
+            self.b.activation(node.name, node.output[0], t, "relu")
+        else:
+            self.b.clipped_relu(node.name, node.output[0], t, hi)
 
     def _op_Dropout(self, index, node, a):
         mode = self._const(node, 2, "training_mode", optional=True)

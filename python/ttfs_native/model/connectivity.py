@@ -59,6 +59,9 @@ def _back_through(spec: LayerSpec, counts: np.ndarray) -> list:
         (top, _), (left, _) = spec.config["padding"]
         h, w = spec.input_shape[:2]
         return [counts[top:top + h, left:left + w]]
+    if spec.type == "UpSampling2D":   # each input cell feeds its sh x sw copies
+        (h, w, c), (sh, sw) = spec.input_shape, spec.config["size"]
+        return [counts.reshape(h, sh, w, sw, c).sum(axis=(1, 3))]
     axis = concat_axis(spec)
     bounds = np.cumsum([s[axis] for s in spec.input_shapes])[:-1]
     return np.split(counts, bounds, axis=axis)

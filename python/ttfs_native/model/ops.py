@@ -77,13 +77,16 @@ def zero_padding(x, spec: LayerSpec) -> np.ndarray:
 
 
 def structural(spec: LayerSpec, inputs: list) -> np.ndarray:
-    """Flatten, Reshape, ZeroPadding2D or Concatenate of a batch."""
+    """Flatten, Reshape, ZeroPadding2D, Concatenate or UpSampling2D (nearest) of a batch."""
     x = inputs[0]
     n = x.shape[0]
     if spec.type in ("Flatten", "Reshape"):
         return x.reshape((n,) + spec.output_shape)
     if spec.type == "ZeroPadding2D":
         return zero_padding(x, spec)
+    if spec.type == "UpSampling2D":
+        sh, sw = spec.config["size"]
+        return np.repeat(np.repeat(x, sh, axis=1), sw, axis=2)
     return np.concatenate(inputs, axis=concat_axis(spec) + 1)
 
 
@@ -124,4 +127,5 @@ def apply_layer(spec: LayerSpec, inputs: list, weights, activation: bool = True)
         return out
     if spec.activation == "softmax":
         return softmax(out)
-    return np.maximum(out, 0)
+    out = np.maximum(out, 0)
+    return out if spec.max_value is None else np.minimum(out, np.float32(spec.max_value))
