@@ -120,3 +120,24 @@ def test_onnx_resize_nearest_by_integers_is_upsampling(ctm, nearest):
 def test_onnx_resize_that_is_not_a_pixel_repeat_is_refused(kwargs, message):
     with pytest.raises(ModelError, match=message):
         tn.from_onnx(_resize(**kwargs))
+
+
+# ------------------------------------------------------------------ info
+def test_info_shows_how_each_node_is_converted(capsys):
+    from pathlib import Path
+    from ttfs_native.cli import main
+    path = Path(__file__).parent / "data" / "import" / "onnx_upsample_relu6.onnx"
+    assert main(["info", str(path)]) == 0
+    out = capsys.readouterr().out
+    assert "UpSampling2D" in out and "[relu, max 6]" in out
+    assert "/Clip -> clipped ReLU (max 6) of layer(s) 'conv1_Conv'" in out
+
+
+def test_info_on_an_unconvertible_file_names_every_node(tmp_path, capsys):
+    from ttfs_native.cli import main
+    nodes = [helper.make_node("Sigmoid", ["c"], ["s"], name="sig"),
+             helper.make_node("HardSwish", ["s"], ["y"], name="hs")]
+    onnx.save(conv_net(nodes), tmp_path / "net.onnx")
+    assert main(["info", str(tmp_path / "net.onnx")]) == 2
+    err = capsys.readouterr().err
+    assert "'sig'" in err and "'hs'" in err and len(err.strip().splitlines()) == 1

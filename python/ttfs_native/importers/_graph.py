@@ -76,6 +76,7 @@ class GraphBuilder:
         self._specs: dict = {}            # neutral name -> LayerSpec (shapes)
         self._taken = {INPUT_NAME}
         self.tensors = {input_name: Tensor(INPUT_NAME, self.input_shape)}  # sign unknown
+        self.log: list = []               # how framework nodes became layers, for `info` and metadata
 
     # ------------------------------------------------------------ helpers
     def tensor(self, name: str, node: str) -> Tensor:
@@ -123,6 +124,7 @@ class GraphBuilder:
         spec.output_shape = infer_shape(spec)
         self._specs[name] = spec
         self.layers.append(raw)
+        self.log.append(f"{node} -> layer '{name}' ({type_})")
         if weights is not None:
             self.weights[name] = self._checked_weights(node, spec, weights)
         t = Tensor(name, spec.output_shape, order=order, **self._sign(type_, name, config, inputs))
@@ -160,8 +162,10 @@ class GraphBuilder:
                     "path": tuple(n for t in inputs for n in t.path)}
         return {"relu_sources": None}
 
-    def alias(self, out: str, t: Tensor) -> Tensor:
+    def alias(self, out: str, t: Tensor, node: str | None = None) -> Tensor:
         """``out`` carries the same values as ``t`` (dropout, identity, no-op reshape)."""
+        if node:
+            self.log.append(f"{node} -> nothing (the identity at inference)")
         if t.relu_sources:
             t = dataclasses.replace(t, path=t.path + (out,))
         self.tensors[out] = t
@@ -203,6 +207,7 @@ class GraphBuilder:
         bias = w["bias"] if w["bias"] is not None else np.zeros(channels)
         w["bias"] = (bias - mean) * scale + beta
         self._layer_dict(layer)["use_bias"] = True
+        self.log.append(f"{node} -> batch norm folded into layer '{layer}'")
         return self._reopen(out, t)
 
     def add_bias(self, node: str, out: str, t: Tensor, bias) -> Tensor:
@@ -212,6 +217,7 @@ class GraphBuilder:
         bias = np.broadcast_to(np.asarray(bias, np.float64).reshape(-1), (self._out_channels(layer),))
         w["bias"] = bias if w["bias"] is None else w["bias"] + bias
         self._layer_dict(layer)["use_bias"] = True
+        self.log.append(f"{node} -> bias added to layer '{layer}'")
         return self._reopen(out, t)
 
     def _reopen(self, out: str, t: Tensor) -> Tensor:
@@ -231,6 +237,8 @@ class GraphBuilder:
         for layer in t.relu_sources:
             d = self._layer_dict(layer)
             d["activation"], d["max_value"] = "relu", float(max_value)
+        self.log.append(f"{node} -> clipped ReLU (max {max_value:g}) of layer(s) "
+                        f"{', '.join(map(repr, sorted(t.relu_sources)))}")
         t = dataclasses.replace(t, relu_sources=frozenset(), path=(), open_layer=None)
         self.tensors[out] = t
         return t
@@ -242,14 +250,16 @@ class GraphBuilder:
         if act == "softmax":
             layer = self._open(node, t, "softmax")
             self._layer_dict(layer)["activation"] = "softmax"
+            self.log.append(f"{node} -> softmax output of layer '{layer}'")
             t = dataclasses.replace(t, relu_sources=None, path=(), open_layer=None)
             self.tensors[out] = t
             return t
         if act != "relu":
             raise ModelError(f"{self.what} '{node}': activation {act!r} is not supported "
                              "(only relu, softmax and linear)")
-        if t.relu_sources == frozenset():
-            return self.alias(out, t)  # already non-negative: the ReLU is the identity
+        if t.relu_sources == frozenset():   # already non-negative: the ReLU is the identity
+            self.log.append(f"{node} -> nothing (its input is already non-negative)")
+            return self.alias(out, t)
         if t.relu_sources is None:
             raise ModelError(f"{self.what} '{node}': a ReLU must follow a Conv/Dense layer "
                              f"(directly or through max pooling, flatten, reshape, padding or "
@@ -257,6 +267,7 @@ class GraphBuilder:
         self._check_movable(node, t, f"move the ReLU into layer(s) {sorted(t.relu_sources)}")
         for layer in t.relu_sources:
             self._layer_dict(layer)["activation"] = "relu"
+        self.log.append(f"{node} -> ReLU of layer(s) {', '.join(map(repr, sorted(t.relu_sources)))}")
         t = dataclasses.replace(t, relu_sources=frozenset(), path=(), open_layer=None)
         self.tensors[out] = t
         return t
@@ -288,4 +299,4 @@ class GraphBuilder:
         weights = {k: {"kernel": v["kernel"].astype(np.float32),
                        "bias": None if v["bias"] is None else v["bias"].astype(np.float32)}
                    for k, v in self.weights.items()}
-        return Model(list(self.input_shape), self.layers, weights, metadata)
+        return Model(list(self.input_shape), self.layers, weights, dict(metadata, import_log=self.log))

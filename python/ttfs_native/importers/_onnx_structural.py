@@ -50,7 +50,7 @@ class StructuralOps:
         """Reshape one sample to ``target`` (ONNX order); only flattening is expressible."""
         current = onnx_shape(t)
         if tuple(target) == current:
-            self.b.alias(node.output[0], t)
+            self.b.alias(node.output[0], t, node.name)
         elif len(target) == 1 and len(current) == 3:
             self.b.add(node.name, node.output[0], "Flatten", {}, [t],
                        order=_chw_to_hwc_order(*current), name=self._name(node, index))

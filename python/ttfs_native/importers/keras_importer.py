@@ -183,7 +183,7 @@ class _KerasConverter:
     def convert(self, layer: _KerasLayer):
         inputs = [self.b.tensor(n, layer.name) for n in layer.inbound]
         if layer.class_name in _INFERENCE_IDENTITY:
-            self.b.alias(layer.name, inputs[0])
+            self.b.alias(layer.name, inputs[0], layer.name)
             return
         getattr(self, f"_layer_{layer.class_name}")(layer, inputs)
 

@@ -30,6 +30,17 @@ _LAYER_OPS = ("Conv", "Gemm", "MatMul", "Add", "Relu", "BatchNormalization", "Av
               "MaxPool", "GlobalAveragePool", "GlobalMaxPool", "Flatten", "Reshape", "Squeeze",
               "Concat", "Pad", "Softmax", "Dropout", "Identity", "Clip", "Resize", "Upsample")
 SUPPORTED_OPS = frozenset(_LAYER_OPS + FOLDABLE + ("Constant", "Shape"))
+# Activations a time-to-first-spike neuron cannot represent (it encodes ReLU values).
+_NON_RELU = ("Sigmoid", "Tanh", "LeakyRelu", "PRelu", "Elu", "Selu", "Celu", "Gelu", "HardSigmoid",
+             "HardSwish", "Softplus", "Softsign", "Mish", "ThresholdedRelu", "Exp", "Log", "Abs", "Neg")
+
+
+def _why_unsupported(op: str) -> str:
+    if op in _NON_RELU:
+        return "an activation other than ReLU: a first spike encodes only non-negative ReLU values"
+    if op.startswith(("LSTM", "GRU", "RNN", "Loop", "Scan", "If")):
+        return "recurrence or control flow: the model format is a feed-forward graph"
+    return "no conversion rule"
 
 
 def from_onnx(path_or_model, input_shape=None, name_prefix: str = ""):
@@ -104,14 +115,17 @@ class _OnnxConverter(StructuralOps):
         return self.b.finish(output, self.metadata)
 
     def _check_supported(self):
+        """One error naming every node whose operator has no conversion, and why."""
         unsupported: dict = {}
         for node in self.graph.node:
             op = node.op_type if node.domain in ("", "ai.onnx") else f"{node.domain}::{node.op_type}"
             if op not in SUPPORTED_OPS:
-                unsupported.setdefault(op, node.name)
+                unsupported.setdefault(op, []).append(node.name)
         if unsupported:
-            listed = ", ".join(f"{op} (e.g. node '{n}')" for op, n in sorted(unsupported.items()))
-            raise ModelError(f"unsupported ONNX operator(s): {listed}. Supported: "
+            listed = "; ".join(f"{op} ({_why_unsupported(op)}): node(s) {', '.join(map(repr, names))}"
+                               for op, names in sorted(unsupported.items()))
+            count = sum(map(len, unsupported.values()))
+            raise ModelError(f"{count} ONNX node(s) cannot be converted: {listed}. Supported operators: "
                              f"{', '.join(sorted(SUPPORTED_OPS))}")
 
     def _graph_input(self):
@@ -430,7 +444,7 @@ class _OnnxConverter(StructuralOps):
         if mode is not None and bool(np.asarray(mode).reshape(-1)[0]):
             raise ModelError(f"ONNX node '{node.name}': Dropout in training mode; export in eval mode")
         self._unused(node, 1, "mask")
-        self.b.alias(node.output[0], self._layer_input(node))
+        self.b.alias(node.output[0], self._layer_input(node), node.name)
 
     def _op_Identity(self, index, node, a):
-        self.b.alias(node.output[0], self._layer_input(node))
+        self.b.alias(node.output[0], self._layer_input(node), node.name)

@@ -88,7 +88,8 @@ class Model:
     def summary(self) -> str:
         rows = [f"input: {self.input_shape}"]
         for s in self.layers:
-            extra = f" [{s.activation}]" if s.is_weighted else ""
+            clip = f", max {s.max_value:g}" if s.is_weighted and s.max_value is not None else ""
+            extra = f" [{s.activation}{clip}]" if s.is_weighted else ""
             rows.append(f"{s.name}: {s.type} {s.output_shape}{extra} <- {', '.join(s.inbound)}")
         return "\n".join(rows)
 
