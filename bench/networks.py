@@ -48,6 +48,16 @@ def lenet_layers():
         _dense("fc1", 120), _dense("fc2", 84), _dense("out", 10)]
 
 
+def lenet_wide_layers():
+    """The wider LeNet of SNN Toolbox's examples, 28x28x1: conv32 5x5 - avgpool2 - conv64 5x5 -
+    avgpool2 - 128 - 10 (ReLU output)."""
+    return (28, 28, 1), [
+        _conv("conv1", 32, 5, padding="valid"), _pool("pool1"),
+        _conv("conv2", 64, 5, padding="valid"), _pool("pool2"),
+        {"name": "flatten", "type": "Flatten"},
+        _dense("fc1", 128), _dense("out", 10)]
+
+
 def vgg_layers(pool="avg"):
     """VGG-style, 32x32x3: 2x conv64, pool, 2x conv128, pool, 2x conv256, pool, 512, 10."""
     layers = []
@@ -71,17 +81,19 @@ def mobilenet_layers():
 
 NETWORKS = {
     "lenet": lenet_layers,
+    "lenet_wide": lenet_wide_layers,
     "vgg": lambda: vgg_layers("avg"),
     "vgg_max": lambda: vgg_layers("max"),
     "mobilenet": mobilenet_layers,
 }
 DESCRIPTIONS = {
     "lenet": "LeNet-style 28x28x1: conv6(5x5,same)-avgpool2-conv16(5x5)-avgpool2-120-84-10",
+    "lenet_wide": "wider LeNet 28x28x1: conv32(5x5)-avgpool2-conv64(5x5)-avgpool2-128-10",
     "vgg": "VGG-style 32x32x3: 2xconv64-avgpool-2xconv128-avgpool-2xconv256-avgpool-512-10",
     "vgg_max": "VGG-style 32x32x3 with MaxPooling2D instead of average pooling",
     "mobilenet": "MobileNet-style 32x32x3: conv32/2, 3x(depthwise3x3+conv1x1), global avgpool, 10",
 }
-SEEDS = {"lenet": 1, "vgg": 2, "vgg_max": 2, "mobilenet": 3}
+SEEDS = {"lenet": 1, "lenet_wide": 4, "vgg": 2, "vgg_max": 2, "mobilenet": 3}
 
 
 def _random_weights(input_shape, layers, rng) -> dict:
