@@ -5,7 +5,7 @@ Everything runs in one process on the same inputs. Per configuration
 
 * ``ttfs-cpu`` / ``ttfs-cuda``: our backends through ``Simulator.run``
   (host input in, host results out: the user's view); ``ttfs-cuda-layer``: the
-  CUDA backend with the layer-major time loop (TTFS_CUDA_SCHEDULE=layer);
+  CUDA backend with the layer-major time loop (cuda_schedule="layer");
 * ``torch-loop``: the literal time-stepped PyTorch implementation
   (bench/torch_loop.py) on the same device, verified against our result;
 * ``reference``: the numpy reference backend (cpu configurations only), on a
@@ -25,6 +25,7 @@ import numpy as np
 
 import ttfs_native as tn
 from ttfs_native.model import connectivity
+from ttfs_native.simulation import EngineOptions
 
 from . import measure, networks
 from . import torch_loop as tl
@@ -78,7 +79,7 @@ class Options:
     batches: tuple | None = None
     steps: tuple | None = None
     threads: int | None = None
-    cuda_schedules: tuple = ("step", "layer")  # ttfs-cuda rows: TTFS_CUDA_SCHEDULE values
+    cuda_schedules: tuple = ("step", "layer")  # ttfs-cuda rows: EngineOptions.cuda_schedule values
     quick: bool = False
     early_stop: bool = False
     use_torch: bool = True
@@ -258,23 +259,16 @@ class Harness:
 
     # ---------------------------------------------------------- ours
     def _ours(self, cfg, model, x, schedule=None):
-        """Our backend's row; on CUDA with the time loop `schedule` (TTFS_CUDA_SCHEDULE)."""
+        """Our backend's row; on CUDA with the time loop `schedule` (EngineOptions.cuda_schedule;
+        None: its default, TTFS_CUDA_SCHEDULE where set)."""
         backend = cfg.device
         if backend == "cuda" and not self.cuda_ours:
             self.say(f"  ttfs-cuda skipped: {tn.build_info()['cuda_status']}")
             return None
         xb = x[:cfg.batch]
-        saved = os.environ.get("TTFS_CUDA_SCHEDULE")
-        if schedule:
-            os.environ["TTFS_CUDA_SCHEDULE"] = schedule  # read when the engine is built
-        try:
-            sim = tn.Simulator(model, duration=cfg.steps, backend=backend, batch_size=cfg.batch,
-                               early_stop=cfg.early_stop, num_threads=self.threads)
-        finally:
-            if saved is None:
-                os.environ.pop("TTFS_CUDA_SCHEDULE", None)
-            else:
-                os.environ["TTFS_CUDA_SCHEDULE"] = saved
+        options = EngineOptions(cuda_schedule=schedule or None)
+        sim = tn.Simulator(model, duration=cfg.steps, backend=backend, batch_size=cfg.batch,
+                           early_stop=cfg.early_stop, num_threads=self.threads, options=options)
         ran = sim._engine.schedule if backend == "cuda" else None
         if schedule and ran != schedule:
             self.say(f"  ttfs-cuda: the {schedule} schedule does not support this configuration; ran {ran}")

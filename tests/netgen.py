@@ -147,16 +147,17 @@ def option_case(arch, option, backend, n=16):
     return model, x, labels, kwargs
 
 
-def case_results(backend="cpu", n=6) -> dict:
-    """Every ARCHITECTURES x OPTIONS case on one backend, as flat arrays named
-    'arch/option/counts', '.../synops' and '.../<layer>' (first-spike times)."""
+def case_results(backend="cpu", n=6, **engine) -> dict:
+    """Every ARCHITECTURES x OPTIONS case on one backend (more Simulator arguments
+    in ``engine``, e.g. options=...), as flat arrays named 'arch/option/counts',
+    '.../synops' and '.../<layer>' (first-spike times)."""
     out = {}
     for arch in sorted(ARCHITECTURES):
         for option, kwargs in sorted(OPTIONS.items()):
             if (arch, option) in REFUSED:
                 continue
             model, x, labels = make(arch, n=n)
-            r = tn.Simulator(model, backend=backend, **kwargs).run(x, labels)
+            r = tn.Simulator(model, backend=backend, **kwargs, **engine).run(x, labels)
             out[f"{arch}/{option}/counts"] = r.counts
             out[f"{arch}/{option}/synops"] = r.synops_t
             for name, times in r.first_spike_times.items():

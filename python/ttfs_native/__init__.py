@@ -19,17 +19,20 @@ def build_info() -> dict:
     """What this installation was built with and can use."""
     from . import _core
     from .simulation import cuda_status, default_threads
+    from .simulation.options import EngineOptions
 
     available, reason = cuda_status()
+    options = EngineOptions()  # the defaults in effect (environment variables included)
     return {
         "version": __version__,
         "openmp": bool(_core.openmp_enabled()),
-        "cpu_kernels": str(_core.cpu_kernels()),
+        "cpu_kernels": str(_core.cpu_kernels(getattr(_core.CpuKernels, options.cpu_kernels))),
         "threads": default_threads(),
         "cuda": bool(_core.cuda_compiled),
         "cuda_architectures": [a for a in str(_core.cuda_architectures).split(",") if a],
         "cuda_available": available,
         "cuda_status": reason,
+        "engine_options": options.as_dict(),
     }
 
 
