@@ -12,14 +12,13 @@ from ._version import __version__
 from .conversion import calibrate, convert, normalise
 from .importers import from_keras, from_onnx, import_model
 from .model import Model, ModelError, load_model, save_model
-from .simulation import SimParams, SimulationResult, Simulator
+from .simulation import EngineOptions, SimParams, SimulationResult, Simulator
 
 
 def build_info() -> dict:
     """What this installation was built with and can use."""
     from . import _core
     from .simulation import cuda_status, default_threads
-    from .simulation.options import EngineOptions
 
     available, reason = cuda_status()
     options = EngineOptions()  # the defaults in effect (environment variables included)
@@ -48,6 +47,6 @@ def __getattr__(name):
 
 # DeviceArray is left out: it exists only in builds with the CUDA backend, and
 # `from ttfs_native import *` must work on every build.
-__all__ = ["Model", "ModelError", "SimParams", "SimulationResult", "Simulator", "build_info", "calibrate",
+__all__ = ["EngineOptions", "Model", "ModelError", "SimParams", "SimulationResult", "Simulator", "build_info", "calibrate",
            "convert", "from_keras", "from_onnx", "import_model", "load_model", "normalise", "save_model",
            "__version__"]
