@@ -84,3 +84,13 @@ def test_only_the_cli_imports_the_cli():
                        if not m.startswith("ttfs_native.cli") and m != "ttfs_native.__main__"
                        and any(t.startswith("ttfs_native.cli") for t in targets))
     assert offenders == []
+
+
+def test_no_source_file_is_over_600_lines():
+    """One concern per file: a file that grows past ~600 lines is split by concern."""
+    root = PACKAGE.parent.parent
+    sources = [p for p in [*root.joinpath("python").rglob("*.py"), *root.joinpath("csrc").rglob("*")]
+               if p.suffix in (".py", ".h", ".cpp", ".cu", ".cuh")]
+    long = sorted(f"{p.relative_to(root)}: {n}" for p in sources
+                  if (n := len(p.read_text(errors="replace").splitlines())) > 600)
+    assert not long, "split these files by concern:\n" + "\n".join(long)
