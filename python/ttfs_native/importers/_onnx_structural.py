@@ -202,8 +202,9 @@ class StructuralOps:
         if scales is not None and np.asarray(scales).size:
             factors = [float(v) for v in np.asarray(scales, np.float64).reshape(-1)]
         elif sizes is not None and np.asarray(sizes).size:
-            target = [int(v) for v in np.asarray(sizes).reshape(-1)]
-            factors = [target[0] if target[0] != BATCH else 1.0] + [v / d for v, d in zip(target[1:], shape)]
+            target = list(np.asarray(sizes).reshape(-1))   # the batch entry may be BATCH
+            keeps_batch = target[0] is BATCH or int(target[0]) in (1, self.static_batch)
+            factors = [1.0 if keeps_batch else float(target[0])] + [int(v) / d for v, d in zip(target[1:], shape)]
         else:
             raise ModelError(f"ONNX node '{node.name}': {node.op_type} without scales or sizes")
         if len(factors) != len(shape) + 1 or factors[:2] != [1.0, 1.0] or \
