@@ -19,7 +19,8 @@ from ttfs_native.model.layers import ModelError  # noqa: E402
 from ttfs_native.model import load_model  # noqa: E402
 
 DATA = Path(__file__).parent / "data" / "import"
-FIXTURES = ["onnx_lenet_bn", "onnx_depthwise_concat", "onnx_mlp_softmax", "onnx_upsample_relu6"]
+FIXTURES = ["onnx_lenet_bn", "onnx_depthwise_concat", "onnx_mlp_softmax", "onnx_upsample_relu6",
+            "onnx_conv1d", "onnx_conv1d_branches"]
 TOLERANCE = 1e-4
 
 
@@ -282,7 +283,7 @@ def test_fresh_pytorch_export_matches(name, keep_batchnorm, tmp_path):
         script.export_onnx(module, shape, opset, dynamic, path)
     else:  # default eval export: the exporter folds batch norm itself
         torch.onnx.export(module, torch.zeros((2,) + shape), str(path), dynamo=False, opset_version=opset)
-    channels_last = shape if len(shape) == 1 else (shape[1], shape[2], shape[0])
+    channels_last = shape if len(shape) == 1 else (*shape[1:], shape[0])
     x = np.random.default_rng(7).normal(size=(2,) + channels_last).astype(np.float32)
     y = script.torch_reference(module, x)
     assert np.abs(from_onnx(path).ann_forward(x) - y).max() <= TOLERANCE

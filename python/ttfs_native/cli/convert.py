@@ -26,8 +26,8 @@ def add_parser(subparsers):
                     "and write the model folder that `simulate` reads.")
     p.add_argument("model", help="trained network: .onnx, .h5 or .keras")
     p.add_argument("--calibration", required=True,
-                   help="(N, height, width, channels) .npy calibration inputs, channels-last, e.g. a part "
-                        "of the training set")
+                   help="(N, height, width, channels) or, for 1-D networks, (N, length, channels) .npy "
+                        "calibration inputs, channels-last, e.g. a part of the training set")
     p.add_argument("--percentile", type=float, default=DEFAULT_PERCENTILE,
                    help=f"percentile of the non-zero activations scaled to 1 (default {DEFAULT_PERCENTILE})")
     p.add_argument("--softmax-to-relu", action="store_true",

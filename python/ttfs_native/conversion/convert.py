@@ -38,7 +38,9 @@ def check_calibration_layout(model: Model, x) -> None:
     """Point out channels-first calibration data, the usual mistake with ONNX/PyTorch models."""
     shape = tuple(np.shape(x))
     want = model.input_shape
-    if len(want) == 3 and len(shape) == 4 and shape[1:] != want and shape[1:] == (want[2], want[0], want[1]):
+    if len(want) in (2, 3) and len(shape) == len(want) + 1 and shape[1:] != want \
+            and shape[1:] == (want[-1], *want[:-1]):   # (N, C, H, W) or (N, C, L)
+        axes = ", ".join(map(str, (0, *range(2, len(shape)), 1)))
         raise ValueError(f"calibration data have shape {shape}, which looks channels-first; the model "
                          f"expects channels-last (N, {', '.join(map(str, want))}): use "
-                         "x.transpose(0, 2, 3, 1)")
+                         f"x.transpose({axes})")

@@ -1,8 +1,9 @@
 """ONNX nodes that move values without computing new ones: Flatten, Squeeze,
-Reshape, Concat, Pad, Resize/Upsample (nearest). A mixin of the ONNX
+Reshape, Concat, Pad, Resize/Upsample (nearest), on (N, C, H, W) maps and
+1-D (N, C, L) tensors (held as (1, L, C) maps). A mixin of the ONNX
 converter (onnx_importer.py), which provides ``b`` (the GraphBuilder),
-``opset`` and the node helpers ``_layer_input``, ``_const``, ``_need_rank``
-and ``_name``."""
+``opset`` and the node helpers ``_layer_input``, ``_const``, ``_need_rank``,
+``_map_input`` and ``_name``."""
 from __future__ import annotations
 
 import math
@@ -15,7 +16,9 @@ from ._onnx_constants import BATCH
 
 
 def onnx_shape(t: Tensor) -> tuple:
-    """The ONNX (channels-first) sample shape of a tensor."""
+    """The ONNX (channels-first) sample shape of a tensor: (C, H, W), (C, L) or (features,)."""
+    if t.one_d:
+        return (t.shape[-1], t.shape[-2])
     return (t.shape[2], t.shape[0], t.shape[1]) if len(t.shape) == 3 else tuple(t.shape)
 
 
@@ -51,17 +54,19 @@ class StructuralOps:
         current = onnx_shape(t)
         if tuple(target) == current:
             self.b.alias(node.output[0], t, node.name)
-        elif len(target) == 1 and len(current) == 3:
+        elif len(target) == 1 and len(current) > 1:
+            c, *hw = current   # (C, L) is flattened as (C, 1, L)
             self.b.add(node.name, node.output[0], "Flatten", {}, [t],
-                       order=_chw_to_hwc_order(*current), name=self._name(node, index))
+                       order=_chw_to_hwc_order(c, *([1] * (3 - len(current))), *hw),
+                       name=self._name(node, index))
         else:
             raise ModelError(f"ONNX node '{node.name}' ({node.op_type}): reshaping a sample of "
                              f"shape {current} to {tuple(target)} is not supported; only "
-                             "flattening (N, C, H, W) to (N, C*H*W) is")
+                             "flattening (N, C, H, W) or (N, C, L) to (N, features) is")
 
     def _op_Flatten(self, index, node, a):
         t = self._layer_input(node)
-        rank = len(t.shape) + 1
+        rank = len(onnx_shape(t)) + 1
         axis = a.get("axis", 1)
         if axis == 0 or axis % rank != 1:
             raise ModelError(f"ONNX node '{node.name}': Flatten with axis={axis} mixes the batch "
@@ -118,7 +123,9 @@ class StructuralOps:
 
     def _op_Concat(self, index, node, a):
         inputs = [self._layer_input(node, i) for i in range(len(node.input))]
-        ranks = {len(t.shape) for t in inputs}
+        ranks = {len(onnx_shape(t)) for t in inputs}
+        if ranks == {2}:   # 1-D: (N, C, L) as (N, 1, L, C)
+            inputs = [self.b.as_map(node.name, name, t) for name, t in zip(node.input, inputs)]
         if len(ranks) != 1:
             raise ModelError(f"ONNX node '{node.name}': Concat of tensors of different ranks")
         rank = ranks.pop() + 1
@@ -132,8 +139,9 @@ class StructuralOps:
             order = None if np.array_equal(order, np.arange(offset)) else order
             self.b.add(node.name, node.output[0], "Concatenate", {"axis": -1}, inputs,
                        order=order, name=self._name(node, index))
-        elif rank == 4 and axis > 0:
-            neutral_axis = {1: -1, 2: 1, 3: 2}[axis]  # C -> last; H, W keep their place
+        elif rank in (3, 4) and axis > 0:
+            # C -> last; H, W keep their place; L is the width of the (1, L, C) map
+            neutral_axis = {1: -1, 2: 1 if rank == 4 else 2, 3: 2}[axis]
             self.b.add(node.name, node.output[0], "Concatenate", {"axis": neutral_axis}, inputs,
                        name=self._name(node, index))
         else:
@@ -141,8 +149,8 @@ class StructuralOps:
                              "tensors is not supported")
 
     def _op_Pad(self, index, node, a):
-        t = self._layer_input(node)
-        self._need_rank(node, t, 3)
+        t, _ = self._map_input(node, 3, 2)
+        rank = len(onnx_shape(t)) + 1
         if a.get("mode", "constant") != "constant":
             raise ModelError(f"ONNX node '{node.name}': Pad mode {a['mode']!r} is not supported; "
                              "only constant zero padding")
@@ -154,14 +162,18 @@ class StructuralOps:
             axes = self._const(node, 3, "axes", optional=True)
         pads = [int(v) for v in np.asarray(pads).reshape(-1)]
         value = 0.0 if value is None else float(np.asarray(value).reshape(-1)[0])
-        axes = list(range(4)) if axes is None else [int(v) % 4 for v in np.asarray(axes).reshape(-1)]
+        axes = list(range(rank)) if axes is None else [int(v) % rank for v in np.asarray(axes).reshape(-1)]
+        if len(pads) != 2 * len(axes):
+            raise ModelError(f"ONNX node '{node.name}': {len(pads)} pads for {len(axes)} axes of a "
+                             f"rank-{rank} tensor")
         per_axis = {ax: (pads[i], pads[i + len(axes)]) for i, ax in enumerate(axes)}
         if value != 0.0:
             raise ModelError(f"ONNX node '{node.name}': Pad with value {value}; only zeros are supported")
         if any(per_axis.get(ax, (0, 0)) != (0, 0) for ax in (0, 1)):
             raise ModelError(f"ONNX node '{node.name}': Pad {pads} pads the batch or channel axis; "
-                             "only height and width can be padded")
-        hw = [per_axis.get(2, (0, 0)), per_axis.get(3, (0, 0))]
+                             "only height and width (or length) can be padded")
+        # (N, C, L) pads its length, the width of the (1, L, C) map
+        hw = [per_axis.get(2, (0, 0)), per_axis.get(3, (0, 0))] if rank == 4 else [(0, 0), per_axis.get(2, (0, 0))]
         if min(min(p) for p in hw) < 0:
             raise ModelError(f"ONNX node '{node.name}': negative pads {pads} (cropping) are not supported")
         self.b.add(node.name, node.output[0], "ZeroPadding2D", {"padding": [list(p) for p in hw]},
@@ -182,24 +194,25 @@ class StructuralOps:
         self._upsample(index, node, a, scales, None)
 
     def _upsample(self, index, node, a, scales, sizes):
-        t = self._layer_input(node)
-        self._need_rank(node, t, 3)
+        t, _ = self._map_input(node, 3, 2)
         if a.get("mode", "nearest") != "nearest":
             raise ModelError(f"ONNX node '{node.name}': {node.op_type} mode {a.get('mode')!r}; only "
                              "'nearest' is supported")
-        c, h, w = onnx_shape(t)
+        shape = onnx_shape(t)   # (C, H, W) or (C, L)
         if scales is not None and np.asarray(scales).size:
             factors = [float(v) for v in np.asarray(scales, np.float64).reshape(-1)]
         elif sizes is not None and np.asarray(sizes).size:
-            target = [int(v) for v in np.asarray(sizes).reshape(-1)]
-            factors = [target[0] if target[0] != BATCH else 1.0] + [v / d for v, d in zip(target[1:], (c, h, w))]
+            target = list(np.asarray(sizes).reshape(-1))   # the batch entry may be BATCH
+            keeps_batch = target[0] is BATCH or int(target[0]) in (1, self.static_batch)
+            factors = [1.0 if keeps_batch else float(target[0])] + [int(v) / d for v, d in zip(target[1:], shape)]
         else:
             raise ModelError(f"ONNX node '{node.name}': {node.op_type} without scales or sizes")
-        if len(factors) != 4 or factors[:2] != [1.0, 1.0] or \
+        if len(factors) != len(shape) + 1 or factors[:2] != [1.0, 1.0] or \
                 not all(f >= 1 and f == int(f) for f in factors[2:]):
             raise ModelError(f"ONNX node '{node.name}': {node.op_type} scales {factors}; only integer "
-                             "scales of height and width (batch and channels 1) are supported")
-        size = [int(factors[2]), int(factors[3])]
+                             "scales of height and width, or length (batch and channels 1), are supported")
+        size = [1] * (3 - len(shape)) + [int(f) for f in factors[2:]]   # 1-D: (1, s)
+        h, w = t.shape[:2]
         mode = a.get("coordinate_transformation_mode", "half_pixel")
         rounding = a.get("nearest_mode", "round_prefer_floor")
         for length, s in zip((h, w), size):

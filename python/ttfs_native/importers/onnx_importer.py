@@ -6,7 +6,11 @@ feature map remembers the order of its elements so that the first Dense
 layer after it gets its input rows permuted from CHW to HWC order: the
 stored network then computes exactly what the original computed.
 
-Supported operators: Conv (plain and depthwise), Gemm, MatMul(+Add), Relu,
+1-D networks, (N, C, L) tensors (Conv1d, MaxPool1d, AvgPool1d, ...), are
+lowered onto the 2-D layers as (1, L, C) maps with (1, k) windows (see
+``_graph``); the model input stays (L, C).
+
+Supported operators: Conv (plain and depthwise, 2-D and 1-D), Gemm, MatMul(+Add), Relu,
 BatchNormalization (folded), AveragePool, MaxPool, GlobalAveragePool,
 GlobalMaxPool, Flatten, Reshape/Squeeze that flatten, Concat, Pad (zeros),
 Softmax (output only), Dropout and Identity (removed), plus constant shape
@@ -21,7 +25,7 @@ from pathlib import Path
 import numpy as np
 
 from ..model.layers import ModelError, same_padding
-from ._graph import GraphBuilder, Tensor, sanitize_name
+from ._graph import GraphBuilder, Tensor, sanitize_name, sample_rank
 from ._onnx_constants import BATCH, FOLDABLE, constant_node_value, fold, node_attributes
 from ._onnx_files import check_no_external_data, load_onnx
 from ._onnx_structural import StructuralOps, onnx_shape
@@ -108,8 +112,10 @@ class _OnnxConverter(StructuralOps):
         consumers = Counter(n for node in self.graph.node if node.op_type != "Shape"
                             for n in node.input if n)
         consumers[output] += 1
-        neutral = (sample[1], sample[2], sample[0]) if len(sample) == 3 else sample
-        self.b = GraphBuilder(input_name, neutral, consumers, "ONNX node", self.name_prefix)
+        # (C, H, W) -> (H, W, C); 1-D (C, L) -> (L, C)
+        neutral = (*sample[1:], sample[0]) if len(sample) > 1 else sample
+        self.b = GraphBuilder(input_name, neutral, consumers, "ONNX node", self.name_prefix,
+                              input_one_d=len(sample) == 2)
         for index, node in enumerate(self.graph.node):
             self._convert(index, node)
         return self.b.finish(output, self.metadata)
@@ -136,9 +142,9 @@ class _OnnxConverter(StructuralOps):
         inp = inputs[0]
         dims = [d.dim_value if d.HasField("dim_value") and d.dim_value > 0 else None
                 for d in inp.type.tensor_type.shape.dim]
-        if len(dims) not in (2, 4):
+        if len(dims) not in (2, 3, 4):
             raise ModelError(f"ONNX input '{inp.name}' has rank {len(dims)}; expected (N, C, H, W) "
-                             "images or (N, features) vectors")
+                             "images, (N, C, L) sequences or (N, features) vectors")
         self.static_batch = dims[0]
         sample = dims[1:]
         if self.user_input_shape is not None:
@@ -150,7 +156,7 @@ class _OnnxConverter(StructuralOps):
         elif None in sample:
             raise ModelError(f"ONNX input '{inp.name}' has symbolic dimensions "
                              f"(N, {', '.join('?' if d is None else str(d) for d in sample)}); "
-                             "pass input_shape=(C, H, W) or (features,)")
+                             "pass input_shape=(C, H, W), (C, L) or (features,)")
         return inp.name, tuple(sample)
 
     # ------------------------------------------------------------ helpers
@@ -175,11 +181,22 @@ class _OnnxConverter(StructuralOps):
                              "constant (initializer), but it is computed by the graph")
         return self.constants[name]
 
-    def _need_rank(self, node, t: Tensor, rank: int):
-        if len(t.shape) != rank:
-            expected = "(N, C, H, W)" if rank == 3 else "(N, features)"
+    def _need_rank(self, node, t: Tensor, *ranks: int):
+        """Refuse an input whose ONNX sample rank is none of ``ranks``."""
+        if sample_rank(t) not in ranks:
+            expected = " or ".join({3: "(N, C, H, W)", 2: "(N, C, L)", 1: "(N, features)"}[r] for r in ranks)
+            why = "; flatten it first" if ranks == (1,) and sample_rank(t) > 1 else ""
             raise ModelError(f"ONNX node '{node.name}' ({node.op_type}) expects a {expected} "
-                             f"input, got shape (N, {', '.join(map(str, onnx_shape(t)))})")
+                             f"input, got shape (N, {', '.join(map(str, onnx_shape(t)))}){why}")
+
+    def _map_input(self, node, *ranks: int, position: int = 0):
+        """(input as a map, attributes lifted to 2-D) for a windowed op on
+        (N, C, H, W) or 1-D (N, C, L) tensors."""
+        t = self._layer_input(node, position)
+        self._need_rank(node, t, *ranks)
+        if not t.one_d:
+            return t, node_attributes(node)
+        return self.b.as_map(node.name, node.input[position], t), _lift_1d(node_attributes(node))
 
     def _unused(self, node, position: int, what: str):
         if len(node.output) > position and node.output[position] and \
@@ -263,13 +280,15 @@ class _OnnxConverter(StructuralOps):
         self.constants[node.output[0]] = shape[a.get("start", 0):a.get("end", None)]
 
     def _op_Conv(self, index, node, a):
-        t = self._layer_input(node)
-        self._need_rank(node, t, 3)
+        t, a = self._map_input(node, 3, 2)
         w = self._const(node, 1, "weight")
         b = self._const(node, 2, "bias", optional=True)
-        if w.ndim != 4:
-            raise ModelError(f"ONNX node '{node.name}': only 2-D convolutions are supported, "
-                             f"got a weight of shape {w.shape}")
+        if w.ndim != sample_rank(t) + 1:
+            raise ModelError(f"ONNX node '{node.name}': a weight of shape {w.shape} does not fit an "
+                             f"input of shape (N, {', '.join(map(str, onnx_shape(t)))}); only 2-D "
+                             "and 1-D convolutions are supported")
+        if t.one_d:
+            w = w[:, :, None, :]    # (O, I, k) -> (O, I, 1, k)
         out_ch, in_per_group, kh, kw = w.shape
         channels, group = t.shape[2], a.get("group", 1)
         if group == 1 and in_per_group == channels:
@@ -334,7 +353,7 @@ class _OnnxConverter(StructuralOps):
         t = self._layer_input(node, consts.index(False))
         bias = self.constants[node.input[consts.index(True)]]
         channels = t.shape[-1]
-        rank = len(t.shape) + 1  # with the batch axis; the channel axis is 1
+        rank = sample_rank(t) + 1  # with the batch axis; the channel axis is 1
         shape = (1,) * (rank - bias.ndim) + bias.shape
         if len(shape) != rank or any(d != 1 for i, d in enumerate(shape) if i != 1) or \
                 shape[1] not in (1, channels):
@@ -347,7 +366,7 @@ class _OnnxConverter(StructuralOps):
 
     def _op_Softmax(self, index, node, a):
         t = self._layer_input(node)
-        rank = len(t.shape) + 1
+        rank = sample_rank(t) + 1
         axis = a.get("axis", -1 if self.opset >= 13 else 1)
         # Only the channel (feature) axis maps to the last neutral axis.
         if axis % rank != 1 or (rank != 2 and self.opset < 13):
@@ -368,8 +387,7 @@ class _OnnxConverter(StructuralOps):
                               a.get("epsilon", 1e-5))
 
     def _pool(self, index, node, a, type_: str):
-        t = self._layer_input(node)
-        self._need_rank(node, t, 3)
+        t, a = self._map_input(node, 3, 2)
         kernel = list(a["kernel_shape"])
         self._check_window(node, a, kernel)
         strides = list(a.get("strides", [1, 1]))
@@ -407,8 +425,7 @@ class _OnnxConverter(StructuralOps):
         self._pool(index, node, a, "MaxPooling2D")
 
     def _global_pool(self, index, node, type_: str):
-        t = self._layer_input(node)
-        self._need_rank(node, t, 3)
+        t, _ = self._map_input(node, 3, 2)
         window = [t.shape[0], t.shape[1]]
         self.b.add(node.name, node.output[0], type_,
                    {"pool_size": window, "strides": window, "padding": "valid"}, [t],
@@ -448,3 +465,15 @@ class _OnnxConverter(StructuralOps):
 
     def _op_Identity(self, index, node, a):
         self.b.alias(node.output[0], self._layer_input(node), node.name)
+
+
+def _lift_1d(a: dict) -> dict:
+    """The attributes of a 1-D Conv or pool as those of the 2-D one on (1, L) maps."""
+    lifted = dict(a)
+    for key in ("kernel_shape", "strides", "dilations"):
+        if key in a:
+            lifted[key] = [1, *a[key]]
+    if "pads" in a:
+        p = list(a["pads"])
+        lifted["pads"] = [0, p[0], 0, p[1]] if len(p) == 2 else p   # (begin, end) -> (top, left, bottom, right)
+    return lifted
