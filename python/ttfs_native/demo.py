@@ -11,7 +11,7 @@ accuracy, latency, spikes, operations and speed.
 Defaults come from the calibration stored in the bundled model's metadata
 (``ttfs-native calibrate`` found them on the calibration split; see
 calibrate.py): the percentile and per-layer threshold scales are in the
-weights, and ``metadata["calibration"]["simulation"]`` holds ``duration``,
+weights, and the settings the folder carries (``model.simulation``) hold ``duration``,
 ``dt``, ``v_thresh`` and ``leak``. The bundled defaults: average pooling
 folded into the next layer, percentile 99, per-layer thresholds conv1 x0.707
 and dense x0.354, ``v_thresh`` 1.5, ``dt`` 0.5, ``duration`` 32 (64 steps),
@@ -28,7 +28,6 @@ import numpy as np
 from .datasets import bundled_model, bundled_test_set
 from .model import Model
 from .model.ann import ann_predictions
-from .model.transforms import recommended_simulation
 from .progress import Progress
 from .simulation import Simulator
 
@@ -89,7 +88,7 @@ class DemoReport:
 
 def demo_settings(model: Model, plain: bool = False) -> dict:
     """Simulator settings of the demo: the calibrated ones, or the toolbox's with ``plain``."""
-    sim = None if plain else recommended_simulation(model)
+    sim = {} if plain else {k: v for k, v in model.simulation.items() if k != "coding"}
     return dict(sim or PLAIN_SIMULATION)
 
 

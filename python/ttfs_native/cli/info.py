@@ -2,6 +2,7 @@
 from __future__ import annotations
 
 from ..model import load_model
+from ..model.settings import describe_simulation
 
 
 def add_parser(subparsers):
@@ -15,5 +16,8 @@ def _info(args) -> int:
     for k, v in build_info().items():
         print(f"{k}: {v}")
     if args.model_dir:
-        print(load_model(args.model_dir).summary())
+        model = load_model(args.model_dir)
+        print(model.summary())
+        if not model.simulation:
+            print(describe_simulation(model.simulation))
     return 0

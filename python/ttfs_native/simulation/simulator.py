@@ -10,6 +10,7 @@ import numpy as np
 from ..model import Model, check_input, load_model
 from ..model import connectivity
 from ..model.model import check_input_shape
+from ..model.settings import DEFAULT_CODING
 from ..model.transforms import softmax_to_relu as relu_output
 from .reference import simulate as reference_simulate
 from .params import SimParams
@@ -138,6 +139,26 @@ class Simulator:
                                     device_memory_limit=self.cuda_memory_limit or 0)
             engine_type = core.CpuEngine if self.backend == "cpu" else core.CudaEngine
             self._engine = engine_type(network, config)  # keeps its own copy
+
+    @classmethod
+    def for_model(cls, model_or_dir, **overrides) -> "Simulator":
+        """A Simulator with the settings the model (folder) carries (``model.simulation``);
+        keyword arguments other than None win. A new ``dt`` without a new
+        ``duration`` keeps the stored number of steps. Without stored settings
+        this is ``Simulator(model, **overrides)``.
+        """
+        model = load_model(model_or_dir) if isinstance(model_or_dir, (str, os.PathLike, Path)) else model_or_dir
+        if not isinstance(model, Model):
+            raise TypeError(f"model must be a ttfs_native Model or a model folder path, got {type(model).__name__}")
+        given = {k: v for k, v in overrides.items() if v is not None}
+        settings = dict(model.simulation)
+        if "dt" in given and "duration" not in given and "duration" in settings:
+            settings["duration"] = int(settings["duration"] / settings.get("dt", 1.0)) * given["dt"]
+        settings.update(given)
+        coding = settings.pop("coding", DEFAULT_CODING)
+        if coding != DEFAULT_CODING:
+            raise ValueError(f"coding {coding!r} is not simulated by this version (only {DEFAULT_CODING!r})")
+        return cls(model, **settings)
 
     @classmethod
     def from_toolbox_config(cls, model, config_path, **overrides) -> "Simulator":
