@@ -132,10 +132,14 @@ def ann_view(model: Model) -> Model:
     Dividing a layer's kernel and bias by ``k`` only moves that layer's SNN
     threshold, because the next layer receives spikes, not values; the ANN
     forward pass, however, would pass the scaled values on. For ANN
-    activations and predictions use this view.
+    activations and predictions use this view. It has no calibration record
+    and no simulation settings (so taking the view twice changes nothing).
     """
     scales = model.metadata.get("calibration", {}).get("layer_threshold_scales")
     if not scales:
         return model
-    return apply_layer_scales(model, {name: 1.0 / float(k) for name, k in scales.items()})
+    view = apply_layer_scales(model, {name: 1.0 / float(k) for name, k in scales.items()})
+    view.metadata.pop("calibration")
+    view.simulation = {}
+    return view
 
