@@ -72,6 +72,14 @@ def output_folder(path, option: str = "--out") -> Path:
     return p
 
 
+def output_model_folder(path, option: str = "--out") -> Path:
+    """A folder to write a model into: new, or a model folder to replace; checked before any work."""
+    p = output_folder(path, option)
+    if p.is_dir() and any(p.iterdir()) and not (p / "model.json").is_file():
+        raise CliError(f"{option} {p} is a non-empty folder that holds no model; choose a new folder")
+    return p
+
+
 def plot_folder(path, option: str = "--plot") -> Path:
     """Check the plots can be written (matplotlib present, folder writable), before any work."""
     if importlib.util.find_spec("matplotlib") is None:
@@ -93,16 +101,18 @@ def byte_count(text: str) -> int:
     return int(value * scale)
 
 
-def add_sim_options(p: argparse.ArgumentParser, duration_default=None):
+def add_sim_options(p: argparse.ArgumentParser):
     """Options shared by every command that simulates (unset ones keep the
-    Simulator's defaults, or the values of --config)."""
-    p.add_argument("--duration", type=float, default=duration_default,
-                   help="simulated time; steps = int(duration / dt)"
-                        + ("" if duration_default is None else f" (default {duration_default})"))
-    p.add_argument("--dt", type=float, help="time step (default 1.0)")
-    p.add_argument("--v-thresh", type=float, help="base threshold (default 1.0)")
+    settings the model folder carries, the values of --config, or the
+    Simulator's defaults)."""
+    p.add_argument("--duration", type=float,
+                   help="simulated time; steps = int(duration / dt) (default: the model folder's, else 200 as in the API)")
+    p.add_argument("--dt", type=float, help="time step (default: the model folder's, else 1.0; a new dt "
+                                            "alone keeps the folder's number of steps)")
+    p.add_argument("--v-thresh", type=float, help="base threshold (default: the model folder's, else 1.0)")
     p.add_argument("--tau-refrac", type=float, help="refractory period (default: duration)")
-    p.add_argument("--leak", action="store_true", default=None, help="positive membranes lose 0.1*dt per step")
+    p.add_argument("--leak", action=argparse.BooleanOptionalAction, default=None,
+                   help="positive membranes lose 0.1*dt per step (default: the model folder's, else off)")
     p.add_argument("--backend", default="auto", choices=BACKENDS)
     p.add_argument("--batch-size", type=int, help="samples per backend call")
     p.add_argument("--seed", type=int, help="seed of the softmax output's random stream (default 0)")
@@ -117,17 +127,18 @@ def add_sim_options(p: argparse.ArgumentParser, duration_default=None):
                    help="simulate a softmax output layer as ReLU (SNN Toolbox option)")
     p.add_argument("--config", help="SNN Toolbox config.ini: [simulation] duration, dt, batch_size, "
                                     "num_to_test, [cell] v_thresh, tau_refrac, leak, [conversion] "
-                                    "softmax_to_relu; command-line options override it")
+                                    "softmax_to_relu; command-line options override it, and it "
+                                    "replaces the model folder's settings")
 
 
 def make_simulator(model, args):
-    """A Simulator from the command line (and --config if given)."""
+    """A Simulator from the command line over --config if given, else over the
+    settings the model folder carries."""
     kwargs = dict(duration=args.duration, dt=args.dt, v_thresh=args.v_thresh, tau_refrac=args.tau_refrac,
                   leak=args.leak, backend=args.backend, batch_size=args.batch_size, seed=args.seed,
                   early_stop=args.early_stop, ops_convention=args.ops_convention, num_threads=args.threads,
                   softmax_to_relu=args.softmax_to_relu, cuda_memory_limit=args.cuda_memory_limit)
     if args.config:
         return Simulator.from_toolbox_config(model, args.config, **kwargs)
-    if args.duration is None:
-        raise CliError("--duration is required (or give it in --config)")
-    return Simulator(model, **{k: v for k, v in kwargs.items() if v is not None})
+    # Without --duration and stored settings: the API's default (SEMANTICS.md: duration 200)
+    return Simulator.for_model(model, **kwargs)

@@ -6,6 +6,7 @@ from pathlib import Path
 
 from ..importers import IMPORTERS, import_model
 from ..model import load_model
+from ..model.settings import describe_simulation
 
 
 def add_parser(subparsers):
@@ -30,5 +31,8 @@ def _info(args) -> int:
         for line in model.metadata.get("import_log", []):
             print(f"  {line}")
     else:
-        print(load_model(path).summary())
+        model = load_model(path)
+        print(model.summary())
+        if not model.simulation:   # (a folder's settings are part of its summary)
+            print(describe_simulation(model.simulation))
     return 0

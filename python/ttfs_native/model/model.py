@@ -12,6 +12,7 @@ import numpy as np
 from .ops import apply_layer
 from .layers import (WEIGHTED_TYPES, LayerSpec, ModelError, expected_weight_shapes, infer_shape,
                      normalise_config)
+from .settings import check_simulation, describe_simulation, stored_simulation
 
 FORMAT_NAME = "ttfs-native-model"
 FORMAT_VERSION = 1
@@ -24,11 +25,14 @@ class Model:
     ``weights`` maps a weighted layer's name to ``{"kernel": array, "bias":
     array or None}`` in Keras layouts. The constructor validates everything and
     raises :class:`ModelError` naming the offending layer.
+    ``simulation``: the settings the folder carries for the simulator
+    (settings.py; {} when none).
     """
 
-    def __init__(self, input_shape, layers, weights, metadata=None):
+    def __init__(self, input_shape, layers, weights, metadata=None, simulation=None):
         self.input_shape = _input_shape(input_shape)
         self.metadata = dict(metadata or {})
+        self.simulation = check_simulation(simulation)
         self.layers: list[LayerSpec] = []
         shapes = {INPUT_NAME: self.input_shape}
         if not isinstance(layers, (list, tuple)) or not layers:
@@ -91,6 +95,8 @@ class Model:
             clip = f", max {s.max_value:g}" if s.is_weighted and s.max_value is not None else ""
             extra = f" [{s.activation}{clip}]" if s.is_weighted else ""
             rows.append(f"{s.name}: {s.type} {s.output_shape}{extra} <- {', '.join(s.inbound)}")
+        if self.simulation:
+            rows.append(describe_simulation(self.simulation))
         return "\n".join(rows)
 
     def __repr__(self) -> str:
@@ -117,13 +123,15 @@ class Model:
         if "activation" not in layers[-1]:
             raise ModelError(f"output layer '{self.output_layer.name}' ({self.output_layer.type}) has no activation")
         layers[-1]["activation"] = activation
-        return Model(self.input_shape, layers, self.weights, self.metadata)
+        return Model(self.input_shape, layers, self.weights, self.metadata, self.simulation)
 
     # -------------------------------------------------------------- saving
     def to_json(self) -> dict:
         out = {"format": FORMAT_NAME, "version": FORMAT_VERSION,
                "input_shape": list(self.input_shape),
                "layers": [s.to_json() for s in self.layers]}
+        if self.simulation:
+            out["simulation"] = dict(self.simulation)
         if self.metadata:
             out["metadata"] = self.metadata
         return out
@@ -305,7 +313,11 @@ def load_model(path) -> Model:
         if weighted:
             raise FileNotFoundError(f"missing {npz_path}: it holds the weights of {', '.join(map(str, weighted))}")
     weights = _read_weights(npz_path) if npz_path.exists() else {}
-    return Model(desc.get("input_shape"), layers, weights, desc.get("metadata"))
+    try:
+        simulation = stored_simulation(desc)
+    except ModelError as e:
+        raise ModelError(f"{json_path}: {e}") from None
+    return Model(desc.get("input_shape"), layers, weights, desc.get("metadata"), simulation)
 
 
 def _read_weights(npz_path: Path) -> dict:

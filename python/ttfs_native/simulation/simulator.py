@@ -12,6 +12,7 @@ import numpy as np
 from ..model import Model, check_input, load_model
 from ..model import connectivity
 from ..model.model import check_input_shape, input_range_warning
+from ..model.settings import DEFAULT_CODING
 from ..model.transforms import softmax_to_relu as relu_output
 from .options import EngineOptions
 from .params import SimParams
@@ -153,6 +154,26 @@ class Simulator:
                                 record_spike_times=self.record_spike_times)
         engine_type = core.CpuEngine if self.backend == "cpu" else core.CudaEngine
         return engine_type(network, config, self.options.to_core(core, self.num_threads))  # copies all
+
+    @classmethod
+    def for_model(cls, model_or_dir, **overrides) -> "Simulator":
+        """A Simulator with the settings the model (folder) carries (``model.simulation``);
+        keyword arguments other than None win. A new ``dt`` without a new
+        ``duration`` keeps the stored number of steps. Without stored settings
+        this is ``Simulator(model, **overrides)``.
+        """
+        model = load_model(model_or_dir) if isinstance(model_or_dir, (str, os.PathLike, Path)) else model_or_dir
+        if not isinstance(model, Model):
+            raise TypeError(f"model must be a ttfs_native Model or a model folder path, got {type(model).__name__}")
+        given = {k: v for k, v in overrides.items() if v is not None}
+        settings = dict(model.simulation)
+        if "dt" in given and "duration" not in given and "duration" in settings:
+            settings["duration"] = int(settings["duration"] / settings.get("dt", 1.0)) * given["dt"]
+        settings.update(given)
+        coding = settings.pop("coding", DEFAULT_CODING)
+        if coding != DEFAULT_CODING:
+            raise ValueError(f"coding {coding!r} is not simulated by this version (only {DEFAULT_CODING!r})")
+        return cls(model, **settings)
 
     @classmethod
     def from_toolbox_config(cls, model, config_path, **overrides) -> "Simulator":
