@@ -248,3 +248,19 @@ def test_default_threads_ignore_torch_changing_the_shared_openmp_default(conv_ca
         assert tn.build_info()["threads"] == cpus
     finally:
         torch.set_num_threads(old)
+
+
+@pytest.mark.parametrize("backend", ["reference"] + netgen.NATIVE_BACKENDS)
+def test_parts_run_with_their_offsets_equal_the_whole(backend):
+    """A softmax output draws by the sample's index in the whole input: parts of it
+    simulated on their own (as on Ray workers) with sample_offset give the same results."""
+    model, x, _ = netgen.make("softmax_output", n=10)
+    sim = tn.Simulator(model, duration=12, backend=backend)
+    whole = sim.run(x)
+    parts = [sim.run(x[:4]), sim.run(x[4:], sample_offset=4)]
+    np.testing.assert_array_equal(np.concatenate([p.counts for p in parts]), whole.counts)
+    np.testing.assert_array_equal(np.concatenate([p.predictions for p in parts]), whole.predictions)
+    unkeyed = sim.run(x[4:])
+    assert not np.array_equal(unkeyed.counts, whole.counts[4:])   # the offset matters
+    with pytest.raises(ValueError, match="sample_offset must be a non-negative integer"):
+        sim.run(x, sample_offset=-1)

@@ -18,10 +18,12 @@ struct PyInput {
   py::object array;          // host input: the numpy rows; None for device memory
 
   // From a (samples, ...) float32 numpy array or a DLPackInput.
-  static PyInput make(py::object x, int64_t sample_offset) {
+  static PyInput make(py::object x, int64_t sample_offset, int64_t stream_offset) {
     if (sample_offset < 0) throw py::value_error("Input: sample_offset must be >= 0");
+    if (stream_offset < 0) throw py::value_error("Input: stream_offset must be >= 0");
     PyInput in;
     in.view.sample_offset = sample_offset;
+    in.view.stream_offset = stream_offset;
     if (py::isinstance<DLPackInput>(x)) {
       const DLPackInput& d = x.cast<const DLPackInput&>();
       const std::vector<int64_t> shape = d.shape();
@@ -154,11 +156,14 @@ void bind_engines(py::module_& m) {
   py::class_<PyInput>(m, "Input",
                       "The samples of a run: a (samples, ...) float32 numpy array in host memory, or a "
                       "DLPackInput (read in place where it lives). sample_offset: the index of its first "
-                      "sample in the whole input, which is also its row in the results.")
-      .def(py::init(&PyInput::make), py::arg("x"), py::arg("sample_offset") = 0)
+                      "sample in the whole input, which is also its row in the results. stream_offset: added to a "
+                      "sample's index for its softmax draws only (a part of a larger input simulated on its "
+                      "own draws as in the whole).")
+      .def(py::init(&PyInput::make), py::arg("x"), py::arg("sample_offset") = 0, py::arg("stream_offset") = 0)
       .def("rows", &PyInput::rows, py::arg("lo"), py::arg("hi"), "Samples lo..hi as an Input of their own.")
       .def_property_readonly("samples", [](const PyInput& in) { return in.view.samples; })
       .def_property_readonly("sample_offset", [](const PyInput& in) { return in.view.sample_offset; })
+      .def_property_readonly("stream_offset", [](const PyInput& in) { return in.view.stream_offset; })
       .def_property_readonly("on_device", [](const PyInput& in) { return in.view.on_device; })
       .def_property_readonly("device", [](const PyInput& in) { return in.view.device; })
       .def_property_readonly("array", [](const PyInput& in) { return in.array; },

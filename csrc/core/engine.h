@@ -36,7 +36,10 @@ struct EngineOptions {
 struct Input {
   const float* data = nullptr;
   int64_t samples = 0;
-  int64_t sample_offset = 0;  // index of the first sample in the whole input (softmax draws, results row)
+  int64_t sample_offset = 0;  // index of the first sample in the whole input (results row, softmax draws)
+  // Added to a sample's index for its softmax draws only: a part of a larger
+  // input simulated on its own (e.g. on a Ray worker) draws as in the whole.
+  int64_t stream_offset = 0;
   bool on_device = false;
   int device = -1;
 };

@@ -106,9 +106,9 @@ class SampleRunner {
     softmax_scratch_.resize(net.nodes.back().size);
   }
 
-  // Sample `sample` of the whole input (x: its input), into that row of `out`.
-  void run(const float* x, int64_t sample, const Results& out) {
-    const int64_t row = sample;
+  // Sample `sample` of the whole input (x: its input; `sample` keys its softmax
+  // draws), into row `row` of `out`.
+  void run(const float* x, int64_t row, int64_t sample, const Results& out) {
     reset();
     const int64_t classes = net_.num_classes();
     int32_t* counts = out.counts + row * classes * cfg_.steps;
@@ -469,7 +469,7 @@ void CpuEngine::run(const Input& in, const Results& out) const {
   // threads share each sample's, one sample after another.
   if (samples < wanted && shares_layers_) {
     SampleRunner runner(net_, config_, kernels_, spiking_, spiking_slot_, tables_, wanted, share_policy_);
-    for (int64_t n = 0; n < samples; ++n) runner.run(x + n * in_size, first + n, out);
+    for (int64_t n = 0; n < samples; ++n) runner.run(x + n * in_size, first + n, in.stream_offset + first + n, out);
     return;
   }
   // Otherwise the work is split by sample: more threads than samples would only wait.
@@ -478,7 +478,7 @@ void CpuEngine::run(const Input& in, const Results& out) const {
   {
     SampleRunner runner(net_, config_, kernels_, spiking_, spiking_slot_, tables_);
 #pragma omp for schedule(dynamic, 1)
-    for (int64_t n = 0; n < samples; ++n) runner.run(x + n * in_size, first + n, out);
+    for (int64_t n = 0; n < samples; ++n) runner.run(x + n * in_size, first + n, in.stream_offset + first + n, out);
   }
 }
 

@@ -156,10 +156,10 @@ void CudaEngine::Impl::run(const Input& in, const Results& out) {
     for (int64_t start = 0; start < in.samples; start += chunk) {
       const int64_t n = std::min(chunk, in.samples - start), first = in.sample_offset + start;
       const float* x = chunk_input(in.data + start * in_size, in.on_device, n);
-      if (layer_major)
-        run_chunk_layer(x, n, first);
+      if (layer_major)  // the kernels take the chunk's first sample for the softmax draws
+        run_chunk_layer(x, n, in.stream_offset + first);
       else
-        run_chunk_step(x, n, first);
+        run_chunk_step(x, n, in.stream_offset + first);
       copy_results(n, out, first);
     }
   } catch (...) {

@@ -155,7 +155,9 @@ class ReferenceEngine:
         lo = int(inputs.sample_offset)
         hi = lo + int(inputs.samples)
         x = np.asarray(inputs.array).reshape((hi - lo,) + tuple(self.model.input_shape))
-        raw = simulate(self.model, x, self.params, self.fanouts, sample_offset=lo)
+        # draws keyed by the sample's index in the whole input (stream_offset: of a part run alone)
+        raw = simulate(self.model, x, self.params, self.fanouts,
+                       sample_offset=lo + int(getattr(inputs, "stream_offset", 0)))
         results.counts[lo:hi] = raw["counts"]
         results.synops[lo:hi] = raw["synops_t"]
         results.stop_step[lo:hi] = raw["stop_step"]

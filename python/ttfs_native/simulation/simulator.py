@@ -212,14 +212,21 @@ class Simulator:
     def steps(self) -> int:
         return self.params.steps
 
-    def run(self, x, labels=None, progress=None) -> SimulationResult:
+    def run(self, x, labels=None, progress=None, sample_offset: int = 0) -> SimulationResult:
         """Simulate every sample of ``x`` (N, *input_shape); ``labels`` (N,) give accuracy_t.
 
         ``progress``: optional callable ``progress(done, total)`` after each batch.
+        ``sample_offset``: the index of ``x[0]`` in the whole input when ``x`` is
+        one part of it: a softmax output's random stream is keyed by the sample's
+        index in the whole input (SEMANTICS.md), so parts run with their offsets
+        give the same results as one run on the whole input.
         """
+        if isinstance(sample_offset, bool) or not isinstance(sample_offset, (int, np.integer)) \
+                or sample_offset < 0:
+            raise ValueError(f"sample_offset must be a non-negative integer, got {sample_offset!r}")
         device_input = self._device_input(x)  # input in GPU memory, read in place
         try:
-            return self._run(x, device_input, labels, progress)
+            return self._run(x, device_input, labels, progress, int(sample_offset))
         finally:
             if device_input is not None:
                 device_input.close()
@@ -259,16 +266,16 @@ class Simulator:
             raise
         return view
 
-    def _run(self, x, device_input, labels, progress) -> SimulationResult:
+    def _run(self, x, device_input, labels, progress, stream_offset: int = 0) -> SimulationResult:
         core = _core()
         if device_input is None:
             x = check_input(self.model, x, allow_empty=False)
             warning = input_range_warning(self.model, x)
             if warning:
                 warnings.warn(warning, stacklevel=3)
-            inputs = core.Input(x)
+            inputs = core.Input(x, stream_offset=stream_offset)
         else:
-            inputs = core.Input(device_input)  # read in place on the GPU
+            inputs = core.Input(device_input, stream_offset=stream_offset)  # read in place on the GPU
         n = inputs.samples
         if labels is not None:
             labels = check_labels(labels, n, self.model.num_classes)
