@@ -179,14 +179,21 @@ class Simulator:
     def steps(self) -> int:
         return self.params.steps
 
-    def run(self, x, labels=None, progress=None) -> SimulationResult:
+    def run(self, x, labels=None, progress=None, sample_offset: int = 0) -> SimulationResult:
         """Simulate every sample of ``x`` (N, *input_shape); ``labels`` (N,) give accuracy_t.
 
         ``progress``: optional callable ``progress(done, total)`` after each batch.
+        ``sample_offset``: the index of ``x[0]`` in the whole input when ``x`` is
+        one part of it: a softmax output's random stream is keyed by the sample's
+        index in the whole input (SEMANTICS.md), so parts run with their offsets
+        give the same results as one run on the whole input.
         """
+        if isinstance(sample_offset, bool) or not isinstance(sample_offset, (int, np.integer)) \
+                or sample_offset < 0:
+            raise ValueError(f"sample_offset must be a non-negative integer, got {sample_offset!r}")
         device_input = self._device_input(x)  # input in GPU memory, read in place
         try:
-            return self._run(x, device_input, labels, progress)
+            return self._run(x, device_input, labels, progress, int(sample_offset))
         finally:
             if device_input is not None:
                 device_input.close()
@@ -226,7 +233,7 @@ class Simulator:
             raise
         return view
 
-    def _run(self, x, device_input, labels, progress) -> SimulationResult:
+    def _run(self, x, device_input, labels, progress, offset: int) -> SimulationResult:
         if device_input is None:
             x = check_input(self.model, x, allow_empty=False)
             warning = input_range_warning(self.model, x)
@@ -257,21 +264,22 @@ class Simulator:
         for lo in range(0, n, self.batch_size):
             hi = min(n, lo + self.batch_size)
             if self.backend == "reference":
-                raw = reference_simulate(self.model, x[lo:hi], self.params, self.fanouts, sample_offset=lo)
+                raw = reference_simulate(self.model, x[lo:hi], self.params, self.fanouts,
+                                         sample_offset=offset + lo)
                 counts[lo:hi], synops[lo:hi], stop_step[lo:hi] = raw["counts"], raw["synops_t"], raw["stop_step"]
                 for j, s in enumerate(spiking):
                     if s.name in first:
                         first[s.name][lo:hi] = raw["first_spike_times"][s.name].reshape(hi - lo, -1)
                     spike_counts[lo:hi, j] = raw["spike_counts"][s.name]
             elif self.backend == "cpu":
-                self._engine.run(x[lo:hi].reshape(hi - lo, -1), lo, counts[lo:hi],
+                self._engine.run(x[lo:hi].reshape(hi - lo, -1), offset + lo, counts[lo:hi],
                                  [a[lo:hi] for a in first.values()], spike_counts[lo:hi],
                                  synops[lo:hi], stop_step[lo:hi], self.num_threads)
             else:
                 on_device = device_input is not None
                 self._engine.run_cuda(
                     None if on_device else x[lo:hi].reshape(hi - lo, -1),
-                    device_input.data_ptr + lo * in_bytes if on_device else 0, hi - lo, lo,
+                    device_input.data_ptr + lo * in_bytes if on_device else 0, hi - lo, offset + lo,
                     counts[lo:hi], [a[lo:hi] for a in first.values()], list(device_first.values()), lo,
                     spike_counts[lo:hi], synops[lo:hi], stop_step[lo:hi])
             if progress is not None:
