@@ -250,3 +250,12 @@ def test_cli_in_another_process_joins_a_running_cluster(ray_session, tmp_path):
                               capture_output=True, text=True, env=env, timeout=300)
         assert proc.returncode == 0, proc.stderr
     _assert_npz_equal(tmp_path / "ray.npz", tmp_path / "local.npz")
+
+
+def test_workers_that_do_not_fit_are_refused_not_awaited(ray_session, softmax_case):
+    from ttfs_native.ray import simulate
+    model, x, _, _ = softmax_case
+    with pytest.raises(ValueError, match=r"1 worker\(s\) of 2 CPU\(s\) and 0 GPU\(s\) fit, 2 asked for"):
+        simulate(model, x, workers=2, num_cpus=2, duration=30)
+    with pytest.raises(ValueError, match=r"0 worker\(s\) of 1 CPU\(s\) and 1000 GPU\(s\) fit"):
+        simulate(model, x, workers=1, num_gpus=1000, duration=30, backend="reference")

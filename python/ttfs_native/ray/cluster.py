@@ -53,14 +53,16 @@ def connect(address: str | None = "local", num_cpus: int | None = None):
         ray.shutdown()
 
 
+def _fits(num_cpus: float, num_gpus: float):
+    """(actors of this size the connected cluster holds at once, its resources)."""
+    resources = require_ray().cluster_resources()
+    fits = [resources.get(name, 0) / need for name, need in (("CPU", num_cpus), ("GPU", num_gpus)) if need]
+    return (int(min(fits)) if fits else 1 << 30), resources
+
+
 def default_workers(num_cpus: float = 1, num_gpus: float = 0) -> int:
     """How many actors of this size the connected cluster holds at once (at least 1)."""
-    ray = require_ray()
-    resources = ray.cluster_resources()
-    fits = [resources.get("CPU", 0) / num_cpus] if num_cpus else []
-    if num_gpus:
-        fits.append(resources.get("GPU", 0) / num_gpus)
-    return max(1, int(min(fits))) if fits else 1
+    return max(1, _fits(num_cpus, num_gpus)[0])
 
 
 class _Worker:
@@ -90,7 +92,8 @@ def map_ordered(fn, items, *, workers: int, setup=None, setup_args=(), num_cpus:
     (None without ``setup``); ``setup_args`` go to the object store once, for all actors. ``items`` is
     consumed lazily: at most ``in_flight`` (default ``2 * workers``) items are
     submitted and not yet yielded, so a stream larger than memory flows through.
-    An actor whose process dies (killed, out of memory, node lost) is restarted
+    The workers must fit in the cluster at once (checked, rather than waiting
+    for resources that never come). An actor whose process dies (killed, out of memory, node lost) is restarted
     (``setup`` again) and its unfinished items rerun, up to ``max_restarts``
     times; every item is yielded exactly once. An exception raised by ``fn``
     is an answer, not a fault: it is raised here, not retried.
@@ -102,6 +105,11 @@ def map_ordered(fn, items, *, workers: int, setup=None, setup_args=(), num_cpus:
     ray = require_ray()
     if isinstance(workers, bool) or not isinstance(workers, int) or workers < 1:
         raise ValueError(f"workers must be a positive integer, got {workers!r}")
+    fits, have = _fits(num_cpus, num_gpus)
+    if workers > fits:  # actors that do not fit would wait forever, and their items with them
+        raise ValueError(f"the Ray cluster has {have.get('CPU', 0):g} CPUs and {have.get('GPU', 0):g} GPUs: "
+                         f"{fits} worker(s) of {num_cpus:g} CPU(s) and {num_gpus:g} GPU(s) fit, "
+                         f"{workers} asked for")
     in_flight = in_flight or 2 * workers
     actor_class = ray.remote(_Worker).options(num_cpus=num_cpus, num_gpus=num_gpus,
                                               max_restarts=max_restarts, max_task_retries=max_restarts)
