@@ -36,13 +36,15 @@ def _assert_npz_equal(got_path, want_path):
 
 # ------------------------------------------------------------ without Ray
 @pytest.mark.parametrize("backend", ["reference", "cpu"])
-def test_parts_run_with_their_offsets_equal_one_run(softmax_case, backend):
+def test_parts_run_with_their_offsets_equal_one_run(softmax_case, backend, tmp_path):
     model, x, labels, _ = softmax_case
     sim = tn.Simulator(model, duration=30, backend=backend)
-    whole = sim.run(x[:15])
+    whole = sim.run(x[:15], labels[:15])
     parts = [sim.run(x[lo:lo + 5], sample_offset=lo) for lo in (0, 5, 10)]
-    np.testing.assert_array_equal(np.concatenate([p.counts for p in parts]), whole.counts)
-    np.testing.assert_array_equal(np.concatenate([p.synops_t for p in parts]), whole.synops_t)
+    joined = tn.SimulationResult.concatenate(parts, labels[:15])
+    whole.to_npz(tmp_path / "whole.npz")
+    joined.to_npz(tmp_path / "joined.npz")
+    _assert_npz_equal(tmp_path / "joined.npz", tmp_path / "whole.npz")  # every array, accuracy_t too
     # the softmax output's stream is keyed by the index: without the offsets the parts differ
     unkeyed = np.concatenate([sim.run(x[lo:lo + 5]).counts for lo in (0, 5, 10)])
     assert not np.array_equal(unkeyed, whole.counts)
@@ -231,8 +233,12 @@ def test_shard_inputs_give_the_local_result_in_parts(ray_session, tmp_path):
         assert [p["first_sample"] for p in index["parts"]] == \
             list(np.cumsum([0] + [p["samples"] for p in index["parts"]])[:-1])
         parts = [np.load(out / p["file"]) for p in index["parts"]]
+        assert all(p.files == parts[0].files for p in parts)
+        assert set(want.files) - set(parts[0].files) <= {"accuracy_t", "labels"}
         for key in want.files:
-            if key not in ("ann_ops", "accuracy_t", "labels"):
+            if want[key].ndim == 0:  # per run, e.g. ann_ops
+                assert all(p[key] == want[key] for p in parts), key
+            elif key != "accuracy_t":  # a part's own accuracy
                 np.testing.assert_array_equal(np.concatenate([p[key] for p in parts]), want[key], err_msg=key)
     assert index["accuracy"] == np.mean(want["predictions"] == y)
 

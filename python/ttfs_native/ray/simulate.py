@@ -12,10 +12,12 @@ from __future__ import annotations
 
 import math
 import time
+import warnings
 
 import numpy as np
 
 from ..model import Model, check_input, load_model
+from ..model.model import input_range_warning
 from ..simulation import SimulationResult, Simulator
 from ..simulation.simulator import check_labels
 from .cluster import default_workers, map_ordered
@@ -34,16 +36,13 @@ def _make_simulator(model, options: dict) -> Simulator:
     return Simulator(model, **options)
 
 
-def _simulate_part(sim: Simulator, item) -> dict:
+def _simulate_part(sim: Simulator, item) -> SimulationResult:
     offset, x = item
-    r = sim.run(x, sample_offset=offset)
-    return {"counts": r.counts, "synops_t": r.synops_t, "stop_step": r.stop_step,
-            "first_spike_times": r.first_spike_times, "spike_counts": r.spike_counts,
-            "backend": r.backend}
+    return sim.run(x, sample_offset=offset)
 
 
 class _Plan:
-    """The driver's side: options checked once, worker resources, result metadata."""
+    """The driver's side: the model, the options (checked once), worker resources."""
 
     def __init__(self, model, num_cpus: float, num_gpus: float, options: dict):
         if isinstance(model, Model):
@@ -61,16 +60,18 @@ class _Plan:
             self.options["num_threads"] = int(num_cpus)
         # Checks every option here, before any worker starts (the reference
         # backend builds no engine, so this is cheap).
-        self.template = Simulator(self.model, **dict(self.options, backend="reference"))
+        Simulator(self.model, **dict(self.options, backend="reference"))
+        self._warned = False
 
-    def result(self, parts: list, labels, wall: float, backend: str) -> SimulationResult:
-        t = self.template
-        raw = {key: np.concatenate([p[key] for p in parts]) for key in ("counts", "synops_t", "stop_step")}
-        for key in ("first_spike_times", "spike_counts"):
-            raw[key] = {name: np.concatenate([p[key][name] for p in parts]) for name in parts[0][key]}
-        return SimulationResult.from_raw(
-            raw, labels=labels, ann_ops=t.ann_ops, neurons={s.name: s.size for s in t.model.spiking_layers},
-            dt=t.params.dt, backend=backend, ops_convention=t.ops_convention, wall_time=wall)
+    def check(self, x) -> np.ndarray:
+        """``x`` as the Simulator takes it; the warning of an input outside the
+        normalisation range is given here, once (the workers' go to their logs)."""
+        x = check_input(self.model, x, allow_empty=False)
+        warning = None if self._warned else input_range_warning(self.model, x)
+        if warning:
+            self._warned = True
+            warnings.warn(warning, stacklevel=4)
+        return x
 
 
 def simulate_chunks(model, chunks, *, workers: int | None = None, num_cpus: float = 1, num_gpus: float = 0,
@@ -94,7 +95,7 @@ def simulate_chunks(model, chunks, *, workers: int | None = None, num_cpus: floa
     def items():
         offset = 0
         for x, labels in chunks:
-            x = check_input(plan.model, x, allow_empty=False)
+            x = plan.check(x)
             if labels is not None:
                 labels_of[offset] = check_labels(labels, x.shape[0], plan.model.num_classes)
             offsets.append(offset)
@@ -107,7 +108,7 @@ def simulate_chunks(model, chunks, *, workers: int | None = None, num_cpus: floa
                                          num_gpus=plan.num_gpus)):
         offset = offsets[i]
         now = time.perf_counter()
-        yield offset, plan.result([part], labels_of.pop(offset, None), now - start, part["backend"])
+        yield offset, SimulationResult.concatenate([part], labels_of.pop(offset, None), now - start)
         start = now
 
 
@@ -121,7 +122,7 @@ def simulate(model, x, labels=None, *, workers: int | None = None, chunk_size: i
     """
     plan = _Plan(model, num_cpus, num_gpus, simulator_options)
     workers = workers or default_workers(plan.num_cpus, plan.num_gpus)
-    x = check_input(plan.model, x, allow_empty=False)
+    x = plan.check(x)
     n = x.shape[0]
     if labels is not None:
         labels = check_labels(labels, n, plan.model.num_classes)
@@ -134,4 +135,4 @@ def simulate(model, x, labels=None, *, workers: int | None = None, chunk_size: i
     parts = list(map_ordered(_simulate_part, items, workers=workers, setup=_make_simulator,
                              setup_args=(plan.model, plan.options), num_cpus=plan.num_cpus,
                              num_gpus=plan.num_gpus))
-    return plan.result(parts, labels, time.perf_counter() - start, parts[0]["backend"])
+    return SimulationResult.concatenate(parts, labels, time.perf_counter() - start)
