@@ -47,9 +47,12 @@ def _simulate(args) -> int:
     for name in ("workers", "chunk_size", "gpus_per_worker", "label_column"):
         if getattr(args, name) is not None:
             raise CliError(f"--{name.replace('_', '-')} needs --ray")
-    if Path(args.input).is_dir() or args.input.endswith(".parquet"):
-        raise CliError(f"--input {args.input}: directories of shards and Parquet are read through Ray; "
-                       "add --ray local (or a cluster's address)")
+    p = Path(args.input)
+    if (p.is_dir() and (any(p.glob("*.npy")) or any(p.glob("*.parquet")))) \
+            or (p.is_file() and p.suffix == ".parquet"):
+        what = "a folder, not a file" if p.is_dir() else "Parquet"
+        raise CliError(f"--input {p} is {what}; folders of .npy shards and Parquet input are read "
+                       "through Ray: add --ray local (or a cluster's address)")
     out, plots = _outputs(args)
     model = load_model(args.model_dir)
     x = load_array(args.input, "input")
