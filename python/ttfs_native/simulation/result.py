@@ -1,12 +1,19 @@
 """What a simulation run returns."""
 from __future__ import annotations
 
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, fields
 from pathlib import Path
 
 import numpy as np
 
 from .metrics import LayerMetrics, Metrics
+
+
+# Fields of SimulationResult: what from_raw reads, the other per-sample ones
+# (arrays or dicts of arrays, first axis the sample), what from_raw derives.
+_RAW = ("counts", "synops_t", "stop_step", "first_spike_times", "spike_counts")
+_PER_SAMPLE = ("input_macs", "layer_acs")
+_DERIVED = ("predictions", "labels", "accuracy_t")
 
 
 @dataclass
@@ -70,6 +77,26 @@ class SimulationResult:
                    first_spike_times=raw["first_spike_times"], spike_counts=raw["spike_counts"],
                    synops_t=raw["synops_t"], stop_step=raw["stop_step"], labels=labels,
                    accuracy_t=accuracy_t, **info)
+
+    @classmethod
+    def concatenate(cls, parts: list, labels=None, wall_time: float | None = None) -> "SimulationResult":
+        """The result of consecutive parts of an input (each run with its
+        ``sample_offset``) as one: equal to the result of one run on the whole
+        input. ``labels`` of all samples give ``accuracy_t``, computed from the
+        whole; ``wall_time`` defaults to the parts' sum."""
+        def joined(values):
+            if values[0] is None:
+                return None
+            if isinstance(values[0], dict):
+                return {name: np.concatenate([v[name] for v in values]) for name in values[0]}
+            return np.concatenate(values)
+
+        per_sample = {name: joined([getattr(p, name) for p in parts]) for name in _RAW + _PER_SAMPLE}
+        raw = {name: per_sample.pop(name) for name in _RAW}
+        info = {f.name: getattr(parts[0], f.name) for f in fields(cls)
+                if f.name not in _PER_SAMPLE + _RAW + _DERIVED}
+        info.update(per_sample, wall_time=sum(p.wall_time for p in parts) if wall_time is None else wall_time)
+        return cls.from_raw(raw, labels=labels, **info)
 
     # ------------------------------------------------------------ summaries
     @property
