@@ -265,3 +265,44 @@ def test_workers_that_do_not_fit_are_refused_not_awaited(ray_session, softmax_ca
         simulate(model, x, workers=2, num_cpus=2, duration=30)
     with pytest.raises(ValueError, match=r"0 worker\(s\) of 1 CPU\(s\) and 1000 GPU\(s\) fit"):
         simulate(model, x, workers=1, num_gpus=1000, duration=30, backend="reference")
+
+
+def test_calibration_sweep_on_ray_chooses_what_one_process_chooses(ray_session):
+    """The calibration's settings simulated on Ray workers (issue 16 item 3): same trials, same choice."""
+    from ttfs_native.datasets import bundled_calibration_set, bundled_model
+    from ttfs_native.ray import mapper
+    model = bundled_model(plain=True)
+    x, y = bundled_calibration_set()
+    grid = dict(max_steps=24, percentiles=(99.0, 99.9), v_thresh=(1.0, 1.5), dts=(1.0,), fold_pooling=(False,),
+                per_channel=(False,), layer_factors=(0.8, 1.25), holdout=0.3, backend="cpu", num_threads=1)
+    local = tn.calibrate(model, x[:120], y[:120], **grid)
+    on_ray = tn.calibrate(model, x[:120], y[:120], mapper=mapper(workers=2), **grid)
+    assert on_ray.best.setting == local.best.setting
+    assert on_ray.model.simulation == local.model.simulation
+    assert {t.setting: t.accuracy for t in on_ray.trials} == {t.setting: t.accuracy for t in local.trials}
+    assert on_ray.simulated_samples == local.simulated_samples
+    np.testing.assert_array_equal(on_ray.model.ann_forward(x[:5]), local.model.ann_forward(x[:5]))
+
+
+def test_convert_with_labels_on_ray_writes_the_local_folder(ray_session, tmp_path, capsys):
+    pytest.importorskip("onnx")
+    from test_convert_cli import _tiny_onnx
+    from ttfs_native.model.ann import ann_predictions
+    net = _tiny_onnx(tmp_path / "net.onnx")
+    x = np.random.default_rng(1).uniform(0, 1, (60, 6, 6, 1)).astype(np.float32)
+    np.save(tmp_path / "x.npy", x)
+    np.save(tmp_path / "y.npy", ann_predictions(tn.from_onnx(net), x))
+    args = ["convert", str(net), "--calibration", str(tmp_path / "x.npy"), "--labels", str(tmp_path / "y.npy"),
+            "--max-steps", "16", "--threads", "1"]
+    assert main(args + ["--out", str(tmp_path / "local")]) == 0
+    assert main(args + ["--out", str(tmp_path / "ray"), "--ray", "local", "--workers", "2"]) == 0
+    local, on_ray = tn.load_model(tmp_path / "local"), tn.load_model(tmp_path / "ray")
+    assert on_ray.simulation == local.simulation
+    assert on_ray.metadata["calibration"] == local.metadata["calibration"]
+
+
+def test_ray_options_of_convert_need_labels(tmp_path, capsys):
+    np.save(tmp_path / "x.npy", np.zeros((2, 6, 6, 1), np.float32))
+    code = main(["convert", str(tmp_path / "net.onnx"), "--calibration", str(tmp_path / "x.npy"),
+                 "--out", str(tmp_path / "o"), "--ray", "local"])
+    assert code == 2 and "need --labels" in capsys.readouterr().err

@@ -12,7 +12,7 @@ from ..model import load_model
 from ..model.settings import describe_simulation
 from ..progress import Progress
 from ..simulation import BACKENDS
-from .common import CliError, load_array, output_model_folder
+from .common import CliError, add_sweep_options, load_array, output_model_folder, sweep_mapper
 
 
 def _floats(text: str) -> list:
@@ -51,6 +51,7 @@ def add_parser(subparsers):
     p.add_argument("--threads", type=int, default=None)
     p.add_argument("--out", help="write the calibrated model folder here")
     p.add_argument("--verbose", action="store_true", help="print a line per stage of the search")
+    add_sweep_options(p)
     p.set_defaults(func=_calibrate)
 
 
@@ -71,14 +72,15 @@ def _calibrate(args) -> int:
         if args.num_samples < 1:
             raise CliError(f"--num-samples must be >= 1, got {args.num_samples}")
         x, y = x[:args.num_samples], y[:args.num_samples]
-    result = calibrate(model, x, y, max_steps=args.max_steps, percentiles=args.percentiles,
-                       v_thresh=args.v_thresh, dts=args.dt, leaks=(False, True) if args.try_leak else (False,),
-                       fold_pooling=(False,) if args.no_fold else (False, True),
-                       per_channel=(False,) if args.no_per_channel else (False, True),
-                       layer_factors=args.layer_factors, holdout=args.holdout, backend=args.backend,
-                       num_threads=args.threads,
-                       log=(lambda line: print(line, file=sys.stderr)) if args.verbose else None,
-                       progress=lambda stage: Progress(desc=f"calibrating: {stage}"))
+    with sweep_mapper(args) as mapper:
+        result = calibrate(model, x, y, max_steps=args.max_steps, percentiles=args.percentiles,
+                           v_thresh=args.v_thresh, dts=args.dt, leaks=(False, True) if args.try_leak else (False,),
+                           fold_pooling=(False,) if args.no_fold else (False, True),
+                           per_channel=(False,) if args.no_per_channel else (False, True),
+                           layer_factors=args.layer_factors, holdout=args.holdout, backend=args.backend,
+                           num_threads=args.threads or (1 if mapper else None), mapper=mapper,
+                           log=(lambda line: print(line, file=sys.stderr)) if args.verbose else None,
+                           progress=lambda stage: Progress(desc=f"calibrating: {stage}"))
     print(result.summary())
     print(describe_simulation(result.model.simulation))
     if out_dir:

@@ -3,6 +3,7 @@ the simulation options and the Simulator they make."""
 from __future__ import annotations
 
 import argparse
+import contextlib
 import importlib.util
 import math
 import os
@@ -142,3 +143,32 @@ def make_simulator(model, args):
         return Simulator.from_toolbox_config(model, args.config, **kwargs)
     # Without --duration and stored settings: the API's default (SEMANTICS.md: duration 200)
     return Simulator.for_model(model, **kwargs)
+
+
+def add_sweep_options(p: argparse.ArgumentParser):
+    """--ray/--workers for the calibration's parameter sweep."""
+    g = p.add_argument_group("Ray (pip install 'ttfs-native[ray]')")
+    g.add_argument("--ray", metavar="ADDRESS",
+                   help="simulate the calibration's settings on Ray: 'local' starts one on this machine, or a "
+                        "cluster's address (ray://host:10001, host:6379, 'auto'); the choice is the same as in "
+                        "this process")
+    g.add_argument("--workers", type=int, help="Ray workers, one CPU thread each (default: this machine's "
+                                               "cores with 'local', else what the cluster holds)")
+
+
+@contextlib.contextmanager
+def sweep_mapper(args):
+    """The calibration's mapper for --ray (None without), Ray connected meanwhile."""
+    if args.ray is None:
+        if args.workers is not None:
+            raise CliError("--workers needs --ray")
+        yield None
+        return
+    from ..ray import connect, default_workers, mapper, require_ray
+    require_ray()   # or an ImportError saying how to install it
+    if args.workers is not None and args.workers < 1:
+        raise CliError(f"--workers must be >= 1, got {args.workers}")
+    local = args.ray == "local"
+    workers = args.workers or ((os.cpu_count() or 1) if local else None)
+    with connect(args.ray, num_cpus=workers if local else None):
+        yield mapper(workers or default_workers())

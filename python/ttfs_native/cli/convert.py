@@ -25,7 +25,7 @@ from ..model.settings import describe_simulation
 from ..model.transforms import fold_average_pooling, softmax_to_relu
 from ..progress import Progress
 from ..simulation import BACKENDS
-from .common import CliError, load_array, output_model_folder
+from .common import CliError, add_sweep_options, load_array, output_model_folder, sweep_mapper
 
 
 def add_parser(subparsers):
@@ -61,6 +61,7 @@ def add_parser(subparsers):
     p.add_argument("--threads", type=int, default=None, help="CPU threads of the calibration (default: all)")
     p.add_argument("--verbose", action="store_true", help="print the calibration's table of settings")
     p.add_argument("--out", required=True, help="model folder to write")
+    add_sweep_options(p)
     p.set_defaults(func=_convert_command)
 
 
@@ -75,6 +76,8 @@ def _convert_command(args) -> int:
             raise CliError(f"--num-calibration must be >= 1, got {args.num_calibration}")
         x = x[:args.num_calibration]
         y = y[:args.num_calibration] if y is not None else None
+    if y is None and (args.ray or args.workers):
+        raise CliError("--ray/--workers run the calibration: they need --labels")
     ann = import_model(args.model)
     if y is not None:
         return _calibrated(ann, x, y, out, args)
@@ -104,9 +107,11 @@ def _calibrated(ann, x, y, out: Path, args) -> int:
     def log(line):
         print(line, file=sys.stderr, flush=True)
 
-    result = calibrated_conversion(ann, x, y, max_steps=args.max_steps, holdout=args.holdout,
-                                   backend=args.backend, num_threads=args.threads, log=log,
-                                   progress=lambda stage: Progress(desc=f"calibrating: {stage}", unit="sample"))
+    with sweep_mapper(args) as mapper:
+        threads = args.threads or (1 if mapper else None)   # on Ray: one thread per worker
+        result = calibrated_conversion(ann, x, y, max_steps=args.max_steps, holdout=args.holdout,
+                                       backend=args.backend, num_threads=threads, log=log, mapper=mapper,
+                                       progress=lambda stage: Progress(desc=f"calibrating: {stage}", unit="sample"))
     model = result.model
     model.save(out)
     print(result.summary() if args.verbose else model.summary())

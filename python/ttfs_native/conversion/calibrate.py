@@ -195,15 +195,41 @@ class CalibrationResult:
 
 
 class _Search:
-    """Simulates settings on slices of the calibration set, caching trials."""
+    """Simulates settings on slices of the calibration set, caching trials.
 
-    def __init__(self, structures: dict, stats: dict, x, y, max_steps, backend, num_threads):
+    ``mapper``: optional ``mapper(fn, items, setup, setup_args)`` yielding
+    ``fn(setup(*setup_args), item)`` for each item, in order, e.g. on Ray
+    workers (ttfs_native.ray.mapper); the trials of a rung are then simulated
+    in parallel, and the result is the same as without it."""
+
+    def __init__(self, structures: dict, stats: dict, x, y, max_steps, backend, num_threads, mapper=None):
         self.structures, self.stats = structures, stats
         self.x, self.y, self.max_steps = x, y, max_steps
         self.backend, self.num_threads = backend, num_threads
+        self.mapper = mapper
         self.trials: dict = {}
         self.simulated = 0
         self.tick = None          # progress callback of the current stage
+
+    def state(self) -> tuple:
+        """What a worker needs to simulate trials (see :func:`_worker_search`)."""
+        return (self.structures, self.stats, self.x, self.y, self.max_steps, self.backend, self.num_threads)
+
+    def run_many(self, settings: list, rows: slice) -> list:
+        """:meth:`run` of each setting, in order (on the mapper's workers where given)."""
+        todo = [s for s in dict.fromkeys(settings) if (s, rows.start, rows.stop) not in self.trials]
+        if self.mapper is not None and len(todo) > 1:
+            items = [(s, rows.start, rows.stop) for s in todo]
+            for (s, lo, hi), trial in zip(items, self.mapper(_worker_trial, items, _worker_search, (self.state(),))):
+                self._record((s, lo, hi), trial)
+        return [self.run(s, rows) for s in settings]
+
+    def _record(self, key, trial: Trial) -> Trial:
+        self.trials[key] = trial
+        self.simulated += trial.num_samples
+        if self.tick is not None:
+            self.tick(trial.num_samples)
+        return trial
 
     def model(self, s: Setting) -> Model:
         base = self.structures[s.fold_pooling]
@@ -223,11 +249,7 @@ class _Search:
         trial = Trial(s, len(y), r.accuracy_t, _margin(r, y, s.dt, self.max_steps), r.mean_latency_steps,
                       r.spikes_per_neuron, r.synops_per_sample / ann_ops if ann_ops else float("nan"),
                       float(np.mean(r.predictions >= 0)))
-        self.trials[key] = trial
-        self.simulated += len(y)
-        if self.tick is not None:
-            self.tick(len(y))
-        return trial
+        return self._record(key, trial)
 
     def halving(self, settings: list, n: int, first: int = FIRST_RUNG, keep: int = 1) -> list:
         """Successive halving (by thirds) of ``settings`` on ``[0, first)``, ``[0, 3 first)``,
@@ -235,7 +257,7 @@ class _Search:
         settings = list(dict.fromkeys(settings))
         size = min(n, first)
         while True:
-            trials = sorted((self.run(s, slice(0, size)) for s in settings), key=lambda t: t.score, reverse=True)
+            trials = sorted(self.run_many(settings, slice(0, size)), key=lambda t: t.score, reverse=True)
             if size >= n:
                 return trials
             settings = [t.setting for t in trials[:max(keep, math.ceil(len(trials) / 3))]]
@@ -250,6 +272,17 @@ class _Search:
             if size >= n:
                 return total
             count, size = max(keep, math.ceil(count / 3)), min(n, size * 3)
+
+
+def _worker_search(state: tuple) -> _Search:
+    """A worker's own search over the shared calibration data (built once per worker;
+    one object, so that the statistics still belong to their structures)."""
+    return _Search(*state)
+
+
+def _worker_trial(search: _Search, item) -> Trial:
+    setting, lo, hi = item
+    return search.run(setting, slice(lo, hi))
 
 
 def _margin(r, y: np.ndarray, dt: float, max_steps: int) -> float:
@@ -289,7 +322,7 @@ def calibrate(model_or_ann: Model, x_cal, y_cal, max_steps: int = 64,
               leaks=DEFAULT_LEAKS, fold_pooling=(False, True), per_channel=DEFAULT_PER_CHANNEL,
               layer_factors=DEFAULT_LAYER_FACTORS, layer_rounds: int = 1, holdout: float = DEFAULT_HOLDOUT,
               backend: str = "auto", num_threads: int | None = None, log=None,
-              progress=None) -> CalibrationResult:
+              progress=None, mapper=None) -> CalibrationResult:
     """Search the grid, then per-layer threshold scales, choose on a held-out part.
 
     ``model_or_ann``: the converted ANN, normalised or not (normalisation is
@@ -303,7 +336,9 @@ def calibrate(model_or_ann: Model, x_cal, y_cal, max_steps: int = 64,
     search part). ``log``: optional callable receiving a line per stage.
     ``progress``: optional ``progress(stage) -> callback(done, total)``
     factory (e.g. ``lambda stage: Progress(desc=stage)``); callbacks with a
-    ``close()`` are closed after their stage.
+    ``close()`` are closed after their stage. ``mapper``: simulate the settings
+    of each stage in parallel, e.g. ``ttfs_native.ray.mapper(workers=4)``
+    (same result as without).
     Returns a :class:`CalibrationResult` whose ``model`` is normalised and
     scaled for the chosen setting and carries its simulation settings.
     """
@@ -333,7 +368,7 @@ def calibrate(model_or_ann: Model, x_cal, y_cal, max_steps: int = 64,
     ann_pred = ann_predictions(ann, x)
     ann_accuracy = float(np.mean(ann_pred == y))
     order = np.concatenate([fit_rows, hold_rows])
-    search = _Search(structures, stats, x[order], y[order], int(max_steps), backend, num_threads)
+    search = _Search(structures, stats, x[order], y[order], int(max_steps), backend, num_threads, mapper)
     n_fit, n_all = len(fit_rows), len(order)
 
     def stage(name: str, total: int):
@@ -397,7 +432,7 @@ def calibrate(model_or_ann: Model, x_cal, y_cal, max_steps: int = 64,
         if plain not in finalists:
             finalists.append(plain)
         bar = stage("held-out check", len(finalists) * (n_all - n_fit))
-        holdout_trials = sorted((search.run(t.setting, slice(n_fit, n_all)) for t in finalists),
+        holdout_trials = sorted(search.run_many([t.setting for t in finalists], slice(n_fit, n_all)),
                                 key=lambda t: (t.score, full[t.setting].score), reverse=True)
         end(bar)
         best = full[holdout_trials[0].setting]

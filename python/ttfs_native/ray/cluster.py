@@ -142,3 +142,14 @@ def _collect(ray, pending, outstanding):
         raise
     except ray.exceptions.RayError as e:  # restarts used up, node lost, ...
         raise RuntimeError(f"a Ray worker failed: {e}") from None
+
+
+def mapper(workers: int, num_cpus: float = 1, num_gpus: float = 0):
+    """A ``mapper(fn, items, setup, setup_args)`` for :func:`ttfs_native.calibrate`
+    (and ``convert`` with labels): each stage's settings simulated on ``workers``
+    actors of the connected Ray (see :func:`connect`), results in order, so the
+    calibration chooses exactly what it chooses in one process."""
+    def run(fn, items, setup, setup_args):
+        return list(map_ordered(fn, items, workers=workers, setup=setup, setup_args=setup_args,
+                                num_cpus=num_cpus, num_gpus=num_gpus))
+    return run
