@@ -10,6 +10,7 @@ from pathlib import Path
 import numpy as np
 
 from .ops import apply_layer
+from .window_settings import WINDOW_CODING, check_window_settings
 from .layers import (LayerSpec, ModelError, expected_weight_shapes, infer_shape,
                      normalise_config)
 
@@ -26,7 +27,7 @@ class Model:
     raises :class:`ModelError` naming the offending layer.
     """
 
-    def __init__(self, input_shape, layers, weights, metadata=None):
+    def __init__(self, input_shape, layers, weights, metadata=None, simulation=None):
         self.input_shape = _input_shape(input_shape)
         self.metadata = dict(metadata or {})
         self.layers: list[LayerSpec] = []
@@ -39,6 +40,8 @@ class Model:
             shapes[spec.name] = spec.output_shape
         self._check_graph()
         self.weights = _check_weights(self.layers, weights)
+        # The simulation settings the folder carries (settings_schema.md); {} when absent.
+        self.simulation = _check_simulation(simulation, self)
 
     # ----------------------------------------------------------- structure
     @property
@@ -111,7 +114,7 @@ class Model:
         if "activation" not in layers[-1]:
             raise ModelError(f"output layer '{self.output_layer.name}' ({self.output_layer.type}) has no activation")
         layers[-1]["activation"] = activation
-        return Model(self.input_shape, layers, self.weights, self.metadata)
+        return Model(self.input_shape, layers, self.weights, self.metadata, self.simulation)
 
     # -------------------------------------------------------------- saving
     def to_json(self) -> dict:
@@ -120,6 +123,8 @@ class Model:
                "layers": [s.to_json() for s in self.layers]}
         if self.metadata:
             out["metadata"] = self.metadata
+        if self.simulation:
+            out["simulation"] = self.simulation
         return out
 
     def save(self, path) -> Path:
@@ -174,6 +179,25 @@ def _parse_layer(raw, index: int, shapes: dict, previous: list) -> LayerSpec:
                      input_shapes=[shapes[n] for n in inbound])
     spec.output_shape = infer_shape(spec)
     return spec
+
+
+def _check_simulation(settings, model) -> dict:
+    """A validated copy of the "simulation" object (ModelError naming the key)."""
+    if settings is None:
+        return {}
+    if not isinstance(settings, dict):
+        raise ModelError(f"'simulation' must be an object, got {type(settings).__name__}")
+    out = dict(settings)
+    coding = out.get("coding", "ttfs-dyn-thresh")
+    if coding not in ("ttfs-dyn-thresh", WINDOW_CODING):
+        raise ModelError(f"'simulation.coding' must be 'ttfs-dyn-thresh' or '{WINDOW_CODING}', got {coding!r}")
+    if coding == WINDOW_CODING:
+        if "window" not in out:
+            raise ModelError(f"'simulation': coding '{WINDOW_CODING}' needs a 'window' object")
+        out["window"] = check_window_settings(out["window"], model)
+    elif "window" in out:
+        raise ModelError("'simulation.window' is only used by coding 'ttfs-window'")
+    return out
 
 
 def _as_float32(name: str, what: str, value) -> np.ndarray:
@@ -276,7 +300,8 @@ def load_model(path) -> Model:
     if desc.get("version") != FORMAT_VERSION:
         raise ModelError(f"{json_path}: unsupported version {desc.get('version')!r} (this reader knows {FORMAT_VERSION})")
     weights = _read_weights(npz_path) if npz_path.exists() else {}
-    return Model(desc.get("input_shape"), desc.get("layers"), weights, desc.get("metadata"))
+    return Model(desc.get("input_shape"), desc.get("layers"), weights, desc.get("metadata"),
+                 desc.get("simulation"))
 
 
 def _read_weights(npz_path: Path) -> dict:

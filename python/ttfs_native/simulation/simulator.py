@@ -12,6 +12,8 @@ from ..model import connectivity
 from ..model.model import check_input_shape
 from ..model.transforms import softmax_to_relu as relu_output
 from .reference import simulate as reference_simulate
+from .window_plan import plan_for
+from .window_reference import simulate as window_simulate
 from .params import SimParams
 from .result import SimulationResult
 
@@ -82,7 +84,8 @@ class Simulator:
                  batch_size: int | None = None, seed: int = 0, early_stop: bool = False,
                  ops_convention: str = "exact", num_threads: int | None = None,
                  softmax_to_relu: bool = False, record_spike_times: bool = True,
-                 spike_times_on_device: bool = False, cuda_memory_limit: int | None = None):
+                 spike_times_on_device: bool = False, cuda_memory_limit: int | None = None,
+                 coding: str = "ttfs-dyn-thresh", window: dict | None = None):
         if isinstance(model, (str, os.PathLike, Path)):
             model = load_model(model)
         if not isinstance(model, Model):
@@ -96,9 +99,14 @@ class Simulator:
         self.record_spike_times = bool(record_spike_times)
         self.model = model
         self.params = SimParams(duration=duration, dt=dt, v_thresh=v_thresh, tau_refrac=tau_refrac,
-                                leak=leak, seed=seed, early_stop=early_stop)
+                                leak=leak, seed=seed, early_stop=early_stop, coding=coding)
+        # ttfs-window (docs/WINDOW_SEMANTICS.md): windows from `window` or the model's settings
+        self._window_plan = plan_for(model, window) if coding == "ttfs-window" else None
+        if self._window_plan is not None and self.params.steps < self._window_plan.read_step:
+            raise ValueError(f"coding 'ttfs-window': the output of this model is read at step "
+                             f"{self._window_plan.read_step}; duration / dt gives only {self.params.steps} steps")
         out = model.output_layer
-        if early_stop and out.is_weighted and out.activation == "softmax":
+        if early_stop and coding != "ttfs-window" and out.is_weighted and out.activation == "softmax":
             raise ValueError("early_stop needs a ReLU output layer: a softmax output fires at random "
                              "from the first step")
         if ops_convention not in connectivity.CONVENTIONS:
@@ -119,6 +127,9 @@ class Simulator:
             raise ValueError(f"num_threads must be a positive integer or None, got {num_threads!r}")
         self.num_threads = int(num_threads) if num_threads else default_threads()
         self.backend = self._pick_backend(backend)
+        if self._window_plan is not None and self.backend != "reference":
+            raise ValueError(f"coding 'ttfs-window' is not implemented by the {self.backend} backend yet; "
+                             "use backend='reference'")
         self.spike_times_on_device = bool(spike_times_on_device)
         if self.spike_times_on_device and (self.backend != "cuda" or not self.record_spike_times):
             raise ValueError("spike_times_on_device needs backend='cuda' and record_spike_times=True "
@@ -251,7 +262,9 @@ class Simulator:
         for lo in range(0, n, self.batch_size):
             hi = min(n, lo + self.batch_size)
             if self.backend == "reference":
-                raw = reference_simulate(self.model, x[lo:hi], self.params, self.fanouts, sample_offset=lo)
+                raw = reference_simulate(self.model, x[lo:hi], self.params, self.fanouts, sample_offset=lo) \
+                    if self._window_plan is None else \
+                    window_simulate(self.model, x[lo:hi], self.params, self.fanouts, self._window_plan)
                 counts[lo:hi], synops[lo:hi], stop_step[lo:hi] = raw["counts"], raw["synops_t"], raw["stop_step"]
                 for j, s in enumerate(spiking):
                     if s.name in first:
