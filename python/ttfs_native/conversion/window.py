@@ -32,7 +32,6 @@ from ..simulation.window_plan import WindowPlan, build_window_plan
 from .normalise import check_percentile, normalise
 
 DEFAULT_PERCENTILE = 99.99
-SENSITIVITY_STEPS = 16   # window of the one quantised node when measuring its sensitivity
 U32 = 2.0 ** -24         # float32 unit roundoff
 
 
@@ -176,20 +175,30 @@ def _split(weights: dict, budget: int) -> dict:
     return dict(zip(names, base.tolist()))
 
 
-def measure_sensitivity(model: Model, x, window: dict, steps: int = SENSITIVITY_STEPS) -> dict:
-    """Mean squared output error (output units) when only one node is quantised,
-    at ``steps`` levels, for the input and every windowed layer."""
-    probe = dict(window, input_steps=steps, steps={n: steps for n in window["steps"]})
-    plan = build_window_plan(model, probe)
-    exact = quantised_forward(model, x, plan, quantise=())
-    return {node: float(np.mean((quantised_forward(model, x, plan, quantise=[node]) - exact) ** 2))
-            for node in [INPUT_NAME] + list(window["steps"])}
+def measure_sensitivity(model: Model, x, window: dict, probes=None) -> dict:
+    """c_n = max over the probe resolutions S of S^2 * (mean squared output error,
+    output units, when only node n is quantised to S levels), for the input and
+    every windowed layer. (Quantisation noise power falls as 1/S^2; several
+    probes guard against a resolution that happens to fit the data, such as
+    16 levels for inputs that are multiples of 1/16.)"""
+    if probes is None:
+        share = max(2, (sum(window["steps"].values()) + window["input_steps"]) // (len(window["steps"]) + 1))
+        probes = sorted({max(2, share // 2), share, 2 * share})
+    nodes = [INPUT_NAME] + list(window["steps"])
+    out = dict.fromkeys(nodes, 0.0)
+    for steps in probes:
+        plan = build_window_plan(model, dict(window, input_steps=steps, steps={n: steps for n in window["steps"]}))
+        exact = quantised_forward(model, x, plan, quantise=())
+        for node in nodes:
+            mse = float(np.mean((quantised_forward(model, x, plan, quantise=[node]) - exact) ** 2))
+            out[node] = max(out[node], mse * steps ** 2)
+    return out
 
 
 def split_steps(model: Model, x, window: dict, budget: int, sensitivity: dict | None = None) -> dict:
     """Window steps (input first) summing to ``budget``: S_n proportional to c_n^(1/3),
-    which minimises sum_n c_n / S_n^2 (quantisation noise power ~ 1/S^2, c_n
-    measured by :func:`measure_sensitivity`) for a fixed sum of steps."""
+    which minimises sum_n c_n / S_n^2 (the output's quantisation noise power)
+    for a fixed sum of steps; c_n from :func:`measure_sensitivity`."""
     sensitivity = sensitivity or measure_sensitivity(model, x, window)
     return _split({n: c ** (1 / 3) for n, c in sensitivity.items()}, budget)
 
@@ -240,7 +249,7 @@ def convert_window(model, x_calibration, max_steps: int = 64, percentile: float 
     metadata["window_conversion"] = {
         "percentile": percentile, "max_steps": max_steps, "split": split, "fold_pooling": fold_pooling,
         "calibration_samples": int(x.shape[0]), "input_range": input_range,
-        "sensitivity_mse_at_16_steps": sensitivity}
+        "sensitivity": sensitivity}
     simulation = {"coding": WINDOW_CODING, "duration": float(total_steps(window, model)), "dt": 1.0,
                   "window": window}
     return Model(model.input_shape, [s.to_json() for s in model.layers], model.weights, metadata, simulation)
