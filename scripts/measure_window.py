@@ -53,21 +53,16 @@ def measure(name, ann, x_cal, x_test, y_test, args) -> list:
     ann_ops = before.get("exact") or connectivity.ann_operations(ann, "exact")
     ann_pred = ann_predictions(ann, x_test)
     rows = []
-    settings = [("<= %d steps" % args.max_steps, dict(max_steps=args.max_steps), args.snn_samples)]
-    fine_windows = None
-    for label, kwargs, n_snn in settings + [("fine", None, args.fine_samples)]:
+    coarse = convert_window(ann, x_cal, max_steps=args.max_steps)
+    # the same net with --fine steps in every window
+    window = dict(coarse.simulation["window"], input_steps=args.fine,
+                  steps={k: args.fine for k in coarse.simulation["window"]["steps"]})
+    fine_steps = 1 + args.fine * (len(window["steps"]) + 1)
+    fine = tn.Model(coarse.input_shape, [s.to_json() for s in coarse.layers], coarse.weights, coarse.metadata,
+                    dict(coarse.simulation, window=window, duration=float(fine_steps)))
+    for label, model, n_snn in [(f"<= {args.max_steps} steps", coarse, args.snn_samples),
+                                (f"{args.fine} per window ({fine_steps} steps)", fine, args.fine_samples)]:
         start = time.time()
-        if kwargs is None:   # the same net with --fine steps in every window
-            coarse = model
-            window = dict(coarse.simulation["window"], input_steps=args.fine,
-                          steps={k: args.fine for k in coarse.simulation["window"]["steps"]})
-            fine_windows = len(window["steps"]) + 1
-            model = tn.Model(coarse.input_shape, [s.to_json() for s in coarse.layers], coarse.weights,
-                             coarse.metadata, dict(coarse.simulation, window=window, duration=float(
-                                 1 + args.fine * fine_windows)))
-            label = f"{args.fine} per window ({1 + args.fine * fine_windows} steps)"
-        else:
-            model = convert_window(ann, x_cal, **kwargs)
         est = estimate(model, x_test)
         row = {"net": name, "setting": label, "ann_acc": float(np.mean(ann_pred == y_test)),
                "est_acc": float(np.mean(est == y_test)), "est_agree": float(np.mean(est == ann_pred)),
@@ -95,7 +90,8 @@ def measure(name, ann, x_cal, x_test, y_test, args) -> list:
 def main(argv=None):
     p = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     p.add_argument("--nets-dir", type=Path, default=Path("/work/proto/mnist_nets"))
-    p.add_argument("--mnist", type=Path, default=ROOT.parent / "shared" / "datasets" / "mnist.npz")
+    p.add_argument("--mnist", type=Path, default=ROOT.parent / "shared" / "datasets" / "mnist.npz",
+                   help="MNIST (default: ../shared/datasets/mnist.npz from the repository root)")
     p.add_argument("--max-steps", type=int, default=64)
     p.add_argument("--fine", type=int, default=1024)
     p.add_argument("--snn-samples", type=int, default=10000)

@@ -231,6 +231,8 @@ def test_clear_errors():
         tn.Simulator(model, coding="ttfs-window", backend="reference", duration=5)
     with pytest.raises(ValueError, match="needs window settings"):
         tn.Simulator(ann, coding="ttfs-window", backend="reference", duration=30)
+    with pytest.raises(ValueError, match="only used by coding"):
+        tn.Simulator(model, backend="reference", duration=30, window=model.simulation["window"])
     with pytest.raises(ValueError, match="coding must be one of"):
         tn.Simulator(model, coding="window", backend="reference", duration=30)
     with pytest.raises(ValueError, match="max_steps"):

@@ -101,6 +101,8 @@ class Simulator:
         self.params = SimParams(duration=duration, dt=dt, v_thresh=v_thresh, tau_refrac=tau_refrac,
                                 leak=leak, seed=seed, early_stop=early_stop, coding=coding)
         # ttfs-window (docs/WINDOW_SEMANTICS.md): windows from `window` or the model's settings
+        if window is not None and coding != "ttfs-window":
+            raise ValueError(f"window settings are only used by coding 'ttfs-window' (coding is {coding!r})")
         self._window_plan = plan_for(model, window) if coding == "ttfs-window" else None
         if self._window_plan is not None and self.params.steps < self._window_plan.read_step:
             raise ValueError(f"coding 'ttfs-window': the output of this model is read at step "

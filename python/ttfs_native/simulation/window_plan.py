@@ -152,8 +152,7 @@ def build_window_plan(model: Model, window: dict) -> WindowPlan:
 def plan_for(model: Model, window: dict | None = None) -> WindowPlan:
     """The plan of ``window`` (default: the settings the model carries)."""
     if window is None:
-        stored = getattr(model, "simulation", {}) or {}
-        window = stored.get("window")
+        window = model.simulation.get("window")
         if window is None:
             raise ValueError("coding 'ttfs-window' needs window settings: convert the model with "
                              "ttfs_native.conversion.window.convert_window, or pass window={...}")
