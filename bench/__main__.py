@@ -45,7 +45,7 @@ def parser() -> argparse.ArgumentParser:
                    help="per-sample early stop for every implementation (default: off)")
     p.add_argument("--cuda-schedules", type=_csv(str), default=("step", "layer"),
                    help="time loops of ttfs-cuda to time, each a row: step (the default one, one "
-                        "graph launch per step) and/or layer (TTFS_CUDA_SCHEDULE=layer, one launch "
+                        "graph launch per step) and/or layer (cuda_schedule=layer, one launch "
                         "per node); default: step,layer")
     p.add_argument("--no-torch", action="store_true", help="skip the PyTorch peers even if torch is installed")
     p.add_argument("--no-reference", action="store_true", help="skip the numpy reference backend")

@@ -118,19 +118,21 @@ if [ -f bench/__main__.py ]; then
     return $rc
   }
   stage bench 170 run_bench
-  # Where the layer-major loop's time goes: per-launch times (TTFS_CUDA_PROFILE) of
+  # Where the layer-major loop's time goes: per-launch times (cuda_profile) of
   # VGG b256 T100, appended to bench.log.
   run_profile() {
     local dir rc
     dir=$(mktemp -d)
     {
-      echo "=== TTFS_CUDA_PROFILE=1 TTFS_CUDA_SCHEDULE=layer, VGG b256 T100 (warm-up run, then a second)"
+      echo "=== cuda_profile=True cuda_schedule=layer, VGG b256 T100 (warm-up run, then a second)"
       "$PY" -m bench --save-models "$dir" --save-only --nets vgg -q &&
-        TTFS_CUDA_PROFILE=1 TTFS_CUDA_SCHEDULE=layer "$PY" - "$dir" <<'PY'
+        "$PY" - "$dir" <<'PY'
 import sys, numpy as np, ttfs_native as tn
+from ttfs_native.simulation import EngineOptions
 model = tn.load_model(f"{sys.argv[1]}/vgg")
 x = np.load(f"{sys.argv[1]}/vgg.inputs.npy")[:256]
-sim = tn.Simulator(model, duration=100, backend="cuda", batch_size=256)
+sim = tn.Simulator(model, duration=100, backend="cuda", batch_size=256,
+                   options=EngineOptions(cuda_schedule="layer", cuda_profile=True))
 sim.run(x)
 sim.run(x)
 PY
@@ -157,17 +159,16 @@ import numpy as np
 sys.path.insert(0, "tests")
 import netgen
 import ttfs_native as tn
+from ttfs_native.simulation import EngineOptions
 
-import os
 for schedule in ("step", "layer"):
-    os.environ["TTFS_CUDA_SCHEDULE"] = schedule
     for arch, kwargs in [("depthwise_maxpool", dict(duration=12, early_stop=True)),
                          ("branches_concat", dict(duration=10)),
                          ("softmax_output", dict(duration=10, seed=3))]:
-        for window in ("", "4"):  # the layer-major loop in one window, and in windows of 4 steps
-            os.environ["TTFS_CUDA_WINDOW"] = window
+        for window in (None, 4):  # the layer-major loop in one window, and in windows of 4 steps
             model, x, labels = netgen.make(arch, n=3)
-            sim = tn.Simulator(model, backend="cuda", batch_size=2, **kwargs)
+            sim = tn.Simulator(model, backend="cuda", batch_size=2,
+                               options=EngineOptions(cuda_schedule=schedule, cuda_window=window), **kwargs)
             assert sim._engine.schedule == schedule
             got = sim.run(x, labels)
             want = tn.Simulator(model, backend="cpu", **kwargs).run(x, labels)
@@ -176,7 +177,6 @@ for schedule in ("step", "layer"):
             print(schedule, arch, f"window {sim._engine.window_steps}", "ok")
             if schedule == "step":
                 break
-os.environ["TTFS_CUDA_WINDOW"] = ""
 # input read in place from device memory, first-spike times left there
 model, x, labels = netgen.make("depthwise_maxpool", n=3)
 sim = tn.Simulator(model, backend="cuda", duration=10, batch_size=2, spike_times_on_device=True)

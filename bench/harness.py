@@ -5,7 +5,7 @@ Everything runs in one process on the same inputs. Per configuration
 
 * ``ttfs-cpu`` / ``ttfs-cuda``: our backends through ``Simulator.run``
   (host input in, host results out: the user's view); ``ttfs-cuda-layer``: the
-  CUDA backend with the layer-major time loop (TTFS_CUDA_SCHEDULE=layer);
+  CUDA backend with the layer-major time loop (cuda_schedule="layer");
 * ``torch-loop``: the literal time-stepped PyTorch implementation
   (bench/torch_loop.py) on the same device, verified against our result;
 * ``reference``: the numpy reference backend (cpu configurations only), on a
@@ -25,6 +25,7 @@ import numpy as np
 
 import ttfs_native as tn
 from ttfs_native.model import connectivity
+from ttfs_native.simulation import EngineOptions
 
 from . import measure, networks
 from . import torch_loop as tl
@@ -36,21 +37,22 @@ REFERENCE = [
     ("lenet", 256, 64, "reference: LeNet-style batch 256, 64 steps"),
     ("mobilenet", 256, 100, "MobileNet-style (depthwise), batch 256, 100 steps"),
 ]
-CPU_EXTRA = [("lenet", 16, 50, "CPU target: >= 20x the PyTorch loop")]
+CPU_EXTRA = [("lenet", 16, 50, "CPU target: >= 20x the PyTorch loop"),
+             ("lenet_wide", 16, 50, "CPU target: >= 20x the PyTorch loop (SNN Toolbox's LeNet)")]
 QUICK = [
     ("lenet", 1, 32, "quick"),
     ("lenet", 16, 32, "quick"),
     ("mobilenet", 8, 32, "quick"),
     ("vgg", 2, 20, "quick"),
 ]
-DEFAULT_STEPS = {"lenet": 64, "vgg": 100, "vgg_max": 100, "mobilenet": 100}
-QUICK_STEPS = {"lenet": 32, "vgg": 20, "vgg_max": 20, "mobilenet": 32}
+DEFAULT_STEPS = {"lenet": 64, "lenet_wide": 50, "vgg": 100, "vgg_max": 100, "mobilenet": 100}
+QUICK_STEPS = {"lenet": 32, "lenet_wide": 32, "vgg": 20, "vgg_max": 20, "mobilenet": 32}
 DEFAULT_BATCH, QUICK_BATCH = 256, 4
 
 # Samples the slow peers simulate on the CPU (scaled per sample to the batch).
-TORCH_CPU_SAMPLES = {"lenet": 64, "mobilenet": 16, "vgg": 4, "vgg_max": 4}
-TORCH_CPU_SAMPLES_QUICK = {"lenet": 16, "mobilenet": 4, "vgg": 1, "vgg_max": 1}
-REFERENCE_SAMPLES = {"lenet": 2, "mobilenet": 1, "vgg": 1, "vgg_max": 1}
+TORCH_CPU_SAMPLES = {"lenet": 64, "lenet_wide": 32, "mobilenet": 16, "vgg": 4, "vgg_max": 4}
+TORCH_CPU_SAMPLES_QUICK = {"lenet": 16, "lenet_wide": 8, "mobilenet": 4, "vgg": 1, "vgg_max": 1}
+REFERENCE_SAMPLES = {"lenet": 2, "lenet_wide": 1, "mobilenet": 1, "vgg": 1, "vgg_max": 1}
 
 # Verification thresholds for a peer to count as computing the same thing.
 MIN_SPIKE_TIME_AGREEMENT = 0.99
@@ -77,7 +79,7 @@ class Options:
     batches: tuple | None = None
     steps: tuple | None = None
     threads: int | None = None
-    cuda_schedules: tuple = ("step", "layer")  # ttfs-cuda rows: TTFS_CUDA_SCHEDULE values
+    cuda_schedules: tuple = ("step", "layer")  # ttfs-cuda rows: EngineOptions.cuda_schedule values
     quick: bool = False
     early_stop: bool = False
     use_torch: bool = True
@@ -171,7 +173,7 @@ class Harness:
         key = ("ann_pred", net)
         if key not in self._models:
             model, x = self.model(net, 256)
-            self._models[key] = np.argmax(networks.ann_forward(model, x[:64]), axis=1)
+            self._models[key] = np.argmax(model.ann_forward(x[:64]), axis=1)
         return self._models[key]
 
     def _torch_threads(self, device: str, probe) -> int | None:
@@ -257,23 +259,16 @@ class Harness:
 
     # ---------------------------------------------------------- ours
     def _ours(self, cfg, model, x, schedule=None):
-        """Our backend's row; on CUDA with the time loop `schedule` (TTFS_CUDA_SCHEDULE)."""
+        """Our backend's row; on CUDA with the time loop `schedule` (EngineOptions.cuda_schedule;
+        None: its default, TTFS_CUDA_SCHEDULE where set)."""
         backend = cfg.device
         if backend == "cuda" and not self.cuda_ours:
             self.say(f"  ttfs-cuda skipped: {tn.build_info()['cuda_status']}")
             return None
         xb = x[:cfg.batch]
-        saved = os.environ.get("TTFS_CUDA_SCHEDULE")
-        if schedule:
-            os.environ["TTFS_CUDA_SCHEDULE"] = schedule  # read when the engine is built
-        try:
-            sim = tn.Simulator(model, duration=cfg.steps, backend=backend, batch_size=cfg.batch,
-                               early_stop=cfg.early_stop, num_threads=self.threads)
-        finally:
-            if saved is None:
-                os.environ.pop("TTFS_CUDA_SCHEDULE", None)
-            else:
-                os.environ["TTFS_CUDA_SCHEDULE"] = saved
+        options = EngineOptions(cuda_schedule=schedule or None)
+        sim = tn.Simulator(model, duration=cfg.steps, backend=backend, batch_size=cfg.batch,
+                           early_stop=cfg.early_stop, num_threads=self.threads, options=options)
         ran = sim._engine.schedule if backend == "cuda" else None
         if schedule and ran != schedule:
             self.say(f"  ttfs-cuda: the {schedule} schedule does not support this configuration; ran {ran}")

@@ -4,11 +4,9 @@ Weights are He-normal; each weighted layer then gets a batch norm folded in
 (zero mean, unit variance per output channel on the benchmark inputs, plus
 the small random bias as beta), as a converted, batch-normalised network has:
 without it a deep random ReLU net maps every uniform-noise input to the same
-class. Then every weighted layer is scaled, in order, so that the 99.9th
-percentile of its non-zero ReLU activations on the benchmark inputs is 1 (SNN Toolbox's
-data-based normalisation: ``percentile = 99.9`` over non-zero activations,
-kernel and bias divided by the layer's scale once the layers before it are
-normalised). The output layer is a ReLU layer (the first output neuron to
+class. Then the package's normaliser (``ttfs_native.normalise``, SNN Toolbox's
+data-based normalisation) scales every weighted layer so that the 99.9th
+percentile of its non-zero ReLU activations on the benchmark inputs is 1. The output layer is a ReLU layer (the first output neuron to
 fire gives the prediction), so early stop is possible.
 """
 from __future__ import annotations
@@ -50,6 +48,16 @@ def lenet_layers():
         _dense("fc1", 120), _dense("fc2", 84), _dense("out", 10)]
 
 
+def lenet_wide_layers():
+    """The wider LeNet of SNN Toolbox's examples, 28x28x1: conv32 5x5 - avgpool2 - conv64 5x5 -
+    avgpool2 - 128 - 10 (ReLU output)."""
+    return (28, 28, 1), [
+        _conv("conv1", 32, 5, padding="valid"), _pool("pool1"),
+        _conv("conv2", 64, 5, padding="valid"), _pool("pool2"),
+        {"name": "flatten", "type": "Flatten"},
+        _dense("fc1", 128), _dense("out", 10)]
+
+
 def vgg_layers(pool="avg"):
     """VGG-style, 32x32x3: 2x conv64, pool, 2x conv128, pool, 2x conv256, pool, 512, 10."""
     layers = []
@@ -73,17 +81,19 @@ def mobilenet_layers():
 
 NETWORKS = {
     "lenet": lenet_layers,
+    "lenet_wide": lenet_wide_layers,
     "vgg": lambda: vgg_layers("avg"),
     "vgg_max": lambda: vgg_layers("max"),
     "mobilenet": mobilenet_layers,
 }
 DESCRIPTIONS = {
     "lenet": "LeNet-style 28x28x1: conv6(5x5,same)-avgpool2-conv16(5x5)-avgpool2-120-84-10",
+    "lenet_wide": "wider LeNet 28x28x1: conv32(5x5)-avgpool2-conv64(5x5)-avgpool2-128-10",
     "vgg": "VGG-style 32x32x3: 2xconv64-avgpool-2xconv128-avgpool-2xconv256-avgpool-512-10",
     "vgg_max": "VGG-style 32x32x3 with MaxPooling2D instead of average pooling",
     "mobilenet": "MobileNet-style 32x32x3: conv32/2, 3x(depthwise3x3+conv1x1), global avgpool, 10",
 }
-SEEDS = {"lenet": 1, "vgg": 2, "vgg_max": 2, "mobilenet": 3}
+SEEDS = {"lenet": 1, "lenet_wide": 4, "vgg": 2, "vgg_max": 2, "mobilenet": 3}
 
 
 def _random_weights(input_shape, layers, rng) -> dict:
@@ -99,53 +109,20 @@ def _random_weights(input_shape, layers, rng) -> dict:
     return weights
 
 
-def _weighted(spec, x, kernel, bias, chunk: int = 32) -> np.ndarray:
-    """ops.weighted, with Conv2D as one BLAS product per tap on contiguous copies
-    (numpy's matmul of strided views is very slow), in chunks of samples."""
-    if spec.type != "Conv2D":
-        return ops.weighted(spec, x, kernel, bias)
-    c = spec.config
-    (kh, kw), (sh, sw), (dh, dw) = c["kernel_size"], c["strides"], c["dilation_rate"]
-    pt, pb, pl, pr = spec.pads
-    oh, ow, filters = spec.output_shape
-    out = np.empty((x.shape[0], oh, ow, filters), np.float32)
-    for lo in range(0, x.shape[0], chunk):
-        xc = x[lo:lo + chunk]
-        if any(spec.pads):
-            xc = np.pad(xc, ((0, 0), (pt, pb), (pl, pr), (0, 0)))
-        n = xc.shape[0]
-        acc = np.zeros((n * oh * ow, filters), np.float32)
-        for ky in range(kh):
-            for kx in range(kw):
-                y0, x0 = ky * dh, kx * dw
-                view = xc[:, y0:y0 + (oh - 1) * sh + 1:sh, x0:x0 + (ow - 1) * sw + 1:sw, :]
-                acc += np.ascontiguousarray(view).reshape(n * oh * ow, -1) @ kernel[ky, kx]
-        out[lo:lo + n] = acc.reshape(n, oh, ow, filters)
-    if bias is not None:
-        out += bias
-    return out
-
-
-def normalise(model: tn.Model, x: np.ndarray, percentile: float = PERCENTILE, batchnorm: bool = True) -> dict:
-    """Scale the model's weights in place, layer by layer; returns the scale of each layer.
-
-    One forward pass: each weighted layer's pre-activation is computed from the
-    already-normalised activations before it, a batch norm with the statistics
-    of ``x`` is folded in (``batchnorm``), its kernel and bias are divided
-    by the percentile of the positive activations, and the scaled activation
-    is passed on.
-    """
+def condition(model: tn.Model, x: np.ndarray) -> None:
+    """Fold a batch norm with the statistics of ``x`` into each weighted layer
+    of the random ``model``, in place (gamma 1, beta = the random bias): per
+    output channel zero mean and unit variance, so that about half of the units
+    are active and samples stay distinguishable, as in a trained, batch-normalised
+    network. One forward pass, each layer on the already-conditioned activations
+    before it."""
     acts = {INPUT_NAME: np.asarray(x, np.float32)}
-    scales = {}
     for spec in model.layers:
         ins = [acts[n] for n in spec.inbound]
         if spec.is_weighted:
             w = model.weights[spec.name]
-            pre = _weighted(spec, ins[0], w["kernel"], w["bias"])
-            if batchnorm and w["bias"] is not None:
-                # Fold a batch norm with the statistics of x (gamma 1, beta = the random
-                # bias): per output channel zero mean and unit variance, so that about
-                # half of the units are active and samples stay distinguishable.
+            pre = ops.weighted(spec, ins[0], w["kernel"], w["bias"])
+            if w["bias"] is not None:
                 flat = pre.reshape(-1, pre.shape[-1])
                 mean = flat.mean(axis=0)
                 std = flat.std(axis=0) + np.float32(1e-3)
@@ -154,33 +131,9 @@ def normalise(model: tn.Model, x: np.ndarray, percentile: float = PERCENTILE, ba
                 beta = w["bias"].copy()
                 w["bias"] = ((w["bias"] - mean) / std + beta).astype(np.float32)
                 pre = ((pre - mean) / std + beta).astype(np.float32)  # = the new layer's output
-            pos = pre[pre > 0]
-            scale = float(np.percentile(pos, percentile)) if pos.size else 1.0
-            if not np.isfinite(scale) or scale <= 0:
-                scale = 1.0
-            w["kernel"] /= np.float32(scale)
-            if w["bias"] is not None:
-                w["bias"] /= np.float32(scale)
-            scales[spec.name] = scale
-            acts[spec.name] = np.maximum(pre / np.float32(scale), 0).astype(np.float32)
+            acts[spec.name] = np.maximum(pre, 0).astype(np.float32)
         else:
             acts[spec.name] = ops.apply_layer(spec, ins, None)
-    return scales
-
-
-def ann_forward(model: tn.Model, x: np.ndarray) -> np.ndarray:
-    """The ANN's output (as ``Model.ann_forward``, with the faster Conv2D of this module)."""
-    acts = {INPUT_NAME: np.asarray(x, np.float32)}
-    for spec in model.layers:
-        ins = [acts[n] for n in spec.inbound]
-        if spec.is_weighted:
-            w = model.weights[spec.name]
-            out = _weighted(spec, ins[0], w["kernel"], w["bias"])
-            acts[spec.name] = ops.softmax(out) if spec.activation == "softmax" else \
-                out if spec.activation == "linear" else np.maximum(out, 0)
-        else:
-            acts[spec.name] = ops.apply_layer(spec, ins, None)
-    return acts[model.output_layer.name]
 
 
 def inputs(net: str, n: int, seed: int | None = None) -> np.ndarray:
@@ -198,13 +151,11 @@ def build(net: str, x: np.ndarray | None = None, n_norm: int = 64) -> tn.Model:
     shape, layers = NETWORKS[net]()
     rng = np.random.default_rng(SEEDS[net])
     model = tn.Model(shape, layers, _random_weights(shape, layers, rng),
-                     metadata={"benchmark": net, "description": DESCRIPTIONS[net],
-                               "normalisation": f"{PERCENTILE}th percentile of ReLU activations"})
+                     metadata={"benchmark": net, "description": DESCRIPTIONS[net]})
     if x is None:
         x = inputs(net, n_norm)
-    scales = normalise(model, x[:n_norm])
-    model.metadata["scales"] = {k: round(v, 6) for k, v in scales.items()}
-    return model
+    condition(model, x[:n_norm])
+    return tn.normalise(model, x[:n_norm], percentile=PERCENTILE)   # the package's normaliser
 
 
 def save_models(directory, nets=None) -> list:

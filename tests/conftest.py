@@ -15,6 +15,19 @@ def golden_case(request):
     return GOLDEN / request.param
 
 
+def pytest_configure(config):
+    config.addinivalue_line("markers", "cuda: needs a usable CUDA device (skipped, with one reason, without)")
+
+
+def pytest_runtest_setup(item):
+    # Skipped from here rather than by a skipif mark, so that the summary shows the
+    # reason once for all CUDA tests instead of once per test.
+    if item.get_closest_marker("cuda") is not None:
+        from netgen import CUDA_SKIP_REASON
+        if CUDA_SKIP_REASON:
+            pytest.skip(CUDA_SKIP_REASON)
+
+
 def pytest_terminal_summary(terminalreporter):
     try:
         from test_fuzz import FUZZ_COUNTS

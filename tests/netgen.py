@@ -17,27 +17,22 @@ def _random_weights(layers, input_shape, rng):
 
 
 def normalised_model(input_shape, layers, x, seed=0, percentile=99.0):
-    """A model with random weights scaled layer by layer so that the given
-    percentile of each weighted layer's positive activations on ``x`` is
-    just below 1. (Exactly 1 would put the percentile neuron on an exact
+    """A model with random weights, normalised by the package's own normaliser
+    (the given percentile of each weighted layer's positive activations on
+    ``x`` becomes 1), then every weighted layer scaled by 1/1.01 so that the
+    percentile neuron sits just below 1. (Exactly 1 would put it on an exact
     threshold tie at step 1, where float32 summation order decides the spike:
     a legal disagreement that tiny test networks cannot absorb in 99.9%.)"""
     rng = np.random.default_rng(seed)
-    weights = _random_weights(layers, input_shape, rng)
-    model = tn.Model(input_shape, layers, weights)
-    for spec in model.layers:
-        if not spec.is_weighted:
-            continue
-        acts = model.ann_forward(x, return_all=True)
-        # pre-activation of this layer (softmax/linear outputs: use it as is)
-        from ttfs_native.model import ops
-        pre = ops.weighted(spec, acts[spec.inbound[0]], model.weights[spec.name]["kernel"],
-                           model.weights[spec.name]["bias"])
-        pos = pre[pre > 0]
-        scale = 1.01 * float(np.percentile(pos, percentile)) if pos.size else 1.0
-        model.weights[spec.name]["kernel"] /= scale
-        if model.weights[spec.name]["bias"] is not None:
-            model.weights[spec.name]["bias"] /= scale
+    model = tn.Model(input_shape, layers, _random_weights(layers, input_shape, rng))
+    try:
+        model = tn.normalise(model, x, percentile)
+    except ValueError as e:   # a random layer silent on x: keep the random scale (still a valid net)
+        assert "no positive activation" in str(e), e
+    for w in model.weights.values():
+        w["kernel"] /= np.float32(1.01)
+        if w["bias"] is not None:
+            w["bias"] /= np.float32(1.01)
     return model
 
 
@@ -88,6 +83,14 @@ ARCHITECTURES = {
         {"name": "pool", "type": "AveragePooling2D", "pool_size": [3, 2], "strides": [2, 2], "padding": "same"},
         {"name": "flat", "type": "Flatten"},
         {"name": "out", "type": "Dense", "units": 5}]),
+    "upsample_clip": ((5, 4, 2), [
+        dict(conv_layer("c1", 4, 3, padding="same"), max_value=0.8),
+        {"name": "up", "type": "UpSampling2D", "size": [2, 3]},
+        dict(conv_layer("c2", 5, 3, strides=2, padding="valid"), max_value=3.0),
+        {"name": "up2", "type": "UpSampling2D", "size": 2},
+        {"name": "mp", "type": "MaxPooling2D", "pool_size": 2},
+        {"name": "flat", "type": "Flatten"},
+        {"name": "out", "type": "Dense", "units": 6}]),
     "softmax_output": ((4, 4, 1), [
         {"name": "flat", "type": "Flatten"},
         {"name": "d1", "type": "Dense", "units": 24},
@@ -144,16 +147,17 @@ def option_case(arch, option, backend, n=16):
     return model, x, labels, kwargs
 
 
-def case_results(backend="cpu", n=6) -> dict:
-    """Every ARCHITECTURES x OPTIONS case on one backend, as flat arrays named
-    'arch/option/counts', '.../synops' and '.../<layer>' (first-spike times)."""
+def case_results(backend="cpu", n=6, **engine) -> dict:
+    """Every ARCHITECTURES x OPTIONS case on one backend (more Simulator arguments
+    in ``engine``, e.g. options=...), as flat arrays named 'arch/option/counts',
+    '.../synops' and '.../<layer>' (first-spike times)."""
     out = {}
     for arch in sorted(ARCHITECTURES):
         for option, kwargs in sorted(OPTIONS.items()):
             if (arch, option) in REFUSED:
                 continue
             model, x, labels = make(arch, n=n)
-            r = tn.Simulator(model, backend=backend, **kwargs).run(x, labels)
+            r = tn.Simulator(model, backend=backend, **kwargs, **engine).run(x, labels)
             out[f"{arch}/{option}/counts"] = r.counts
             out[f"{arch}/{option}/synops"] = r.synops_t
             for name, times in r.first_spike_times.items():
@@ -216,9 +220,11 @@ def assert_identical(got, want):
 
 
 _INFO = tn.build_info()
-CUDA_SKIP = pytest.mark.skipif(
-    not _INFO["cuda_available"],
-    reason=f"CUDA backend not usable here (compiled: {_INFO['cuda']}): {_INFO['cuda_status']}")
+# Tests that need a usable CUDA device; tests/conftest.py skips them all with one
+# reason, reported once.
+CUDA_SKIP = pytest.mark.cuda
+CUDA_SKIP_REASON = (None if _INFO["cuda_available"] else
+                    f"CUDA backend not usable here (compiled: {_INFO['cuda']}): {_INFO['cuda_status']}")
 # The native backends, for tests that hold for each of them.
 NATIVE_BACKENDS = [pytest.param("cpu"), pytest.param("cuda", marks=CUDA_SKIP)]
 

@@ -44,35 +44,18 @@ def test_convolution_geometry(**geometry):
     netgen.assert_meets_contract(cpu, ref)
 
 
-_GENERIC_RUN = """
-import sys
-import numpy as np
-sys.path.insert(0, {tests!r})
-import netgen
-import ttfs_native as tn
-assert tn.build_info()["cpu_kernels"] == "generic"
-np.savez({path!r}, **netgen.case_results())
-"""
-
-
 @pytest.mark.skipif(tn.build_info()["cpu_kernels"] != "avx2",
                     reason="this CPU runs the portable kernels already (the other tests cover them)")
-def test_portable_cpu_kernels_give_identical_results(tmp_path):
-    """TTFS_CPU_KERNELS=generic forces the kernels that CPUs without AVX2 (aarch64
+def test_portable_cpu_kernels_give_identical_results():
+    """cpu_kernels='generic' forces the kernels that CPUs without AVX2 (aarch64
     wheels) run: every result equals the AVX2 kernels' bit for bit."""
-    import os
-    import subprocess
-    import sys
-    from pathlib import Path
-
-    path = tmp_path / "generic.npz"
-    script = _GENERIC_RUN.format(tests=str(Path(__file__).parent), path=str(path))
-    env = dict(os.environ, TTFS_CPU_KERNELS="generic")
-    done = subprocess.run([sys.executable, "-c", script], env=env, capture_output=True, text=True)
-    assert done.returncode == 0, done.stderr[-3000:]
-    generic = np.load(path)
+    generic_options = tn.simulation.EngineOptions(cpu_kernels="generic")
+    model, _, _ = netgen.make("mlp", n=1)
+    assert tn.Simulator(model, duration=4, backend="cpu", options=generic_options)._engine.kernels == "generic"
+    assert tn.Simulator(model, duration=4, backend="cpu")._engine.kernels == "avx2"
+    generic = netgen.case_results(options=generic_options)
     avx2 = netgen.case_results()
-    assert sorted(generic.files) == sorted(avx2)
+    assert sorted(generic) == sorted(avx2)
     assert sum(k.endswith("/counts") for k in avx2) > 40
     for key, value in avx2.items():
         np.testing.assert_array_equal(generic[key], value, err_msg=key)

@@ -47,7 +47,7 @@ def test_console_script_runs(golden_case, tmp_path):
     (lambda a: a.__setitem__("duration", "-3"), "duration must be > 0"),
     (lambda a: a.__setitem__("input", "bad_shape.npy"), "expected (N, 8, 8, 1)"),
     (lambda a: a.__setitem__("input", "nan.npy"), "NaN or Inf"),
-    (lambda a: a.__setitem__("input", "not_npy.npy"), "could not be read"),
+    (lambda a: a.__setitem__("input", "not_npy.npy"), "is not a .npy file"),
 ])
 def test_bad_input_exits_2_with_one_line(golden_case, tmp_path, capsys, mutate, message):
     np.save(tmp_path / "bad_shape.npy", np.zeros((3, 7, 8, 1), np.float32))

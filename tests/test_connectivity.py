@@ -23,13 +23,11 @@ def _brute_force_fanout(model, name):
                 ins = [values if n == src else np.zeros((size,) + model.shape_of(n), np.float32)
                        for n in spec.inbound]
                 push(spec.name, ops.structural(spec, ins))
-            elif spec.type == "MaxPooling2D":
-                # connections of a pool are its windows: count via average pooling numerators
+            elif spec.type in ("MaxPooling2D", "AveragePooling2D"):
+                # connections of a pool are its window taps: the average pooling numerators
+                # (an upsampled cell reaches a window once per copy)
                 out = ops.average_pool(values, spec) * ops.pool_cell_counts(spec)
-                total[:] += (out != 0).reshape(size, -1).sum(axis=1)
-            elif spec.type == "AveragePooling2D":
-                out = ops.average_pool(values, spec)
-                total[:] += (out != 0).reshape(size, -1).sum(axis=1)
+                total[:] += np.rint(out).reshape(size, -1).sum(axis=1)
             else:
                 w = model.weights[spec.name]["kernel"]
                 out = ops.weighted(spec, values, np.ones_like(w), None)

@@ -22,9 +22,14 @@ pytestmark = netgen.CUDA_SKIP
 @pytest.fixture(autouse=True, params=["step", "layer"])
 def schedule(request, monkeypatch):
     """Every CUDA test runs with both time loops: step by step (the default) and
-    layer by layer (TTFS_CUDA_SCHEDULE=layer, read when an engine is built)."""
+    layer by layer (cuda_schedule='layer'). Tests that build their own options
+    name it; the others take it as the documented environment default."""
     monkeypatch.setenv("TTFS_CUDA_SCHEDULE", request.param)
     return request.param
+
+
+def opts(schedule, **kwargs):
+    return tn.simulation.EngineOptions(cuda_schedule=schedule, **kwargs)
 
 
 def test_cuda_is_available_and_chosen_by_auto():
@@ -47,8 +52,10 @@ def test_schedule_is_the_one_asked_for_where_supported(schedule, monkeypatch):
     assert long_run._engine.schedule == schedule
     assert long_run._engine.window_steps == (1024 if schedule == "layer" else 0)
     assert_identical(long_run.run(x[:1]), tn.Simulator(model, duration=1025, backend="cpu").run(x[:1]))
+    with pytest.raises(ValueError, match=r"cuda_schedule must be one of \['step', 'layer'\], got 'layers'"):
+        tn.Simulator(model, duration=10, backend=BACKEND, options=opts("layers"))
     monkeypatch.setenv("TTFS_CUDA_SCHEDULE", "layers")
-    with pytest.raises(ValueError, match="TTFS_CUDA_SCHEDULE='layers': use 'step' or 'layer'"):
+    with pytest.raises(ValueError, match="environment variable TTFS_CUDA_SCHEDULE .* got 'layers'"):
         tn.Simulator(model, duration=10, backend=BACKEND)
 
 
@@ -75,12 +82,12 @@ def test_cuda_matches_reference_and_cpu(arch, option):
     ("conv_strides_dilation", dict(duration=30, early_stop=True, tau_refrac=4.0)),
 ])
 def test_layer_windows_equal_cpu(schedule, monkeypatch, window, arch, kwargs):
-    """The layer-major loop split into windows of steps (TTFS_CUDA_WINDOW): each neuron's
+    """The layer-major loop split into windows of steps (cuda_window): each neuron's
     registers are saved and restored between windows, so the results are the CPU's bit
     for bit, early stop included (samples that stopped are skipped by later windows)."""
-    monkeypatch.setenv("TTFS_CUDA_WINDOW", str(window))
     model, x, labels = netgen.make(arch, n=5)
-    sim = tn.Simulator(model, backend=BACKEND, batch_size=3, **kwargs)
+    sim = tn.Simulator(model, backend=BACKEND, batch_size=3, options=opts(schedule, cuda_window=window),
+                       **kwargs)
     assert sim._engine.window_steps == (window if schedule == "layer" else 0)
     got = sim.run(x, labels)
     want = tn.Simulator(model, backend="cpu", **kwargs).run(x, labels)
@@ -95,9 +102,8 @@ def test_layer_early_stop_ends_the_run(schedule, monkeypatch, capfd):
     want = tn.Simulator(model, duration=200, backend="cpu", early_stop=True).run(x)
     last_stop = int(want.stop_step.max())
     assert last_stop < 150
-    monkeypatch.setenv("TTFS_CUDA_PROFILE", "1")
-    monkeypatch.setenv("TTFS_CUDA_WINDOW", "25")
-    got = tn.Simulator(model, duration=200, backend=BACKEND, early_stop=True).run(x)
+    got = tn.Simulator(model, duration=200, backend=BACKEND, early_stop=True,
+                       options=opts(schedule, cuda_profile=True, cuda_window=25)).run(x)
     assert_identical(got, want)
     if schedule == "layer":
         err = capfd.readouterr().err
@@ -108,9 +114,11 @@ def test_layer_early_stop_ends_the_run(schedule, monkeypatch, capfd):
 
 @pytest.mark.parametrize("value", ["0", "1025", "ten", "3.5"])
 def test_bad_window_is_refused(value, monkeypatch):
-    monkeypatch.setenv("TTFS_CUDA_WINDOW", value)
     model, _, _ = netgen.make("mlp", n=2)
-    with pytest.raises(ValueError, match=f"TTFS_CUDA_WINDOW='{value}': use a number of steps from 1 to 1024"):
+    with pytest.raises(ValueError, match="cuda_window must be None or a number of steps from 1 to 1024"):
+        tn.Simulator(model, duration=10, backend=BACKEND, options=opts("layer", cuda_window=value))
+    monkeypatch.setenv("TTFS_CUDA_WINDOW", value)
+    with pytest.raises(ValueError, match="environment variable TTFS_CUDA_WINDOW .*from 1 to 1024"):
         tn.Simulator(model, duration=10, backend=BACKEND)
 
 
@@ -215,18 +223,19 @@ def test_engine_reuse_across_runs_and_batch_sizes():
 
 
 def test_layer_profile_names_every_launch(schedule, monkeypatch, capfd):
-    """TTFS_CUDA_PROFILE=1 makes the layer-major loop print each launch's time (for tuning)."""
+    """cuda_profile=True makes the layer-major loop print each launch's time (for tuning);
+    TTFS_CUDA_PROFILE=1 is its environment default."""
     model, x, labels = netgen.make("branches_concat", n=2)
     monkeypatch.setenv("TTFS_CUDA_PROFILE", "1")
     tn.Simulator(model, duration=6, backend=BACKEND).run(x)
     err = capfd.readouterr().err
     if schedule == "layer":
-        assert "TTFS_CUDA_PROFILE layer-major, 2 samples, 6 steps" in err
+        assert "cuda_profile layer-major, 2 samples, 6 steps" in err
         for spec in model.layers:
             assert f" ms  {spec.name} (" in err, spec.name
         assert " ms  readout" in err
     else:
-        assert "TTFS_CUDA_PROFILE" not in err
+        assert "cuda_profile" not in err
 
 
 def test_memory_limit_splits_the_batch_into_chunks():
@@ -269,6 +278,18 @@ def test_device_array_round_trip():
     np.testing.assert_array_equal(d.numpy(), x)
     np.testing.assert_array_equal(np.asarray(d), x)
     assert "shape=(3, 4, 5)" in repr(d)
+
+
+def test_device_array_dlpack_takes_the_consumers_stream():
+    """__dlpack__(stream=...) follows the array API's convention for CUDA: None, 1, 2,
+    -1 or a stream handle; 0 is ambiguous and anything but an integer is wrong."""
+    d = tn.DeviceArray.from_numpy(np.ones((2, 3), np.float32))
+    for stream in (None, -1, 1, 2):
+        assert type(d.__dlpack__(stream=stream)).__name__ == "PyCapsule"
+    with pytest.raises(ValueError, match="stream 0 is not a CUDA stream"):
+        d.__dlpack__(stream=0)
+    with pytest.raises(TypeError, match="stream must be an integer or None, got str"):
+        d.__dlpack__(stream="default")
 
 
 @pytest.mark.parametrize("batch_size", [None, 5])

@@ -33,7 +33,7 @@ def test_demo_on_a_subset_is_plausible():
     assert report.snn_accuracy > 0.5
     assert report.num_samples == 20 and report.backend == "cpu"
     assert report.steps <= 64
-    assert report.settings == bundled_model().metadata["calibration"]["simulation"]
+    assert report.settings == bundled_model().simulation
     assert 0 < report.mean_latency_steps <= report.steps
     assert report.synops_per_sample > 0 and report.ann_ops > 0
     assert report.samples_per_second > 0
@@ -42,7 +42,8 @@ def test_demo_on_a_subset_is_plausible():
 
 def test_plain_demo_uses_the_toolbox_settings():
     report = run_demo(num_samples=8, backend="cpu", plain=True)
-    assert report.settings == {"duration": 64.0, "dt": 1.0, "v_thresh": 1.0, "leak": False}
+    assert report.settings == {"coding": "ttfs-dyn-thresh", "duration": 64.0, "dt": 1.0, "v_thresh": 1.0,
+                               "leak": False}
 
 
 def test_demo_command_prints_the_table(capsys):
@@ -86,18 +87,26 @@ def test_layer_threshold_scale_equals_weight_scale():
 def test_calibrate_searches_and_returns_a_consistent_model():
     model = bundled_model()
     x, y = bundled_calibration_set()
-    x, y = x[:60], y[:60]
+    x, y = x[:90], y[:90]
     result = calibrate(model, x, y, max_steps=32, percentiles=(99.9, 100), v_thresh=(1.0,), dts=(1.0,),
-                       leaks=(False,), layer_factors=(2.0,), layer_rounds=1, backend="cpu")
-    assert result.best.accuracy == max(t.accuracy for t in result.trials)
-    assert result.plain is not None and result.best.accuracy >= result.plain.accuracy
-    assert result.plain.setting == Setting(99.9, 1.0, 1.0, False)
+                       per_channel=(False,), fold_pooling=(True,), layer_factors=(2.0,), backend="cpu")
+    n_fit = result.best.num_samples
+    assert n_fit == 63 and result.num_samples == 90 and result.holdout_best.num_samples == 27
+    assert result.plain is not None and result.plain.setting == Setting(99.9, 1.0, 1.0, False)
+    # every grid point and each layer's x2 reached the whole search part, the chosen one among them
     assert len(result.trials) >= 2 + len([s for s in model.layers if s.is_weighted])
+    assert result.best in result.trials
+    assert result.holdout_best.setting == result.best.setting
+    assert result.holdout_best.score == max(t.score for t in result.holdout)
     assert "@32" in result.table().splitlines()[0]
     kw = result.simulator_kwargs
-    again = tn.Simulator(result.model, backend="cpu", **kw).run(x, y)
+    assert result.model.simulation == {"coding": "ttfs-dyn-thresh", **kw}
+    from ttfs_native.conversion.calibrate import split_calibration
+    fit, held = split_calibration(90, 0.3)
+    again = tn.Simulator.for_model(result.model, backend="cpu").run(x[fit], y[fit])
     assert again.accuracy == pytest.approx(result.best.accuracy)
-    assert result.model.metadata["calibration"]["simulation"] == kw
+    again = tn.Simulator.for_model(result.model, backend="cpu").run(x[held], y[held])
+    assert again.accuracy == pytest.approx(result.holdout_best.accuracy)
 
 
 def test_calibrate_rejects_bad_inputs():
@@ -115,8 +124,8 @@ def test_calibrate_rejects_bad_inputs():
 
 def test_calibrate_command_on_the_bundled_model(tmp_path, capsys):
     out = tmp_path / "calibrated"
-    assert main(["calibrate", "--percentiles", "99.9", "--v-thresh", "1", "--dt", "1", "--no-leak",
+    assert main(["calibrate", "--percentiles", "99.9", "--v-thresh", "1", "--dt", "1",
                  "--layer-factors", "", "--max-steps", "16", "--num-samples", "50", "--out", str(out)]) == 0
     text = capsys.readouterr().out
-    assert "best accuracy within a step budget" in text and "--duration 16" in text
-    assert tn.load_model(out).metadata["calibration"]["simulation"]["duration"] == 16
+    assert "finalists on the 15 held-out samples" in text and "duration 16 (16 steps)" in text
+    assert tn.load_model(out).simulation["duration"] == 16

@@ -21,7 +21,8 @@ from ttfs_native.model.layers import ModelError  # noqa: E402
 from ttfs_native.model import load_model  # noqa: E402
 
 DATA = Path(__file__).parent / "data" / "import"
-FIXTURES = ["keras_seq_cnn", "keras_func_concat", "keras_depthwise_gap"]
+FIXTURES = ["keras_seq_cnn", "keras_func_concat", "keras_depthwise_gap", "keras_upsample_relu6",
+            "keras_conv1d", "keras_conv1d_branches"]
 TOLERANCE = 1e-4
 
 

@@ -19,7 +19,8 @@ from ttfs_native.model.layers import ModelError  # noqa: E402
 from ttfs_native.model import load_model  # noqa: E402
 
 DATA = Path(__file__).parent / "data" / "import"
-FIXTURES = ["onnx_lenet_bn", "onnx_depthwise_concat", "onnx_mlp_softmax"]
+FIXTURES = ["onnx_lenet_bn", "onnx_depthwise_concat", "onnx_mlp_softmax", "onnx_upsample_relu6",
+            "onnx_conv1d", "onnx_conv1d_branches"]
 TOLERANCE = 1e-4
 
 
@@ -112,10 +113,13 @@ def test_duplicate_and_missing_node_names_give_unique_layer_names():
 def test_unsupported_operators_are_all_listed():
     nodes = [helper.make_node("Sigmoid", ["c"], ["s"], name="sig"),
              helper.make_node("Tanh", ["s"], ["t"], name="tanh"),
-             helper.make_node("Relu", ["t"], ["y"], name="relu")]
-    with pytest.raises(ModelError, match="unsupported ONNX operator") as err:
+             helper.make_node("Erf", ["t"], ["e"], name="erf"),
+             helper.make_node("Tanh", ["e"], ["t2"], name="tanh2"),
+             helper.make_node("Relu", ["t2"], ["y"], name="relu")]
+    with pytest.raises(ModelError, match="4 ONNX node.s. cannot be converted") as err:
         from_onnx(conv_net(nodes))
-    assert "Sigmoid" in str(err.value) and "Tanh" in str(err.value)
+    for name in ("'sig'", "'tanh'", "'tanh2'", "'erf'", "an activation other than ReLU", "no conversion rule"):
+        assert name in str(err.value)
 
 
 def test_missing_file_raises_file_not_found(tmp_path):
@@ -279,7 +283,7 @@ def test_fresh_pytorch_export_matches(name, keep_batchnorm, tmp_path):
         script.export_onnx(module, shape, opset, dynamic, path)
     else:  # default eval export: the exporter folds batch norm itself
         torch.onnx.export(module, torch.zeros((2,) + shape), str(path), dynamo=False, opset_version=opset)
-    channels_last = shape if len(shape) == 1 else (shape[1], shape[2], shape[0])
+    channels_last = shape if len(shape) == 1 else (*shape[1:], shape[0])
     x = np.random.default_rng(7).normal(size=(2,) + channels_last).astype(np.float32)
     y = script.torch_reference(module, x)
     assert np.abs(from_onnx(path).ann_forward(x) - y).max() <= TOLERANCE

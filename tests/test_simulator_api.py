@@ -191,7 +191,7 @@ def test_threads_sharing_a_sample_change_nothing(arch, threads, monkeypatch):
     """With fewer samples than threads, the threads share each sample's layers: the
     scatter split by output range, the neuron pass by blocks of neurons. Every sum
     still takes its terms in the same order, so the results are the one thread's bit
-    for bit. TTFS_CPU_SHARE=all shares every layer of more than 256 neurons (by
+    for bit. cpu_share='all' shares every layer of more than 256 neurons (by
     default only large ones are worth a fork and join)."""
     if arch == "wide_dense":
         model, x = _wide_dense_case()
@@ -199,8 +199,8 @@ def test_threads_sharing_a_sample_change_nothing(arch, threads, monkeypatch):
         model, x, _ = netgen.make(arch, n=3)
     kwargs = dict(duration=30, backend="cpu", batch_size=1)
     want = tn.Simulator(model, num_threads=1, **kwargs).run(x)
-    monkeypatch.setenv("TTFS_CPU_SHARE", "all")
-    netgen.assert_identical(tn.Simulator(model, num_threads=threads, **kwargs).run(x), want)
+    share_all = tn.simulation.EngineOptions(cpu_share="all")
+    netgen.assert_identical(tn.Simulator(model, num_threads=threads, options=share_all, **kwargs).run(x), want)
 
 
 def test_threads_share_the_large_layers_of_one_sample():
@@ -220,9 +220,12 @@ def test_threads_share_the_large_layers_of_one_sample():
 
 def test_bad_share_policy_is_refused(conv_case, monkeypatch):
     model, x, _ = conv_case
+    with pytest.raises(ValueError, match=r"cpu_share must be one of \['auto', 'all'\], got 'most'"):
+        tn.Simulator(model, duration=10, backend="cpu", options=tn.simulation.EngineOptions(cpu_share="most"))
     monkeypatch.setenv("TTFS_CPU_SHARE", "most")
-    with pytest.raises(ValueError, match="TTFS_CPU_SHARE='most': use 'auto' or 'all'"):
-        tn.Simulator(model, duration=10, backend="cpu", num_threads=2).run(x[:1])
+    with pytest.raises(ValueError, match=r"environment variable TTFS_CPU_SHARE \(the default of cpu_share\) "
+                                         r"must be one of \['auto', 'all'\], got 'most'"):
+        tn.Simulator(model, duration=10, backend="cpu", num_threads=2)
 
 
 def test_default_threads_follow_omp_num_threads_or_the_cpus(monkeypatch):

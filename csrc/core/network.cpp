@@ -1,5 +1,6 @@
 #include "network.h"
 
+#include <cmath>
 #include <stdexcept>
 
 namespace ttfs {
@@ -49,6 +50,15 @@ void validate_node(const Network& net, const Node& node) {
   require(net.nodes[node.inbound[0]].size == g.in_size(), node, "input size differs from the inbound node");
   require(node.size == g.out_size(), node, "output size differs from the geometry");
   require(int64_t(node.fanout.size()) == node.size, node, "fan-out array has the wrong size");
+  // Synaptic operations are sums of fan-outs that the CUDA engine adds in any
+  // order: exact (so deterministic) while every fan-out is a whole number and
+  // a layer's total stays below 2^53.
+  double fanout_total = 0.0;
+  for (double f : node.fanout) {
+    require(f >= 0.0 && f == std::floor(f), node, "fan-outs must be non-negative whole numbers");
+    fanout_total += f;
+  }
+  require(fanout_total < 9007199254740992.0, node, "fan-outs sum to 2^53 or more");
   const int64_t taps = int64_t(g.kernel_h) * g.kernel_w;
   switch (node.kind) {
     case NodeKind::Dense:

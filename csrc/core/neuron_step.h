@@ -57,6 +57,15 @@ TTFS_HD bool ttfs_neuron_step(float current, float missing, const StepConstants&
   return spiked;
 }
 
+// A ReLU neuron that fired and stays refractory past the last step (its R =
+// tau_s + tau_refrac, as step 7 computes it, beyond `end_tau`, the tau of
+// the last step) is done for the run: its membrane stays 0 below threshold
+// and its outputs stay as they are, so it needs no more input or updates.
+// `last_spike` > 0 once it fired (the engines store "never" as -1 or 0).
+TTFS_HD bool neuron_done_for_run(float last_spike, float tau_refrac, float end_tau) {
+  return last_spike > 0.0f && add_rn(last_spike, tau_refrac) > end_tau;
+}
+
 // Step 11's output signal: dt once the neuron has fired.
 TTFS_HD float relu_signal(float last_spike, float dt) { return last_spike > 0.0f ? dt : 0.0f; }
 

@@ -1,8 +1,9 @@
-// Run parameters shared by every native backend (validated in Python).
+// Run semantics shared by every native backend (validated in Python): what
+// a run computes, not how an engine computes it (that is EngineOptions,
+// core/engine.h).
 #pragma once
 
 #include <cstdint>
-#include <vector>
 
 #include "neuron_step.h"
 
@@ -16,22 +17,11 @@ struct SimConfig {
   bool leak = false;
   uint64_t seed = 0;
   bool early_stop = false;
-  bool record_spike_times = true;  // CUDA: allocate and write first-spike times (the CPU
-                                   // engine records them when a run passes arrays)
-  uint64_t device_memory_limit = 0;  // CUDA: bytes a chunk's buffers may take (0: what is free)
+  bool record_spike_times = true;  // write first-spike times (a run then passes one array per spiking layer)
 
   StepConstants step(int t) const { return step_constants(t, dt, v_thresh, tau_refrac, leak); }
-};
-
-// Where a backend writes the results of a batch (host memory, row-major).
-struct ResultViews {
-  int64_t samples = 0;
-  int32_t* counts = nullptr;                // (N, classes, steps) cumulative
-  std::vector<float*> first_spike;          // per spiking node: (N, size), 0 = never; empty: not recorded
-  bool first_spike_on_device = false;       // CUDA: first_spike points to the engine's device memory
-  int64_t* spike_counts = nullptr;          // (N, spiking nodes)
-  double* synops = nullptr;                 // (N, steps)
-  int32_t* stop_step = nullptr;             // (N,)
+  // tau of the last step: a neuron refractory past it is done for the run (neuron_done_for_run)
+  float end_tau() const { return step(steps).tau; }
 };
 
 }  // namespace ttfs

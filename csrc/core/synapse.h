@@ -193,9 +193,9 @@ TTFS_HD void scatter_conv_rows(const Geometry& g, const float* rows, int64_t j, 
 // MaxPooling2D's window at output (oy, ox, channel c): the maximum of the
 // signal and of the prospective map over the input cells it covers (padded
 // cells do not count), with signal_at(j) / prospective_at(j) the values of
-// input element j. G is Geometry or any struct with its fields.
-template <typename G, typename Signal, typename Prospective>
-TTFS_HD void max_pool_window_of(const G& g, int oy, int ox, int c, Signal&& signal_at,
+// input element j.
+template <typename Signal, typename Prospective>
+TTFS_HD void max_pool_window_of(const Geometry& g, int oy, int ox, int c, Signal&& signal_at,
                                 Prospective&& prospective_at, float& m, float& mp) {
   m = mp = -INFINITY;
   for (int ky = 0; ky < g.kernel_h; ++ky) {
@@ -213,8 +213,7 @@ TTFS_HD void max_pool_window_of(const G& g, int oy, int ox, int c, Signal&& sign
 }
 
 // The same over the signal and prospective arrays of the input.
-template <typename G>
-TTFS_HD void max_pool_window(const G& g, const float* signal, const float* prospective, int oy, int ox,
+TTFS_HD void max_pool_window(const Geometry& g, const float* signal, const float* prospective, int oy, int ox,
                              int c, float& m, float& mp) {
   max_pool_window_of(
       g, oy, ox, c, [&](int64_t j) { return signal[j]; }, [&](int64_t j) { return prospective[j]; }, m, mp);

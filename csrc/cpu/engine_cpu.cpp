@@ -2,24 +2,10 @@
 
 #include <algorithm>
 #include <cmath>
-#include <cstdlib>
 #include <cstring>
 #include <stdexcept>
 #include <string>
 #include <vector>
-
-#if defined(__GNUC__) && defined(__x86_64__)
-#define TTFS_X86 1
-#include <immintrin.h>
-#endif
-
-// The kernels are compiled once per instruction set, inside the entry points
-// that carry the target attribute: everything they call must be inlined there.
-#if defined(__GNUC__)
-#define TTFS_KERNEL inline __attribute__((always_inline))
-#else
-#define TTFS_KERNEL inline
-#endif
 
 #ifdef _OPENMP
 #include <omp.h>
@@ -28,8 +14,17 @@
 #include "../core/neuron_step.h"
 #include "../core/philox.h"
 #include "../core/synapse.h"
+#include "cpu_kernels.h"
 
 namespace ttfs {
+
+using cpu::CpuKernelSet;
+using cpu::EventList;
+using cpu::InputChanges;
+using cpu::InputEvent;
+using cpu::LayerArrays;
+using cpu::LayerWeights;
+using cpu::PassOutput;
 
 int max_threads() {
 #ifdef _OPENMP
@@ -47,315 +42,9 @@ bool openmp_enabled() {
 #endif
 }
 
+const char* cpu_kernels(CpuKernels requested) { return cpu::cpu_kernel_set(requested).name; }
+
 namespace {
-
-// Per-neuron flags of one step (32 bits wide, as the neuron state, so that
-// the neuron pass vectorises without packing).
-using Flags = uint32_t;
-constexpr Flags kSpiked = 1, kChanged = 2;
-
-// The changed elements of a layer's input, and what the layer's sums hold of it.
-struct InputChanges {
-  const float* signal;       // the inbound node's a_out and p_out now
-  const float* prospective;
-  const int64_t* changed;    // where they changed this step
-  size_t count;
-  float* seen_signal;        // what the sums hold so far
-  float* seen_prospective;
-};
-
-// One changed input element: how much its signal and prospective map moved,
-// and which of the two did.
-struct InputEvent {
-  int64_t j;
-  float da, dp;
-  bool signal, prospective;
-};
-
-// Input element j's change since the sums last saw it (false: none), which
-// it marks seen; counts the change in non-zero input elements.
-TTFS_KERNEL bool take_change(const InputChanges& c, int64_t j, InputEvent& e, int64_t& nonzero) {
-  const float a = c.signal[j], a_seen = c.seen_signal[j];
-  const float p = c.prospective[j], p_seen = c.seen_prospective[j];
-  e = InputEvent{j, a - a_seen, p - p_seen, a != a_seen, p != p_seen};
-  nonzero += int64_t(a != 0.0f) - int64_t(a_seen != 0.0f);
-  c.seen_signal[j] = a;
-  c.seen_prospective[j] = p;
-  return e.signal || e.prospective;
-}
-
-// Where a scatter takes this step's events from, in increasing input index
-// (the sums take them in that order): the changes themselves, taken as they
-// are visited (one thread) ...
-struct ChangesAsEvents {
-  const InputChanges& c;
-  int64_t nonzero = 0;
-  size_t size() const { return c.count; }
-  TTFS_KERNEL bool get(size_t n, InputEvent& e) { return take_change(c, c.changed[n], e, nonzero); }
-};
-// ... or a list of them taken before (threads sharing the layer).
-struct EventList {
-  const InputEvent* events;
-  size_t count;
-  size_t size() const { return count; }
-  TTFS_KERNEL bool get(size_t n, InputEvent& e) const {
-    e = events[n];
-    return true;
-  }
-};
-
-// The events of this step as a list; returns the change in non-zero input elements.
-int64_t collect_events(const InputChanges& c, std::vector<InputEvent>& events) {
-  events.clear();
-  int64_t nonzero = 0;
-  InputEvent e;
-  for (size_t n = 0; n < c.count; ++n)
-    if (take_change(c, c.changed[n], e, nonzero)) events.push_back(e);
-  return nonzero;
-}
-
-// A layer's weights as its scatter reads them: the kernel in Keras layout,
-// or, where `rows`, a Conv2D's in row layout (synapse.h).
-struct LayerWeights {
-  const float* w;
-  bool rows;
-};
-
-// scatter_change, or scatter_conv_rows where the weights are in row layout.
-template <NodeKind Kind, bool Signal, bool Prospective, typename Range>
-TTFS_KERNEL void scatter_one(const Geometry& g, const LayerWeights& lw, const InputEvent& e, double* cur,
-                             double* miss, const Range& range) {
-  if (Kind == NodeKind::Conv2D && lw.rows)
-    scatter_conv_rows<Signal, Prospective>(g, lw.w, e.j, e.da, e.dp, cur, miss, range);
-  else
-    scatter_change<Kind, Signal, Prospective>(g, lw.w, e.j, e.da, e.dp, cur, miss, range);
-}
-
-// Scatters the events into the sums in `range` (one walk over the
-// connections of an element whose signal and prospective flag both changed,
-// as when it fires).
-template <NodeKind Kind, typename Source, typename Range>
-TTFS_KERNEL void scatter_kind(const Node& node, const LayerWeights& lw, Source& events, double* cur,
-                              double* miss, const Range& range) {
-  const Geometry& g = node.geom;
-  InputEvent e;
-  for (size_t n = 0; n < events.size(); ++n) {
-    if (!events.get(n, e)) continue;
-    if (e.signal && e.prospective) scatter_one<Kind, true, true>(g, lw, e, cur, miss, range);
-    else if (e.signal) scatter_one<Kind, true, false>(g, lw, e, cur, miss, range);
-    else scatter_one<Kind, false, true>(g, lw, e, cur, miss, range);
-  }
-}
-
-template <typename Source, typename Range>
-TTFS_KERNEL void scatter_dispatch(const Node& node, const LayerWeights& lw, Source& events, double* cur,
-                                  double* miss, const Range& range) {
-  switch (node.kind) {
-    case NodeKind::Dense: return scatter_kind<NodeKind::Dense>(node, lw, events, cur, miss, range);
-    case NodeKind::Conv2D: return scatter_kind<NodeKind::Conv2D>(node, lw, events, cur, miss, range);
-    case NodeKind::DepthwiseConv2D:
-      return scatter_kind<NodeKind::DepthwiseConv2D>(node, lw, events, cur, miss, range);
-    case NodeKind::AveragePooling2D:
-      return scatter_kind<NodeKind::AveragePooling2D>(node, lw, events, cur, miss, range);
-    default: return;  // not an integrating layer
-  }
-}
-
-// The synaptic scatter is most of the arithmetic: it is compiled a second
-// time for AVX2 and chosen at run time, so one binary stays portable. absorb:
-// one thread takes the changes and scatters them into all sums (returns the
-// change in non-zero input elements); scatter: a thread's share of a list.
-int64_t absorb_generic(const Node& node, const LayerWeights& lw, const InputChanges& c, double* cur,
-                       double* miss) {
-  ChangesAsEvents events{c};
-  scatter_dispatch(node, lw, events, cur, miss, AllOutputs{});
-  return events.nonzero;
-}
-void scatter_generic(const Node& node, const LayerWeights& lw, const EventList& events, double* cur,
-                     double* miss, const OutputRange& range) {
-  scatter_dispatch(node, lw, events, cur, miss, range);
-}
-#ifdef TTFS_X86
-__attribute__((target("avx2"))) int64_t absorb_avx2(const Node& node, const LayerWeights& lw,
-                                                    const InputChanges& c, double* cur, double* miss) {
-  ChangesAsEvents events{c};
-  scatter_dispatch(node, lw, events, cur, miss, AllOutputs{});
-  return events.nonzero;
-}
-__attribute__((target("avx2"))) void scatter_avx2(const Node& node, const LayerWeights& lw,
-                                                  const EventList& events, double* cur, double* miss,
-                                                  const OutputRange& range) {
-  scatter_dispatch(node, lw, events, cur, miss, range);
-}
-#endif
-// A layer's arrays for the neuron pass.
-struct LayerArrays {
-  const double* current_sum;
-  const double* missing_sum;
-  const float* bias_dt;     // per neuron, b * dt; all zero when the layer has no bias
-  const float* pool_count;  // per neuron for AveragePooling2D, else null
-  float* membrane;
-  float* threshold;
-  float* refrac_until;
-  float* last_spike;
-  float* prospective;
-  float* signal;
-
-  // The arrays from neuron `begin` on.
-  LayerArrays from(int64_t begin) const {
-    return LayerArrays{current_sum + begin, missing_sum + begin, bias_dt + begin,
-                       pool_count ? pool_count + begin : nullptr, membrane + begin, threshold + begin,
-                       refrac_until + begin, last_spike + begin, prospective + begin, signal + begin};
-  }
-};
-
-// Where a layer's pass puts the neurons that changed their output (signal or
-// prospective flag) and those that spiked, in increasing order.
-struct PassOutput {
-  std::vector<int64_t>& changed;
-  std::vector<int64_t>& spiked;
-};
-
-// ttfs_neuron_step over n neurons of a layer (the arrays start at the first),
-// branch-free so that it vectorises; flags[i] says what neuron i did. `bias_dt`
-// (b * dt) and `pool_count` are given per neuron. A neuron whose refractory
-// period outlasts the run goes through it too: its membrane stays 0 below
-// threshold and nothing observable changes. HasInput: step 2, while the
-// sample's input is all zero, I = 0 (no bias either).
-template <bool AveragePool, bool HasInput>
-TTFS_KERNEL void neuron_run(const double* __restrict current_sum, const double* __restrict missing_sum,
-                            const float* __restrict bias_dt, const float* __restrict count,
-                            float* __restrict membrane, float* __restrict threshold,
-                            float* __restrict refrac_until, float* __restrict last_spike,
-                            float* __restrict prospective, float* __restrict signal,
-                            Flags* __restrict flags, int64_t n, const StepConstants k) {
-  for (int64_t i = 0; i < n; ++i) {
-    // 1-2: I and M from the running sums (average pooling divides the float32 sum)
-    float current = AveragePool ? float(current_sum[i]) / count[i] : float(current_sum[i]) + bias_dt[i];
-    if (!HasInput) current = 0.0f;
-    const float missing = AveragePool ? float(missing_sum[i]) / count[i] : float(missing_sum[i]);
-    float v = membrane[i], theta = threshold[i], r = refrac_until[i], s = last_spike[i];
-    float p = prospective[i];
-    const float before_p = p;
-    const bool spiked = ttfs_neuron_step(current, missing, k, v, theta, r, s, p);
-    const float out = relu_signal(s, k.dt);
-    const bool changed = (out != signal[i]) | (before_p != p);
-    membrane[i] = v;
-    threshold[i] = theta;
-    refrac_until[i] = r;
-    last_spike[i] = s;
-    prospective[i] = p;
-    signal[i] = out;
-    flags[i] = (spiked ? kSpiked : 0) | (changed ? kChanged : 0);
-  }
-}
-
-// Appends the neurons flagged in flags[0, n) (neuron begin + i) to `out`.
-// Flags are sparse (a few percent per step), so quiet runs are skipped whole.
-TTFS_KERNEL void scan_flags_generic(const Flags* flags, int64_t begin, int64_t n, const PassOutput& out) {
-  for (int64_t i = 0; i < n; ++i) {
-    if (i + 4 <= n && (flags[i] | flags[i + 1] | flags[i + 2] | flags[i + 3]) == 0) {
-      i += 3;
-      continue;
-    }
-    if (flags[i] & kChanged) out.changed.push_back(begin + i);
-    if (flags[i] & kSpiked) out.spiked.push_back(begin + i);
-  }
-}
-#ifdef TTFS_X86
-__attribute__((target("avx2"))) TTFS_KERNEL void scan_flags_avx2(const Flags* flags, int64_t begin, int64_t n,
-                                                            const PassOutput& out) {
-  const __m256i ch = _mm256_set1_epi32(int(kChanged)), sp = _mm256_set1_epi32(int(kSpiked));
-  int64_t i = 0;
-  for (; i + 8 <= n; i += 8) {
-    const __m256i v = _mm256_loadu_si256(reinterpret_cast<const __m256i*>(flags + i));
-    if (_mm256_testz_si256(v, v)) continue;
-    const __m256i c = _mm256_cmpeq_epi32(_mm256_and_si256(v, ch), ch);
-    const __m256i f = _mm256_cmpeq_epi32(_mm256_and_si256(v, sp), sp);
-    for (uint32_t m = uint32_t(_mm256_movemask_ps(_mm256_castsi256_ps(c))); m; m &= m - 1)
-      out.changed.push_back(begin + i + __builtin_ctz(m));
-    for (uint32_t m = uint32_t(_mm256_movemask_ps(_mm256_castsi256_ps(f))); m; m &= m - 1)
-      out.spiked.push_back(begin + i + __builtin_ctz(m));
-  }
-  scan_flags_generic(flags + i, begin + i, n - i, out);
-}
-#endif
-
-// The neuron pass of a layer in blocks, each scanned for flags while they
-// are still in L1.
-constexpr int64_t kBlock = 256;
-
-template <bool AveragePool, bool HasInput, typename Scan>
-TTFS_KERNEL void pass_blocks(const LayerArrays& a, int64_t n, const StepConstants& k, const PassOutput& out,
-                        Scan scan) {
-  Flags flags[kBlock];
-  for (int64_t begin = 0; begin < n; begin += kBlock) {
-    const int64_t count = std::min(kBlock, n - begin);
-    const int64_t b = begin;
-    neuron_run<AveragePool, HasInput>(a.current_sum + b, a.missing_sum + b, a.bias_dt + b,
-                                      AveragePool ? a.pool_count + b : nullptr, a.membrane + b,
-                                      a.threshold + b, a.refrac_until + b, a.last_spike + b,
-                                      a.prospective + b, a.signal + b, flags, count, k);
-    scan(flags, begin, count, out);
-  }
-}
-
-template <typename Scan>
-TTFS_KERNEL void neuron_pass_dispatch(const LayerArrays& a, int64_t n, bool has_input, const StepConstants& k,
-                                 const PassOutput& out, Scan scan) {
-  if (a.pool_count) {
-    if (has_input) pass_blocks<true, true>(a, n, k, out, scan);
-    else pass_blocks<true, false>(a, n, k, out, scan);
-  } else {
-    if (has_input) pass_blocks<false, true>(a, n, k, out, scan);
-    else pass_blocks<false, false>(a, n, k, out, scan);
-  }
-}
-
-void neuron_pass_generic(const LayerArrays& a, int64_t n, bool has_input, const StepConstants& k,
-                         const PassOutput& out) {
-  neuron_pass_dispatch(a, n, has_input, k, out, scan_flags_generic);
-}
-
-#ifdef TTFS_X86
-__attribute__((target("avx2"))) void neuron_pass_avx2(const LayerArrays& a, int64_t n, bool has_input,
-                                                      const StepConstants& k, const PassOutput& out) {
-  struct Scan {
-    __attribute__((target("avx2"))) void operator()(const Flags* f, int64_t b, int64_t c,
-                                                    const PassOutput& o) const {
-      scan_flags_avx2(f, b, c, o);
-    }
-  };
-  neuron_pass_dispatch(a, n, has_input, k, out, Scan{});
-}
-#endif
-
-// The kernels above, picked once for this CPU. TTFS_CPU_KERNELS=generic
-// (read at import) forces the portable ones, e.g. to test them on an AVX2
-// machine: other CPUs (aarch64 wheels) run nothing else.
-bool use_avx2() {
-#ifdef TTFS_X86
-  const char* forced = std::getenv("TTFS_CPU_KERNELS");
-  return __builtin_cpu_supports("avx2") && !(forced && std::strcmp(forced, "generic") == 0);
-#else
-  return false;
-#endif
-}
-
-using AbsorbFn = int64_t (*)(const Node&, const LayerWeights&, const InputChanges&, double*, double*);
-using ScatterFn = void (*)(const Node&, const LayerWeights&, const EventList&, double*, double*,
-                          const OutputRange&);
-using NeuronPassFn = void (*)(const LayerArrays&, int64_t, bool, const StepConstants&, const PassOutput&);
-#ifdef TTFS_X86
-const bool kAvx2 = use_avx2();
-const AbsorbFn absorb = kAvx2 ? absorb_avx2 : absorb_generic;
-const ScatterFn scatter = kAvx2 ? scatter_avx2 : scatter_generic;
-const NeuronPassFn neuron_pass = kAvx2 ? neuron_pass_avx2 : neuron_pass_generic;
-#else
-const AbsorbFn absorb = absorb_generic;
-const ScatterFn scatter = scatter_generic;
-const NeuronPassFn neuron_pass = neuron_pass_generic;
-#endif
 
 // What the spiking neurons of one layer produced at one step.
 struct StepRecord {
@@ -385,10 +74,10 @@ struct NodeState {
 // blocks in the neuron pass), for batches smaller than the thread count.
 class SampleRunner {
  public:
-  SampleRunner(const Network& net, const SimConfig& cfg, const std::vector<int>& spiking,
-               const std::vector<int>& slot, const std::vector<CpuNodeTables>& tables, int threads = 1,
-               SharePolicy policy = {})
-      : net_(net), cfg_(cfg), spiking_(spiking), slot_(slot), tables_(tables),
+  SampleRunner(const Network& net, const SimConfig& cfg, const CpuKernelSet& kernels,
+               const std::vector<int>& spiking, const std::vector<int>& slot,
+               const std::vector<CpuNodeTables>& tables, int threads = 1, SharePolicy policy = {})
+      : net_(net), cfg_(cfg), kernels_(kernels), spiking_(spiking), slot_(slot), tables_(tables),
         state_(net.nodes.size()), threads_(threads), policy_(policy), shares_(size_t(threads)) {
     for (size_t i = 0; i < net.nodes.size(); ++i) {
       const Node& node = net.nodes[i];
@@ -414,11 +103,12 @@ class SampleRunner {
       }
     }
     class_count_.resize(net.num_classes());
-    end_tau_ = float(cfg.steps) * cfg.dt;
     softmax_scratch_.resize(net.nodes.back().size);
   }
 
-  void run(const float* x, int64_t sample, int64_t row, const ResultViews& out) {
+  // Sample `sample` of the whole input (x: its input), into that row of `out`.
+  void run(const float* x, int64_t sample, const Results& out) {
+    const int64_t row = sample;
     reset();
     const int64_t classes = net_.num_classes();
     int32_t* counts = out.counts + row * classes * cfg_.steps;
@@ -540,13 +230,13 @@ class SampleRunner {
                                                 : LayerWeights{t.rows.data(), true};
     const bool shared = threads_ > 1 && double(changes.count) * t.synapses_per_input >= policy_.min_scatter;
     if (!shared) {
-      s.nonzero_inputs += absorb(node, weights, changes, s.current_sum.data(), s.missing_sum.data());
+      s.nonzero_inputs += kernels_.absorb(node, weights, changes, s.current_sum.data(), s.missing_sum.data());
       return;
     }
-    s.nonzero_inputs += collect_events(changes, events_);
+    s.nonzero_inputs += cpu::collect_events(changes, events_);
     const EventList events{events_.data(), events_.size()};
     for_each_share(threads_, node.size, [&](int, int64_t lo, int64_t hi) {
-      scatter(node, weights, events, s.current_sum.data(), s.missing_sum.data(), OutputRange{lo, hi});
+      kernels_.scatter(node, weights, events, s.current_sum.data(), s.missing_sum.data(), OutputRange{lo, hi});
     });
   }
 
@@ -609,14 +299,14 @@ class SampleRunner {
     spiked_.clear();
     const bool has_input = s.nonzero_inputs != 0;
     if (node.size < policy_.min_pass || threads_ == 1) {
-      neuron_pass(a, node.size, has_input, k, PassOutput{s.changed_list, spiked_});
+      kernels_.neuron_pass(a, node.size, has_input, k, PassOutput{s.changed_list, spiked_});
     } else {  // each share lists its neurons, then the lists are joined in order
       const int used = for_each_share(threads_, node.size, [&](int share, int64_t lo, int64_t hi) {
         PassShare& p = shares_[size_t(share)];
         p.begin = lo;
         p.changed.clear();
         p.spiked.clear();
-        neuron_pass(a.from(lo), hi - lo, has_input, k, PassOutput{p.changed, p.spiked});
+        kernels_.neuron_pass(a.from(lo), hi - lo, has_input, k, PassOutput{p.changed, p.spiked});
       });
       for (int share = 0; share < used; ++share) {
         const PassShare& p = shares_[size_t(share)];
@@ -690,7 +380,7 @@ class SampleRunner {
 
   // Spike-train records of this step: first-spike times, spike counts, synops.
   void record(const Node& node, size_t index, const StepConstants& k, int64_t row,
-              const ResultViews& out, double& synops, int64_t* spikes) {
+              const Results& out, double& synops, int64_t* spikes) {
     const NodeState& s = state_[index];
     const int l = slot_[index];
     float* first = out.first_spike.empty() ? nullptr : out.first_spike[l] + row * node.size;
@@ -708,12 +398,12 @@ class SampleRunner {
 
   const Network& net_;
   const SimConfig& cfg_;
+  const CpuKernelSet& kernels_;
   const std::vector<int>& spiking_;
   const std::vector<int>& slot_;
   const std::vector<CpuNodeTables>& tables_;
   std::vector<NodeState> state_;
   std::vector<int32_t> class_count_;
-  float end_tau_ = 0.0f;  // time of the last step
   std::vector<float> softmax_scratch_;
   std::vector<int64_t> spiked_;  // neurons of a layer that spiked this step
   std::vector<InputEvent> events_;  // a layer's input changes this step
@@ -730,19 +420,10 @@ class SampleRunner {
 
 }  // namespace
 
-#ifdef TTFS_X86
-const char* cpu_kernels() { return kAvx2 ? "avx2" : "generic"; }
-#else
-const char* cpu_kernels() { return "generic"; }
-#endif
-
-CpuEngine::CpuEngine(const Network& net, const SimConfig& config) : net_(net), config_(config) {
-  // TTFS_CPU_SHARE=all shares every layer (to test the sharing on small networks).
-  const char* share = std::getenv("TTFS_CPU_SHARE");
-  const std::string share_mode = share ? share : "";
-  if (!share_mode.empty() && share_mode != "auto" && share_mode != "all")
-    throw std::invalid_argument("TTFS_CPU_SHARE='" + share_mode + "': use 'auto' or 'all'");
-  if (share_mode == "all") share_policy_ = SharePolicy{0.0, 0};
+CpuEngine::CpuEngine(const Network& net, const SimConfig& config, const EngineOptions& options)
+    : Engine(net, config, options), kernels_(cpu::cpu_kernel_set(options.cpu_kernels)) {
+  if (options.cpu_threads < 0) throw std::invalid_argument("cpu_threads must be >= 0");
+  if (options.cpu_share == CpuShare::All) share_policy_ = SharePolicy{0.0, 0};
   shares_layers_ = std::any_of(net_.nodes.begin(), net_.nodes.end(), [&](const Node& node) {
     return node.integrates() && node.size >= share_policy_.min_pass;
   });
@@ -774,24 +455,30 @@ CpuEngine::CpuEngine(const Network& net, const SimConfig& config) : net_(net), c
   }
 }
 
-void CpuEngine::run(const float* x, int64_t samples, int64_t sample_offset, const ResultViews& out,
-                    int num_threads) const {
-  const int64_t in_size = net_.nodes[0].size;
-  const int wanted = std::max(1, num_threads > 0 ? num_threads : max_threads());
+const char* CpuEngine::kernels() const { return kernels_.name; }
+
+void CpuEngine::run(const Input& in, const Results& out) const {
+  check_run(in, out);
+  if (in.on_device || out.first_spike_on_device)
+    throw std::invalid_argument("the CPU engine takes input and results in host memory");
+  if (in.samples == 0) return;
+  const int64_t in_size = net_.nodes[0].size, samples = in.samples, first = in.sample_offset;
+  const float* x = in.data;
+  const int wanted = std::max(1, options_.cpu_threads > 0 ? options_.cpu_threads : max_threads());
   // Fewer samples than threads: where the network has large layers, the
   // threads share each sample's, one sample after another.
   if (samples < wanted && shares_layers_) {
-    SampleRunner runner(net_, config_, spiking_, spiking_slot_, tables_, wanted, share_policy_);
-    for (int64_t n = 0; n < samples; ++n) runner.run(x + n * in_size, sample_offset + n, n, out);
+    SampleRunner runner(net_, config_, kernels_, spiking_, spiking_slot_, tables_, wanted, share_policy_);
+    for (int64_t n = 0; n < samples; ++n) runner.run(x + n * in_size, first + n, out);
     return;
   }
   // Otherwise the work is split by sample: more threads than samples would only wait.
   const int threads = int(std::min<int64_t>(wanted, samples));
 #pragma omp parallel num_threads(threads)
   {
-    SampleRunner runner(net_, config_, spiking_, spiking_slot_, tables_);
+    SampleRunner runner(net_, config_, kernels_, spiking_, spiking_slot_, tables_);
 #pragma omp for schedule(dynamic, 1)
-    for (int64_t n = 0; n < samples; ++n) runner.run(x + n * in_size, sample_offset + n, n, out);
+    for (int64_t n = 0; n < samples; ++n) runner.run(x + n * in_size, first + n, out);
   }
 }
 

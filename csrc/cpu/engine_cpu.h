@@ -1,13 +1,16 @@
 // CPU backend: samples in parallel (OpenMP), each simulated step by step with
 // event-driven synaptic input (only changed presynaptic elements scatter);
 // with fewer samples than threads, the threads share each sample's large
-// layers instead.
+// layers instead. The kernels are in cpu_kernels.h.
 #pragma once
 
-#include "../core/network.h"
-#include "../core/sim_config.h"
+#include "../core/engine.h"
 
 namespace ttfs {
+
+namespace cpu {
+struct CpuKernelSet;
+}
 
 // What the CPU engine prepares once for an integrating node.
 struct CpuNodeTables {
@@ -21,25 +24,23 @@ struct CpuNodeTables {
 
 // When a batch has fewer samples than threads, the threads share a sample's
 // layers where these are large enough to repay a fork and join (measured on
-// 2 cores, VGG-style batch 1: 1.85x); TTFS_CPU_SHARE=all (read when the
-// engine is built) shares every layer, to test the sharing on small networks.
+// 2 cores, VGG-style batch 1: 1.85x); EngineOptions::cpu_share = All shares
+// every layer, to test the sharing on small networks.
 struct SharePolicy {
   double min_scatter = 65536;  // synapse updates of a layer's scatter in a step
   int64_t min_pass = 32768;    // neurons of a layer's neuron pass
 };
 
-class CpuEngine {
+class CpuEngine final : public Engine {
  public:
-  CpuEngine(const Network& net, const SimConfig& config);
-  // x: (N, input size) float32; results for samples sample_offset .. +N.
-  void run(const float* x, int64_t samples, int64_t sample_offset, const ResultViews& out,
-           int num_threads) const;
-  const Network& network() const { return net_; }
-  const SimConfig& config() const { return config_; }
+  CpuEngine(const Network& net, const SimConfig& config, const EngineOptions& options = {});
+  // Host input only; runs on options().cpu_threads threads (0: max_threads()).
+  void run(const Input& in, const Results& out) const override;
+  // The kernels this engine runs: "avx2" or "generic".
+  const char* kernels() const;
 
  private:
-  const Network net_;
-  const SimConfig config_;
+  const cpu::CpuKernelSet& kernels_;
   std::vector<int> spiking_;            // node index of each spiking layer
   std::vector<int> spiking_slot_;       // node index -> slot in spiking_ (-1 if none)
   std::vector<CpuNodeTables> tables_;   // per node
@@ -48,8 +49,8 @@ class CpuEngine {
 };
 
 int max_threads();
-// The CPU kernels in use: "avx2" or "generic".
-const char* cpu_kernels();
+// The CPU kernels that `requested` resolves to on this CPU: "avx2" or "generic".
+const char* cpu_kernels(CpuKernels requested);
 bool openmp_enabled();
 
 }  // namespace ttfs

@@ -66,11 +66,12 @@ class DeviceBuffer {
   explicit DeviceBuffer(size_t count) : count_(count) {
     if (count > 0) TTFS_CUDA_CHECK(cudaMalloc(reinterpret_cast<void**>(&data_), count * sizeof(T)));
   }
-  // A copy of host memory (synchronous; used once per engine for weights).
-  static DeviceBuffer from_host(const T* host, size_t count) {
+  // A copy of host memory, queued on `stream` (the host memory may be freed
+  // on return; work queued on `stream` after it sees the copy).
+  static DeviceBuffer from_host(const T* host, size_t count, cudaStream_t stream) {
     DeviceBuffer buffer(count);
     if (count > 0)
-      TTFS_CUDA_CHECK(cudaMemcpy(buffer.data_, host, count * sizeof(T), cudaMemcpyHostToDevice));
+      TTFS_CUDA_CHECK(cudaMemcpyAsync(buffer.data_, host, count * sizeof(T), cudaMemcpyHostToDevice, stream));
     return buffer;
   }
   ~DeviceBuffer() { release(); }

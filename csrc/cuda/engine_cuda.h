@@ -1,7 +1,8 @@
-// CUDA backend: the same interface as CpuEngine. Samples run in parallel on
-// one GPU, step by step; each step is one CUDA graph launch (one fused
-// kernel per node plus the readout). CUDA types stay behind the pointer to
-// the implementation, so this header compiles without the CUDA toolkit.
+// CUDA backend: the same interface as CpuEngine (core/engine.h). Samples run
+// in parallel on one GPU, step by step (each step one CUDA graph launch: one
+// fused kernel per node plus the readout) or layer by layer. CUDA types stay
+// behind the pointer to the implementation (engine_impl.cuh), so this header
+// compiles without the CUDA toolkit.
 #pragma once
 
 #include <cstdint>
@@ -9,36 +10,30 @@
 #include <string>
 #include <utility>
 
-#include "../core/network.h"
-#include "../core/sim_config.h"
+#include "../core/engine.h"
 
 namespace ttfs {
 
-class CudaEngine {
+class CudaEngine final : public Engine {
  public:
   // Copies the weights to the current CUDA device; throws std::runtime_error
   // (CUDA's message and the failed call) if there is no usable device.
-  CudaEngine(const Network& net, const SimConfig& config);
-  ~CudaEngine();
-  CudaEngine(const CudaEngine&) = delete;
-  CudaEngine& operator=(const CudaEngine&) = delete;
+  CudaEngine(const Network& net, const SimConfig& config, const EngineOptions& options = {});
+  ~CudaEngine() override;
 
-  // x: (N, input size) float32 in host memory, or in this engine's device
-  // memory if x_on_device (read in place); results for samples
-  // sample_offset .. +N into host memory (first-spike times into device
-  // memory if out.first_spike_on_device). Splits N into chunks that fit the
-  // device's free memory. Thread-safe (runs on one engine are serialised).
-  // Returns when the results are complete.
-  void run(const float* x, int64_t samples, int64_t sample_offset, const ResultViews& out,
-           int num_threads_ignored, bool x_on_device = false) const;
-  const Network& network() const { return net_; }
-  const SimConfig& config() const { return config_; }
+  // Input in host memory, or in this engine's device memory (read in place);
+  // results in host memory (first-spike times in this engine's device memory
+  // if out.first_spike_on_device). Splits the samples into chunks that fit
+  // the device's free memory. Thread-safe (runs on one engine are
+  // serialised). Returns when the results are complete, also when it
+  // throws (the work it queued has finished).
+  void run(const Input& in, const Results& out) const override;
   int device() const;
   // The time loop this engine runs: "step" (one CUDA graph launch per step)
-  // or "layer" (TTFS_CUDA_SCHEDULE=layer on a network the layer-major
-  // kernels support: one launch per node, each running all steps).
+  // or "layer" (cuda_schedule = Layer on a network the layer-major kernels
+  // support: one launch per node, each running all steps).
   const char* schedule() const;
-  // Layer-major: steps per window (layer_kernels.cuh); 0 for the step loop.
+  // Layer-major: steps per window (layer_history.cuh); 0 for the step loop.
   int window_steps() const;
   // Device memory one sample of a chunk takes, and the samples per chunk of
   // the buffers allocated so far (0 before the first run).
@@ -50,10 +45,9 @@ class CudaEngine {
   // Whether `count` floats of device memory are all finite (no NaN or Inf).
   bool all_finite(const float* x, int64_t count) const;
 
+  struct Impl;  // cuda/engine_impl.cuh
+
  private:
-  struct Impl;
-  const Network net_;
-  const SimConfig config_;
   std::unique_ptr<Impl> impl_;
 };
 
@@ -68,6 +62,7 @@ class DeviceMemory {
   void* data() const { return data_; }
   size_t bytes() const { return bytes_; }
   int device() const { return device_; }
+  // Both return when the copy is complete.
   void copy_from_host(const void* host, size_t bytes);
   void copy_to_host(void* host, size_t bytes) const;
 

@@ -29,42 +29,11 @@
 //   every result is deterministic and independent of the batch.
 #pragma once
 
-#include <cuda_runtime.h>
-
-#include <cmath>
-#include <cstdint>
-
-#include "../core/neuron_step.h"
-#include "../core/philox.h"
+#include "kernel_common.cuh"
 #include "synapse_gather.cuh"
 
 namespace ttfs {
 namespace cuda {
-
-constexpr int kBlock = 256;         // threads per block of the per-neuron kernels
-constexpr int kReadoutBlock = 128;  // threads per block (= per sample) of the readout
-
-// Set by the host before a batch, advanced on the device.
-struct Control {
-  int step;               // t of the step being simulated, from 1
-  int running;            // samples not yet stopped (early stop)
-  int64_t sample_offset;  // index of the batch's first sample in the whole input
-};
-
-// Run constants (SimConfig) as the kernels need them.
-struct StepParams {
-  float dt, v0, tau_refrac;
-  float end_tau;  // tau of the last step
-  int leak;
-  int steps;
-  int early_stop;
-  uint64_t seed;
-};
-
-// The scalars of step t, from the shared definition in core/neuron_step.h.
-__device__ __forceinline__ StepConstants step_constants(const StepParams& p, int t) {
-  return ttfs::step_constants(t, p.dt, p.v0, p.tau_refrac, p.leak != 0);
-}
 
 // Addressing of what is shared between nodes: every node's signal and
 // prospective map ([sample][row], node at its offset in the row), per
@@ -103,12 +72,8 @@ struct Recorder {
   int partial_stride;
 };
 
-// Float state fields of a node, each [sample][size], field after field.
-enum IntegratingField { kCurrent = 0, kMissing, kMembrane, kRefracUntil, kLastSpike, kIntegratingFields };
-enum MaxPoolField { kPooled = 0, kPooledProspective, kPoolLastSpike, kPoolLastProspective, kMaxPoolFields };
-
 struct LayerArgs {
-  Window g;
+  Geometry g;
   int size;
   int node, inbound;
   int64_t in_offset, out_offset;   // in the signal/prospective row
@@ -165,23 +130,6 @@ __device__ __forceinline__ void publish(const SampleView& v, int64_t s, int node
   if (new_signal != 0.0f && old_signal == 0.0f) v.nonzero(s)[node] = 1;
 }
 
-// Block sum in a fixed order (warp shuffles, then warps in index order), so
-// the result does not depend on scheduling. Returns the sum in thread 0.
-// Every thread of the block must call it.
-template <int Threads, typename T>
-__device__ __forceinline__ T block_sum(T value) {
-  static_assert(Threads % 32 == 0, "whole warps");
-  __shared__ T warp_sums[Threads / 32];
-  for (int offset = 16; offset > 0; offset >>= 1) value += __shfl_down_sync(0xffffffffu, value, offset);
-  if ((threadIdx.x & 31) == 0) warp_sums[threadIdx.x >> 5] = value;
-  __syncthreads();
-  T total = T(0);
-  if (threadIdx.x == 0)
-    for (int w = 0; w < Threads / 32; ++w) total += warp_sums[w];
-  __syncthreads();  // warp_sums may be reused by the next call
-  return total;
-}
-
 // This block's spike count and synaptic operations for this step. Every
 // thread of the block must call it.
 __device__ __forceinline__ void write_block_partials(const Recorder& r, int64_t s, int spikes, double ops) {
@@ -200,11 +148,6 @@ __device__ __forceinline__ void write_block_partials(const Recorder& r, int64_t 
     r.partial_ops[slot] = block_ops;
   }
 }
-
-// Matches the CPU's std::exp(float) (glibc expf, at most 0.502 ulp): exp in
-// double rounded once to float32 is the correctly rounded value in all but
-// vanishingly rare cases, where CUDA's expf may be 2 ulp away.
-__device__ __forceinline__ float softmax_exp(float x) { return float(exp(double(x))); }
 
 // ------------------------------------------------------------- kernels
 
@@ -262,14 +205,6 @@ __global__ void __launch_bounds__(kCellBlock) cell_changes_kernel(const CellChan
   if (threadIdx.x == 0) a.count[s * a.cells + cell] = written;
 }
 
-// Sets *found if any of x[0, n) is NaN or Inf (device input is checked
-// before a run, as the host checks host input). Every writer stores 1.
-__global__ void nonfinite_kernel(const float* __restrict__ x, int64_t n, int* found) {
-  const int64_t stride = int64_t(gridDim.x) * blockDim.x;
-  for (int64_t i = int64_t(blockIdx.x) * blockDim.x + threadIdx.x; i < n; i += stride)
-    if (!isfinite(x[i])) *found = 1;
-}
-
 // Flatten, Reshape, ZeroPadding2D, Concatenate: copy (signal, prospective)
 // through the index map whenever an inbound node changed (CPU gather_step).
 struct GatherArgs {
@@ -302,15 +237,7 @@ __global__ void __launch_bounds__(kBlock) gather_kernel(const GatherArgs a) {
 }
 
 // Dense, Conv2D, DepthwiseConv2D, AveragePooling2D: SEMANTICS.md steps 1-11.
-// A ReLU neuron that fired and stays refractory to the end of the run (its R
-// = tau_s + tau_refrac, as step 7 computed it, beyond the last step's tau)
-// has nothing observable left: its membrane stays 0 below threshold, its
-// outputs stay as they are. integrate_kernel skips it, input included.
-__device__ __forceinline__ bool refractory_to_the_end(const LayerArgs& a, int64_t n) {
-  const float last_spike = a.state[kLastSpike * a.field_stride + n];
-  return last_spike > 0.0f && add_rn(last_spike, a.p.tau_refrac) > a.p.end_tau;
-}
-
+// A ReLU neuron done for the run (done_for_run) is skipped, input included.
 // Steps 1-2 (I, M) are recomputed by gathering over the fan-in only when the
 // inbound node changed for this sample; otherwise the stored values are
 // reused (they depend on the inbound state alone). With Softmax, only steps
@@ -324,7 +251,7 @@ __global__ void __launch_bounds__(kBlock) integrate_kernel(const LayerArgs a) {
   const int i = blockIdx.x * kBlock + threadIdx.x;
   int spikes = 0;
   double ops = 0.0;
-  if (i < a.size && !(!Softmax && !first_step && refractory_to_the_end(a, s * a.size + i))) {
+  if (i < a.size && !(!Softmax && !first_step && done_for_run(a.p, a.state[kLastSpike * a.field_stride + s * a.size + i]))) {
     const StepConstants k = step_constants(a.p, t);
     const int64_t n = s * a.size + i;
     float* current_state = a.state + kCurrent * a.field_stride + n;
@@ -483,7 +410,7 @@ __global__ void __launch_bounds__(kBlock) maxpool_kernel(const LayerArgs a) {
   double ops = 0.0;
   if (i < a.size) {
     const StepConstants k = step_constants(a.p, t);
-    const Window& g = a.g;
+    const Geometry& g = a.g;
     const int64_t n = s * a.size + i;
     float* pooled_state = a.state + kPooled * a.field_stride + n;
     float* pooled_p_state = a.state + kPooledProspective * a.field_stride + n;

@@ -22,23 +22,6 @@
 namespace ttfs {
 namespace cuda {
 
-// Geometry of one layer as plain ints (a device copy of ttfs::Geometry).
-struct Window {
-  int in_h, in_w, in_c;
-  int out_h, out_w, out_c;
-  int kernel_h, kernel_w;
-  int stride_h, stride_w;
-  int dilation_h, dilation_w;
-  int pad_top, pad_left;
-  int multiplier;  // Dense units, Conv2D filters, DepthwiseConv2D depth multiplier
-};
-
-inline Window make_window(const Geometry& g) {
-  return Window{g.in_h,     g.in_w,     g.in_c,       g.out_h,      g.out_w,
-                g.out_c,    g.kernel_h, g.kernel_w,   g.stride_h,   g.stride_w,
-                g.dilation_h, g.dilation_w, g.pad_top, g.pad_left,  g.multiplier};
-}
-
 // Adds one input element: w*a to the current and |w|*p to the missing
 // impulse. Zero inputs add nothing (as in the CPU engine, which scatters only
 // changes), so the weight is not even loaded for them.
@@ -53,7 +36,7 @@ __device__ __forceinline__ void add_synapse(const float* __restrict__ weight, fl
 // Visits every (input cell offset, tap) of output position (oy, ox): the
 // input cell's first element is (iy*in_w + ix)*in_c.
 template <typename Visit>
-__device__ __forceinline__ void for_each_tap(const Window& g, int oy, int ox, Visit&& visit) {
+__device__ __forceinline__ void for_each_tap(const Geometry& g, int oy, int ox, Visit&& visit) {
   for (int ky = 0; ky < g.kernel_h; ++ky) {
     const int iy = oy * g.stride_h - g.pad_top + ky * g.dilation_h;
     if (iy < 0 || iy >= g.in_h) continue;
@@ -73,7 +56,7 @@ __device__ __forceinline__ void for_each_tap(const Window& g, int oy, int ox, Vi
 // for the channels c of that cell to visit, in increasing order. Depthwise
 // and pooling read one channel per tap: input j is visited if one_channel(j).
 template <NodeKind Kind, typename CellChannels, typename OneChannel, typename Visit>
-__device__ __forceinline__ void for_each_input(const Window& g, int i, CellChannels&& cell_channels,
+__device__ __forceinline__ void for_each_input(const Geometry& g, int i, CellChannels&& cell_channels,
                                                OneChannel&& one_channel, Visit&& visit) {
   if constexpr (Kind == NodeKind::Dense) {
     // i = cell*units + u; input (cell, c) has weight kernel[c*units + u].
@@ -120,7 +103,7 @@ __device__ __forceinline__ const float* weight_at(const float* kernel, int64_t w
 // I (without bias, before the input gate) and M of neuron i over its whole
 // fan-in. `kernel` is in Keras layout; unused for pooling.
 template <NodeKind Kind>
-__device__ __forceinline__ void gather_synaptic_input(const Window& g, const float* __restrict__ kernel,
+__device__ __forceinline__ void gather_synaptic_input(const Geometry& g, const float* __restrict__ kernel,
                                                       int i, const float* signal,
                                                       const float* prospective, double& current,
                                                       double& missing) {
@@ -166,7 +149,7 @@ __device__ __forceinline__ void add_event(float w, const InputEvents& in, int64_
 }
 
 template <NodeKind Kind>
-__device__ __forceinline__ void add_input_events(const Window& g, const float* __restrict__ kernel, int i,
+__device__ __forceinline__ void add_input_events(const Geometry& g, const float* __restrict__ kernel, int i,
                                                  const InputEvents& in, double& current, double& missing) {
   for_each_input<Kind>(
       g, i,

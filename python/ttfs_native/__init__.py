@@ -12,7 +12,7 @@ from ._version import __version__
 from .conversion import calibrate, convert, normalise
 from .importers import from_keras, from_onnx, import_model
 from .model import Model, ModelError, load_model, save_model
-from .simulation import SimParams, SimulationResult, Simulator
+from .simulation import EngineOptions, SimParams, SimulationResult, Simulator
 
 
 def build_info() -> dict:
@@ -21,15 +21,17 @@ def build_info() -> dict:
     from .simulation import cuda_status, default_threads
 
     available, reason = cuda_status()
+    options = EngineOptions()  # the defaults in effect (environment variables included)
     return {
         "version": __version__,
         "openmp": bool(_core.openmp_enabled()),
-        "cpu_kernels": str(_core.cpu_kernels()),
+        "cpu_kernels": str(_core.cpu_kernels(getattr(_core.CpuKernels, options.cpu_kernels))),
         "threads": default_threads(),
         "cuda": bool(_core.cuda_compiled),
         "cuda_architectures": [a for a in str(_core.cuda_architectures).split(",") if a],
         "cuda_available": available,
         "cuda_status": reason,
+        "engine_options": options.as_dict(),
     }
 
 
@@ -45,6 +47,6 @@ def __getattr__(name):
 
 # DeviceArray is left out: it exists only in builds with the CUDA backend, and
 # `from ttfs_native import *` must work on every build.
-__all__ = ["Model", "ModelError", "SimParams", "SimulationResult", "Simulator", "build_info", "calibrate",
+__all__ = ["EngineOptions", "Model", "ModelError", "SimParams", "SimulationResult", "Simulator", "build_info", "calibrate",
            "convert", "from_keras", "from_onnx", "import_model", "load_model", "normalise", "save_model",
            "__version__"]

@@ -1,4 +1,6 @@
-"""The demo: the bundled digits CNN simulated on its test split and compared with its ANN.
+"""The demo: a bundled CNN simulated on its test images and compared with its ANN.
+
+``dataset="digits"`` (the default, quickest) or ``"mnist"`` (datasets.py):
 
 The package ships a small CNN trained on scikit-learn's 8x8 digits (made by
 ``scripts/train_default_model.py``) in two conversions: ``data/digits_cnn``
@@ -11,7 +13,7 @@ accuracy, latency, spikes, operations and speed.
 Defaults come from the calibration stored in the bundled model's metadata
 (``ttfs-native calibrate`` found them on the calibration split; see
 calibrate.py): the percentile and per-layer threshold scales are in the
-weights, and ``metadata["calibration"]["simulation"]`` holds ``duration``,
+weights, and the settings the folder carries (``model.simulation``) hold ``duration``,
 ``dt``, ``v_thresh`` and ``leak``. The bundled defaults: average pooling
 folded into the next layer, percentile 99, per-layer thresholds conv1 x0.707
 and dense x0.354, ``v_thresh`` 1.5, ``dt`` 0.5, ``duration`` 32 (64 steps),
@@ -28,12 +30,12 @@ import numpy as np
 from .datasets import bundled_model, bundled_test_set
 from .model import Model
 from .model.ann import ann_predictions
-from .model.transforms import recommended_simulation
+from .model.settings import DEFAULT_CODING
 from .progress import Progress
 from .simulation import Simulator
 
 # The toolbox's settings, for the plain conversion (and any model without a calibration record).
-PLAIN_SIMULATION = {"duration": 64.0, "dt": 1.0, "v_thresh": 1.0, "leak": False}
+PLAIN_SIMULATION = {"coding": DEFAULT_CODING, "duration": 64.0, "dt": 1.0, "v_thresh": 1.0, "leak": False}
 
 
 # ------------------------------------------------------------ the demo
@@ -54,6 +56,7 @@ class DemoReport:
     backend: str
     settings: dict
     result: object = field(repr=False, default=None)
+    dataset: str = "digits"
     plots: list = field(default_factory=list)
 
     @property
@@ -74,7 +77,8 @@ class DemoReport:
             ("samples per second", "-", f"{self.samples_per_second:,.0f}"),
         ]
         width = max(len(r[0]) for r in rows)
-        lines = [f"digits CNN, {self.num_samples} test samples, {self.steps} steps "
+        net = {"digits": "8x8-digits CNN", "mnist": "MNIST LeNet-5"}.get(self.dataset, self.dataset)
+        lines = [f"{net}, {self.num_samples} test samples, {self.steps} steps "
                  f"(duration {s['duration']:g}, dt {s['dt']:g}), v_thresh {s['v_thresh']:g}, "
                  f"leak {'on' if s['leak'] else 'off'}, backend {self.backend}",
                  f"{'':<{width}}  {'ANN':>10}  SNN"]
@@ -89,26 +93,28 @@ class DemoReport:
 
 def demo_settings(model: Model, plain: bool = False) -> dict:
     """Simulator settings of the demo: the calibrated ones, or the toolbox's with ``plain``."""
-    sim = None if plain else recommended_simulation(model)
-    return dict(sim or PLAIN_SIMULATION)
+    return dict(PLAIN_SIMULATION if plain or not model.simulation else model.simulation)
 
 
 def run_demo(num_samples: int | None = None, backend: str = "auto", duration: float | None = None,
              dt: float | None = None, v_thresh: float | None = None, leak: bool | None = None,
              plain: bool = False, batch_size: int | None = None, num_threads: int | None = None,
-             early_stop: bool = False, progress: bool = False, plot_dir=None) -> DemoReport:
-    """Simulate the bundled CNN on its test split (the first ``num_samples`` images).
+             early_stop: bool = False, progress: bool = False, plot_dir=None,
+             dataset: str = "digits") -> DemoReport:
+    """Simulate a bundled CNN (``dataset``) on its test images (the first ``num_samples``).
 
     Settings left as None take the calibrated defaults (``plain``: the
     toolbox's plain conversion and settings).
     Returns a :class:`DemoReport`; ``plot_dir`` also writes the plots there.
     """
-    model = bundled_model(plain)
-    x, y = bundled_test_set()
+    model = bundled_model(plain, dataset)
+    x, y = bundled_test_set(dataset)
     if num_samples is not None:
         if isinstance(num_samples, bool) or not isinstance(num_samples, (int, np.integer)) or num_samples < 1:
             raise ValueError(f"num_samples must be a positive integer, got {num_samples!r}")
         x, y = x[:num_samples], y[:num_samples]
+    if dt is not None and (isinstance(dt, bool) or not isinstance(dt, (int, float)) or not dt > 0):
+        raise ValueError(f"dt must be a number > 0, got {dt!r}")   # before it rescales the duration
     settings = demo_settings(model, plain)
     if dt is not None and duration is None:   # a new dt keeps the number of steps
         settings["duration"] = int(round(settings["duration"] / settings["dt"])) * dt
@@ -117,22 +123,22 @@ def run_demo(num_samples: int | None = None, backend: str = "auto", duration: fl
             settings[key] = value
     if batch_size is None:
         batch_size = 64   # small enough that the progress bar moves, large enough to keep cores busy
+    if settings.get("coding", DEFAULT_CODING) != DEFAULT_CODING:
+        raise ValueError(f"coding {settings['coding']!r} is not simulated by this version")
     sim = Simulator(model, backend=backend, batch_size=batch_size, num_threads=num_threads,
-                    early_stop=early_stop, **settings)
+                    early_stop=early_stop, **{k: v for k, v in settings.items() if k != "coding"})
     bar = Progress() if progress else None
     try:
         result = sim.run(x, y, progress=bar)
     finally:
         if bar is not None:
             bar.close()
-    # Folding pooling enlarges the ANN that the SNN mirrors; compare with the ANN as trained.
-    ann_ops = model.metadata.get("ann_operations_before_folding", {}).get(result.ops_convention, result.ann_ops)
     report = DemoReport(
         ann_accuracy=float(np.mean(ann_predictions(model, x) == y)), snn_accuracy=float(result.accuracy),
         mean_latency_steps=result.mean_latency_steps, spikes_per_neuron=result.spikes_per_neuron,
-        synops_per_sample=result.synops_per_sample, ann_ops=float(ann_ops), wall_time=result.wall_time,
+        synops_per_sample=result.synops_per_sample, ann_ops=float(result.ann_ops), wall_time=result.wall_time,
         samples_per_second=result.samples_per_second, num_samples=int(len(x)), steps=sim.steps,
-        backend=sim.backend, settings=settings, result=result)
+        backend=sim.backend, settings=settings, result=result, dataset=dataset)
     if plot_dir is not None:
         from .plots import write_plots
         report.plots = write_plots(result, model, x, Path(plot_dir))

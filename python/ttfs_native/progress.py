@@ -8,8 +8,9 @@ import time
 class Progress:
     """``progress(done, total)`` callback: a bar once the run has taken about a second."""
 
-    def __init__(self, delay: float = 1.0, stream=None):
+    def __init__(self, delay: float = 1.0, stream=None, desc: str = "simulating", unit: str = "sample"):
         self.start = time.perf_counter()
+        self.desc, self.unit = desc, unit
         self.delay = delay
         self.stream = stream or sys.stderr
         self.bar = None
@@ -22,13 +23,13 @@ class Progress:
             self.shown = True
             try:
                 from tqdm.auto import tqdm
-                self.bar = tqdm(total=total, initial=done, unit="sample", desc="simulating", file=self.stream)
+                self.bar = tqdm(total=total, initial=done, unit=self.unit, desc=self.desc, file=self.stream)
             except ImportError:
                 self.bar = None
         if self.bar is not None:
             self.bar.update(done - self.bar.n)
         else:
-            self.stream.write(f"\rsimulating {done}/{total} samples")
+            self.stream.write(f"\r{self.desc} {done}/{total} {self.unit}s")
             self.stream.flush()
         if done >= total:
             self.close()

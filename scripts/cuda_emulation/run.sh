@@ -28,13 +28,17 @@ rm -f "$emu"/pkg/ttfs_native/_core*.so
 inc="$(python3 -m pybind11 --includes) -I$repo/scripts/cuda_emulation"
 flags="-std=c++17 -O2 -fPIC -ffp-contract=off -fno-fast-math -fno-trapping-math -fopenmp -DTTFS_WITH_CUDA -DTTFS_CUDA_ARCHS=\"emu\" -DTTFS_VERSION=\"emu\""
 cd "$emu/src"
-pids=()
-for f in bindings.cpp core/network.cpp cpu/engine_cpu.cpp; do
-  g++ $flags $inc -c "$f" -o "$emu/obj/$(basename "$f").o" & pids+=($!)
+# every source of the module, the .cu files as C++ (two at a time: 2 cores)
+objs=()
+for f in $(find . -name '*.cpp' -o -name '*.cu' | sort); do
+  o="$emu/obj/$(echo "${f#./}" | tr / _).o"
+  objs+=("$o")
+  g++ $flags $inc -x c++ -c "$f" -o "$o" &
+  if (( $(jobs -rp | wc -l) >= 2 )); then wait -n; fi
 done
-g++ $flags $inc -x c++ -c cuda/engine_cuda.cu -o "$emu/obj/engine_cuda.o" & pids+=($!)
-for p in "${pids[@]}"; do wait "$p"; done
-g++ -shared -fopenmp "$emu"/obj/*.o -o "$emu/pkg/ttfs_native/_core$(python3-config --extension-suffix)"
+wait
+for o in "${objs[@]}"; do [[ -f "$o" ]] || { echo "compile failed: $o" >&2; exit 1; }; done
+g++ -shared -fopenmp "${objs[@]}" -o "$emu/pkg/ttfs_native/_core$(python3-config --extension-suffix)"
 cd "$repo"
 # 66,000 samples are too slow to emulate
 PYTHONPATH="$emu/pkg" python3 -m pytest tests/test_cuda.py tests/test_concurrency.py \

@@ -34,15 +34,16 @@ def main(argv=None) -> int:
     warnings.showwarning = _show_warning
     try:
         return args.func(args)
-    except (CliError, ValueError, TypeError, FileNotFoundError, RuntimeError, ImportError, MemoryError) as e:
-        print(f"ttfs-native {args.command}: error: {e}", file=sys.stderr)
-        return 2
+    except BrokenPipeError:  # e.g. `ttfs-native demo | head` (before OSError: it is one)
+        sys.stderr.close()
+        return 0
     except KeyboardInterrupt:
         print("interrupted", file=sys.stderr)
         return 130
-    except BrokenPipeError:  # e.g. `ttfs-native demo | head`
-        sys.stderr.close()
-        return 0
+    except (CliError, ValueError, TypeError, OSError, RuntimeError, ImportError, MemoryError) as e:
+        # OSError: a file the user named cannot be read or written (permissions, disk full, ...)
+        print(f"ttfs-native {args.command}: error: {e}", file=sys.stderr)
+        return 2
 
 
 if __name__ == "__main__":

@@ -4,14 +4,15 @@ from __future__ import annotations
 
 import argparse
 import sys
-from pathlib import Path
 
-from ..conversion.calibrate import (DEFAULT_DTS, DEFAULT_LAYER_FACTORS, DEFAULT_LEAKS, DEFAULT_PERCENTILES,
+from ..conversion.calibrate import (DEFAULT_DTS, DEFAULT_HOLDOUT, DEFAULT_LAYER_FACTORS, DEFAULT_PERCENTILES,
                                     DEFAULT_V_THRESH, calibrate)
 from ..datasets import bundled_calibration_set, bundled_model
 from ..model import load_model
+from ..model.settings import describe_simulation
+from ..progress import Progress
 from ..simulation import BACKENDS
-from .common import CliError, load_array
+from .common import CliError, load_array, output_model_folder
 
 
 def _floats(text: str) -> list:
@@ -23,10 +24,12 @@ def _floats(text: str) -> list:
 
 def add_parser(subparsers):
     p = subparsers.add_parser(
-        "calibrate", help="search percentile, thresholds and dt on a calibration set",
+        "calibrate", help="re-calibrate a model folder: percentile, thresholds and dt on a calibration set",
         description="Simulate a converted model on a labelled calibration set for a grid of conversion "
-                    "settings (normalisation percentile, v_thresh, dt, leak) and per-layer threshold scales; "
-                    "print the accuracy-versus-steps table and optionally save the best model. Without "
+                    "settings (folding, per-channel normalisation, percentile, v_thresh, dt, leak) and "
+                    "per-layer threshold scales, choose on a held-out part, print the accuracy-versus-steps "
+                    "table and optionally save the chosen model with its settings. `convert --labels` does "
+                    "the same from a trained ANN file. Without "
                     "MODEL_DIR it calibrates the bundled digits CNN (its plain conversion) on its bundled "
                     "calibration set.")
     p.add_argument("model_dir", nargs="?", help="model folder (default: the bundled digits CNN)")
@@ -37,18 +40,22 @@ def add_parser(subparsers):
     p.add_argument("--percentiles", type=_floats, default=list(DEFAULT_PERCENTILES))
     p.add_argument("--v-thresh", type=_floats, default=list(DEFAULT_V_THRESH))
     p.add_argument("--dt", type=_floats, default=list(DEFAULT_DTS))
-    p.add_argument("--no-leak", action="store_true", help="do not try leak=True")
+    p.add_argument("--try-leak", action="store_true", help="also try leak=True")
     p.add_argument("--no-fold", action="store_true", help="do not try folding average pooling")
+    p.add_argument("--no-per-channel", action="store_true", help="do not try per-channel normalisation")
+    p.add_argument("--holdout", type=float, default=DEFAULT_HOLDOUT,
+                   help=f"fraction held out to choose between the finalists (default {DEFAULT_HOLDOUT})")
     p.add_argument("--layer-factors", type=_floats, default=list(DEFAULT_LAYER_FACTORS),
                    help="per-layer threshold multipliers tried (empty string: skip)")
     p.add_argument("--backend", default="auto", choices=BACKENDS)
     p.add_argument("--threads", type=int, default=None)
     p.add_argument("--out", help="write the calibrated model folder here")
-    p.add_argument("--verbose", action="store_true", help="print every simulated setting")
+    p.add_argument("--verbose", action="store_true", help="print a line per stage of the search")
     p.set_defaults(func=_calibrate)
 
 
 def _calibrate(args) -> int:
+    out_dir = output_model_folder(args.out) if args.out else None   # checked before the search
     if args.model_dir is None:
         if args.calibration or args.labels:
             raise CliError("--calibration/--labels need a MODEL_DIR (the bundled model has its own)")
@@ -64,26 +71,17 @@ def _calibrate(args) -> int:
         if args.num_samples < 1:
             raise CliError(f"--num-samples must be >= 1, got {args.num_samples}")
         x, y = x[:args.num_samples], y[:args.num_samples]
-    count = [0]
-
-    def log(line):
-        count[0] += 1
-        if args.verbose:
-            print(line, file=sys.stderr)
-        elif sys.stderr.isatty():
-            print(f"\rsimulated {count[0]} settings", end="", file=sys.stderr, flush=True)
-
     result = calibrate(model, x, y, max_steps=args.max_steps, percentiles=args.percentiles,
-                       v_thresh=args.v_thresh, dts=args.dt, leaks=(False,) if args.no_leak else DEFAULT_LEAKS,
+                       v_thresh=args.v_thresh, dts=args.dt, leaks=(False, True) if args.try_leak else (False,),
                        fold_pooling=(False,) if args.no_fold else (False, True),
-                       layer_factors=args.layer_factors, backend=args.backend, num_threads=args.threads, log=log)
-    if not args.verbose and sys.stderr.isatty():
-        print(file=sys.stderr)
+                       per_channel=(False,) if args.no_per_channel else (False, True),
+                       layer_factors=args.layer_factors, holdout=args.holdout, backend=args.backend,
+                       num_threads=args.threads,
+                       log=(lambda line: print(line, file=sys.stderr)) if args.verbose else None,
+                       progress=lambda stage: Progress(desc=f"calibrating: {stage}"))
     print(result.summary())
-    kw = result.simulator_kwargs
-    print(f"\nsimulate with: --duration {kw['duration']:g} --dt {kw['dt']:g} --v-thresh {kw['v_thresh']:g}"
-          + (" --leak" if kw["leak"] else ""))
-    if args.out:
-        result.model.save(Path(args.out))
+    print(describe_simulation(result.model.simulation))
+    if out_dir:
+        result.model.save(out_dir)
         print(f"calibrated model written to {args.out}")
     return 0

@@ -1,62 +1,92 @@
-"""``ttfs-native convert``: a trained ANN file to a normalised model folder.
+"""``ttfs-native convert``: a trained ANN file to a model folder.
 
-    ttfs-native convert net.onnx --calibration x_train.npy --out net_snn/
+    ttfs-native convert net.onnx --calibration x_val.npy --labels y_val.npy --out net_snn/   # calibrated
+    ttfs-native convert net.onnx --calibration x_train.npy --out net_snn/                    # plain
     ttfs-native convert net.keras --calibration x.npy --percentile 99.99 --softmax-to-relu --out net_snn/
 
 Calibration data are channels-last (N, height, width, channels), the layout of
-the model folder, whatever the framework the model came from.
+the model folder, whatever the framework the model came from. Every input is
+checked, and --out too, before any work; nothing is written on an error.
 """
 from __future__ import annotations
 
+import sys
 from pathlib import Path
 
 import numpy as np
 
-from ..conversion.convert import check_calibration_layout
+from ..conversion.calibrate import DEFAULT_HOLDOUT
+from ..conversion.convert import calibrated_conversion, check_calibration_layout
 from ..conversion.normalise import DEFAULT_PERCENTILE, normalise
 from ..importers import import_model
+from ..model import check_input
 from ..model.ann import ann_predictions
+from ..model.settings import describe_simulation
 from ..model.transforms import fold_average_pooling, softmax_to_relu
-from .common import CliError, load_array
+from ..progress import Progress
+from ..simulation import BACKENDS
+from .common import CliError, load_array, output_model_folder
 
 
 def add_parser(subparsers):
     p = subparsers.add_parser(
-        "convert", help="import a trained ANN (.onnx, .h5, .keras), normalise it, write a model folder",
-        description="Import a trained ANN, normalise its weights on calibration data (the given percentile "
-                    "of every layer's non-zero activations becomes 1, as SNN Toolbox's normalize_parameters) "
-                    "and write the model folder that `simulate` reads.")
+        "convert", help="import a trained ANN (.onnx, .h5, .keras), convert it (calibrated with --labels), "
+                        "write a model folder",
+        description="Import a trained ANN and write the model folder that `simulate` reads. With --labels: "
+                    "normalise and calibrate it for --max-steps steps on the labelled calibration data "
+                    "(settings chosen on a held-out part of them), and store the chosen simulation settings "
+                    "in the folder. Without: the plain conversion (weights normalised so that the given "
+                    "percentile of every layer's non-zero activations becomes 1, as SNN Toolbox's "
+                    "normalize_parameters; no settings stored).")
     p.add_argument("model", help="trained network: .onnx, .h5 or .keras")
     p.add_argument("--calibration", required=True,
-                   help="(N, height, width, channels) .npy calibration inputs, channels-last, e.g. a part "
-                        "of the training set")
+                   help="(N, height, width, channels) .npy calibration inputs, channels-last, e.g. a "
+                        "validation part of the training set")
+    p.add_argument("--labels", help="(N,) .npy integer class labels of the calibration inputs: calibrate")
+    p.add_argument("--max-steps", type=int, default=64, help="step budget of the calibrated SNN (default 64)")
+    p.add_argument("--holdout", type=float, default=DEFAULT_HOLDOUT,
+                   help=f"fraction of the calibration data held out to choose the settings "
+                        f"(default {DEFAULT_HOLDOUT})")
     p.add_argument("--percentile", type=float, default=DEFAULT_PERCENTILE,
-                   help=f"percentile of the non-zero activations scaled to 1 (default {DEFAULT_PERCENTILE})")
+                   help=f"plain conversion: percentile of the non-zero activations scaled to 1 "
+                        f"(default {DEFAULT_PERCENTILE})")
     p.add_argument("--softmax-to-relu", action="store_true",
-                   help="replace a softmax output by ReLU (deterministic output, first spike decides)")
+                   help="plain conversion: replace a softmax output by ReLU (deterministic output, first "
+                        "spike decides; always done with --labels)")
     p.add_argument("--fold-pooling", action="store_true",
-                   help="fold non-overlapping average pooling into the next weighted layer (same ANN, fewer "
-                        "spiking layers: usually a more accurate SNN, more synaptic operations)")
+                   help="plain conversion: fold non-overlapping average pooling into the next weighted layer "
+                        "(same ANN, fewer spiking layers; searched with --labels)")
     p.add_argument("--num-calibration", type=int, default=None, help="use only the first N calibration samples")
+    p.add_argument("--backend", default="auto", choices=BACKENDS, help="simulator of the calibration")
+    p.add_argument("--threads", type=int, default=None, help="CPU threads of the calibration (default: all)")
+    p.add_argument("--verbose", action="store_true", help="print the calibration's table of settings")
     p.add_argument("--out", required=True, help="model folder to write")
     p.set_defaults(func=_convert_command)
 
 
 def _convert_command(args) -> int:
+    out = output_model_folder(args.out)   # checked before any work
+    if args.max_steps < 1:
+        raise CliError(f"--max-steps must be >= 1, got {args.max_steps}")
     x = load_array(args.calibration, "calibration")
+    y = load_array(args.labels, "labels") if args.labels else None
     if args.num_calibration is not None:
         if args.num_calibration < 1:
             raise CliError(f"--num-calibration must be >= 1, got {args.num_calibration}")
         x = x[:args.num_calibration]
+        y = y[:args.num_calibration] if y is not None else None
     ann = import_model(args.model)
+    if y is not None:
+        return _calibrated(ann, x, y, out, args)
     if args.softmax_to_relu:
         ann = softmax_to_relu(ann)
     if args.fold_pooling:
         ann = fold_average_pooling(ann)
     check_calibration_layout(ann, x)
+    x = check_input(ann, x, "calibration input", allow_empty=False)
     model = normalise(ann, x, percentile=args.percentile)
     agree = float(np.mean(ann_predictions(model, x) == ann_predictions(ann, x)))
-    out = model.save(Path(args.out))
+    model.save(out)
     record = model.metadata["normalisation"]
     print(model.summary())
     print(f"normalised on {len(x)} calibration samples at the {record['percentile']:g}th percentile:")
@@ -65,5 +95,28 @@ def _convert_command(args) -> int:
         note = "  (softmax output: kept at 1, as the toolbox)" if model.layer(name).activation == "softmax" else ""
         print(f"  {name:<{width}}  lambda = {factor:.6g}{note}")
     print(f"ANN predictions on the calibration data unchanged: {agree:.2%}")
+    print("no simulation settings stored (plain conversion): give simulate --duration, or convert with --labels")
+    print(f"model folder written to {out}")
+    return 0
+
+
+def _calibrated(ann, x, y, out: Path, args) -> int:
+    def log(line):
+        print(line, file=sys.stderr, flush=True)
+
+    result = calibrated_conversion(ann, x, y, max_steps=args.max_steps, holdout=args.holdout,
+                                   backend=args.backend, num_threads=args.threads, log=log,
+                                   progress=lambda stage: Progress(desc=f"calibrating: {stage}", unit="sample"))
+    model = result.model
+    model.save(out)
+    print(result.summary() if args.verbose else model.summary())
+    if not args.verbose:
+        print(f"calibrated in {result.wall_time:.1f} s on {result.num_samples} samples: "
+              f"ANN {result.ann_accuracy:.4f}; SNN {result.best.accuracy:.4f} on the search part, "
+              + (f"{result.holdout_best.accuracy:.4f} on the held-out part (ANN {result.holdout_ann_accuracy:.4f})"
+                 if result.holdout else "no held-out part"))
+        print(f"chosen: {result.best.setting.describe()}")
+    else:
+        print(describe_simulation(model.simulation))
     print(f"model folder written to {out}")
     return 0

@@ -3,17 +3,21 @@ from __future__ import annotations
 
 import argparse
 
+from ..datasets import DATASETS
 from ..demo import run_demo
 from ..simulation import BACKENDS
+from .common import plot_folder
 
 
 def add_parser(subparsers):
     p = subparsers.add_parser(
-        "demo", help="simulate the bundled digits CNN and compare it with its ANN",
-        description="Load the bundled 8x8-digits CNN and its test split, simulate it as a TTFS SNN on the "
-                    "best available backend, and print ANN versus SNN accuracy, latency, spikes, operations "
-                    "and speed. Defaults: the settings found by `ttfs-native calibrate` on the calibration "
-                    "split (stored with the model).")
+        "demo", help="simulate a bundled CNN (8x8 digits, or an MNIST LeNet-5) and compare it with its ANN",
+        description="Load a bundled CNN and its test images (--dataset digits: an 8x8-digits CNN and its "
+                    "360-image test split, the default; mnist: a LeNet-5 and 2000 MNIST test images), "
+                    "simulate it as a TTFS SNN on the best available backend, and print ANN versus SNN "
+                    "accuracy, latency, spikes, operations and speed. Defaults: the settings its calibration "
+                    "chose (stored with the model).")
+    p.add_argument("--dataset", default="digits", choices=DATASETS, help="bundled network (default digits)")
     p.add_argument("--backend", default="auto", choices=BACKENDS)
     p.add_argument("--num-samples", type=int, default=None, help="simulate only the first N test images")
     p.add_argument("--duration", type=float, default=None, help="simulated time (default: calibrated)")
@@ -32,10 +36,11 @@ def add_parser(subparsers):
 
 
 def _demo(args) -> int:
+    plots = plot_folder(args.plot) if args.plot else None   # checked before the run
     report = run_demo(num_samples=args.num_samples, backend=args.backend, duration=args.duration, dt=args.dt,
                       v_thresh=args.v_thresh, leak=args.leak, plain=args.plain, batch_size=args.batch_size,
                       num_threads=args.threads, early_stop=args.early_stop, progress=not args.no_progress,
-                      plot_dir=args.plot)
+                      plot_dir=plots, dataset=args.dataset)
     print(report.table())
     for path in report.plots:
         print(f"plot written to {path}")

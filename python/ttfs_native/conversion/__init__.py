@@ -4,7 +4,7 @@ Depends on the model, the importers and the simulator."""
 from __future__ import annotations
 
 from .calibrate import CalibrationResult, calibrate
-from .convert import convert
+from .convert import calibrated_conversion, convert
 from .normalise import normalise
 
-__all__ = ["CalibrationResult", "calibrate", "convert", "normalise"]
+__all__ = ["CalibrationResult", "calibrate", "calibrated_conversion", "convert", "normalise"]

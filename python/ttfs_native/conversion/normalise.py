@@ -62,31 +62,48 @@ DEFAULT_PERCENTILE = 99.9
 
 
 def normalise(model: Model, x_calibration, percentile: float = DEFAULT_PERCENTILE,
-              batch_size: int = 256) -> Model:
+              batch_size: int = 256, per_channel: bool = False, stats=None) -> Model:
     """Return a new, normalised copy of ``model`` (the ANN with converted weights).
 
     ``x_calibration``: (N, *input_shape) channels-last samples, e.g. part of the
     training set. ``percentile`` in (0, 100]: 100 is the maximum activation,
-    99.9 the toolbox's default. The returned model's ``metadata["normalisation"]``
-    records the percentile, the number of calibration samples and the scale
-    factor of every weighted layer (relative to ``model``).
+    99.9 the toolbox's default. ``per_channel``: a ``lambda`` per output
+    channel of every hidden Conv2D and Dense layer instead of one per layer
+    (not the toolbox's; the output layer keeps one, so the argmax is kept).
+    ``stats``: :class:`ActivationStats` of ``model`` on ``x_calibration``
+    computed earlier (searches normalise the same activations many times).
+    The returned model's ``metadata["normalisation"]`` records the percentile,
+    the number of calibration samples and the scale factor(s) of every
+    weighted layer (relative to ``model``).
     """
     if not isinstance(model, Model):
         raise TypeError(f"model must be a ttfs_native Model, got {type(model).__name__}")
     percentile = check_percentile(percentile)
     model = ann_view(model)   # a calibrated model's layer threshold scales are not part of its ANN
-    factors = scale_factors(model, x_calibration, percentile, batch_size)
+    if stats is None:
+        stats = ActivationStats(model, x_calibration, batch_size)
+    elif stats.model is not model:
+        raise ValueError("stats were computed for another model")
+    factors = stats.factors(percentile, per_channel)
     weights = _rescaled_weights(model, factors)
+    layers = [s.to_json() for s in model.layers]
+    for d in layers:
+        if d.get("max_value") is not None:
+            d["max_value"] = d["max_value"] / factors[d["name"]]   # the clip in the layer's new scale
     metadata = dict(model.metadata)
     metadata.pop("calibration", None)
-    record = {"method": "percentile of non-zero activations (SNN Toolbox normalize_parameters)",
+    record = {"method": "percentile of non-zero activations (SNN Toolbox normalize_parameters)"
+                        + (", per output channel of hidden layers" if per_channel else ""),
               "percentile": percentile,
-              "calibration_samples": int(np.shape(x_calibration)[0]),
-              "scale_factors": {name: float(v) for name, v in factors.items()}}
+              "calibration_samples": stats.num_samples,
+              # the inputs' range: a later input far outside it gets a warning (wrong scaling, e.g. 0-255)
+              "input_range": list(stats.input_range),
+              "scale_factors": {name: v.tolist() if isinstance(v, np.ndarray) else float(v)
+                                for name, v in factors.items()}}
     if "normalisation" in metadata:
         record["previous"] = metadata["normalisation"]
     metadata["normalisation"] = record
-    return Model(model.input_shape, [s.to_json() for s in model.layers], weights, metadata)
+    return Model(model.input_shape, layers, weights, metadata)
 
 
 def check_percentile(percentile) -> float:
@@ -99,40 +116,77 @@ def check_percentile(percentile) -> float:
 
 
 def scale_factors(model: Model, x_calibration, percentile: float = DEFAULT_PERCENTILE,
-                  batch_size: int = 256) -> dict:
-    """``{weighted layer name: lambda}`` for ``model`` on the calibration set."""
+                  batch_size: int = 256, per_channel: bool = False) -> dict:
+    """``{weighted layer name: lambda}`` for ``model`` on the calibration set
+    (``lambda`` an array over output channels where ``per_channel`` applies)."""
     if not isinstance(model, Model):
         raise TypeError(f"model must be a ttfs_native Model, got {type(model).__name__}")
-    percentile = check_percentile(percentile)
-    x = check_input(model, x_calibration, "calibration input", allow_empty=False)
-    if isinstance(batch_size, bool) or not isinstance(batch_size, numbers.Integral) or batch_size < 1:
-        raise ValueError(f"batch_size must be a positive integer, got {batch_size!r}")
-    factors = {}
-    for name, positive in _positive_activations(model, x, int(batch_size)).items():
-        if positive is None:      # softmax output: the toolbox keeps it at 1
-            factors[name] = 1.0
-            continue
-        if positive.size == 0:
-            raise ValueError(f"layer '{name}' has no positive activation on the {x.shape[0]} "
-                             "calibration samples; use a larger or more representative calibration set")
-        factors[name] = float(np.percentile(positive.astype(np.float64), percentile))
-    return factors
+    return ActivationStats(model, x_calibration, batch_size).factors(check_percentile(percentile), per_channel)
 
 
-def _positive_activations(model: Model, x: np.ndarray, batch_size: int) -> dict:
-    """Flat positive activations of each weighted layer (None for a softmax output)."""
-    names = [s.name for s in model.layers if s.is_weighted and s.activation != "softmax"]
-    parts: dict = {n: [] for n in names}
-    for lo in range(0, x.shape[0], batch_size):
-        acts = model.ann_forward(x[lo:lo + batch_size], return_all=True)
-        for n in names:
-            a = acts[n]
-            parts[n].append(a[a > 0])
-    out = {}
-    for spec in model.layers:
-        if spec.is_weighted:
-            out[spec.name] = None if spec.activation == "softmax" else np.concatenate(parts[spec.name])
-    return out
+class ActivationStats:
+    """The activations of every weighted layer of ``model`` on a calibration
+    set, computed once (one ANN pass); :meth:`factors` reads any percentile
+    of them."""
+
+    def __init__(self, model: Model, x_calibration, batch_size: int = 256):
+        if not isinstance(model, Model):
+            raise TypeError(f"model must be a ttfs_native Model, got {type(model).__name__}")
+        x = check_input(model, x_calibration, "calibration input", allow_empty=False)
+        if isinstance(batch_size, bool) or not isinstance(batch_size, numbers.Integral) or batch_size < 1:
+            raise ValueError(f"batch_size must be a positive integer, got {batch_size!r}")
+        self.model = model
+        self.num_samples = int(x.shape[0])
+        self.input_range = (float(x.min()), float(x.max()))
+        names = [s.name for s in model.layers if s.is_weighted and s.activation != "softmax"]
+        parts: dict = {n: [] for n in names}
+        for lo in range(0, x.shape[0], int(batch_size)):
+            acts = model.ann_forward(x[lo:lo + batch_size], return_all=True)
+            for n in names:
+                a = acts[n]
+                parts[n].append(a.reshape(-1, a.shape[-1]))
+        # (samples * positions, channels) per layer; None for a softmax output
+        self._acts = {s.name: np.concatenate(parts[s.name]) if s.name in parts else None
+                      for s in model.layers if s.is_weighted}
+        self._cache: dict = {}
+
+    def factors(self, percentile: float, per_channel: bool = False) -> dict:
+        """``{weighted layer name: lambda}``: the ``percentile`` of each layer's
+        positive activations (per output channel of hidden Conv2D/Dense layers
+        with ``per_channel``; a channel that is never positive takes its layer's)."""
+        key = (check_percentile(percentile), bool(per_channel))
+        if key in self._cache:
+            return dict(self._cache[key])
+        out = {}
+        for spec in self.model.layers:
+            if not spec.is_weighted:
+                continue
+            a = self._acts[spec.name]
+            if a is None:      # softmax output: the toolbox keeps it at 1
+                out[spec.name] = 1.0
+                continue
+            if spec.max_value is not None:
+                # A clipped ReLU is normalised at its clip: the clip then lies at 1, where the
+                # time code saturates (a neuron whose current reaches the threshold in one
+                # step fires at the first step, SEMANTICS.md "Layers").
+                out[spec.name] = spec.max_value
+                continue
+            positive = a[a > 0]
+            if positive.size == 0:
+                raise ValueError(f"layer '{spec.name}' has no positive activation on the {self.num_samples} "
+                                 "calibration samples; use a larger or more representative calibration set")
+            layer = float(np.percentile(positive.astype(np.float64), key[0]))
+            if per_channel and spec.type in ("Conv2D", "Dense") and spec is not self.model.output_layer:
+                lam = np.full(a.shape[1], layer)
+                for c in range(a.shape[1]):
+                    pc = a[:, c][a[:, c] > 0]
+                    if pc.size:
+                        lam[c] = np.percentile(pc.astype(np.float64), key[0])
+                out[spec.name] = lam
+            else:
+                out[spec.name] = layer
+        self._cache[key] = out
+        return dict(out)
 
 
 # ------------------------------------------------------------ applying
@@ -143,12 +197,13 @@ def _rescaled_weights(model: Model, factors: dict) -> dict:
     for spec in model.layers:
         ins = [scales[n] for n in spec.inbound]
         if spec.is_weighted:
-            lam = factors[spec.name]
+            lam = factors[spec.name]     # a float, or one per output channel (last axis)
             w = model.weights[spec.name]
             kernel = w["kernel"].astype(np.float64) * _kernel_input_scale(spec, ins[0]) / lam
             bias = None if w["bias"] is None else (w["bias"].astype(np.float64) / lam).astype(np.float32)
             weights[spec.name] = {"kernel": kernel.astype(np.float32), "bias": bias}
-            scales[spec.name] = lam
+            scales[spec.name] = np.broadcast_to(lam, spec.output_shape).copy() \
+                if isinstance(lam, np.ndarray) else lam
         else:
             scales[spec.name] = _pass_scale(spec, ins)
     return weights

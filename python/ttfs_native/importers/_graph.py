@@ -16,6 +16,12 @@ builder merges what the model format keeps implicit:
 A ReLU or batch norm may only move into an earlier layer when nothing else
 reads the values in between: every framework tensor on the way must have a
 single consumer.
+
+1-D networks (Conv1D, 1-D pooling, ...) are lowered exactly onto the 2-D
+layers: a (length, channels) tensor is held as a (1, length, channels) map,
+and a 1-D window of size k, stride s, dilation d is the 2-D window (1, k),
+(1, s), (1, d). The model input stays (length, channels); a Reshape layer to
+(1, length, channels) follows it where a 1-D layer first reads it.
 """
 from __future__ import annotations
 
@@ -31,7 +37,7 @@ from ..model.layers import (LayerSpec, ModelError, WEIGHTED_TYPES, expected_weig
 from ..model.model import INPUT_NAME, Model
 
 # Layers through which a ReLU can be moved back to the layer that feeds them.
-_RELU_COMMUTING = ("MaxPooling2D", "Flatten", "Reshape", "ZeroPadding2D", "Concatenate")
+_RELU_COMMUTING = ("MaxPooling2D", "Flatten", "Reshape", "ZeroPadding2D", "Concatenate", "UpSampling2D")
 
 
 @dataclass(frozen=True, eq=False)
@@ -53,6 +59,15 @@ class Tensor:
     # Flat tensors only (ONNX): the neutral vector's element i holds the
     # framework's element order[i]. None means the same order.
     order: Optional[np.ndarray] = None
+    # A 1-D framework tensor (length, channels): ONNX (C, L), Keras (L, C).
+    # Its neutral shape is (L, C) until a 1-D layer needs it as a map, then
+    # the (1, L, C) map that the 2-D layers read (see GraphBuilder.as_map).
+    one_d: bool = False
+
+
+def sample_rank(t: Tensor) -> int:
+    """The rank of the framework's sample (without the batch axis)."""
+    return len(t.shape) - 1 if t.one_d and len(t.shape) == 3 else len(t.shape)
 
 
 def sanitize_name(raw: str, fallback: str) -> str:
@@ -65,7 +80,7 @@ class GraphBuilder:
     """Collects neutral layers and weights while an importer walks its graph."""
 
     def __init__(self, input_name: str, input_shape: tuple, consumers: dict,
-                 what: str, name_prefix: str = ""):
+                 what: str, name_prefix: str = "", input_one_d: bool = False):
         # consumers: framework tensor name -> number of readers (graph outputs count as one).
         self.consumers = consumers
         self.what = what                  # "ONNX node" or "Keras layer", for messages
@@ -75,7 +90,9 @@ class GraphBuilder:
         self.weights: dict = {}
         self._specs: dict = {}            # neutral name -> LayerSpec (shapes)
         self._taken = {INPUT_NAME}
-        self.tensors = {input_name: Tensor(INPUT_NAME, self.input_shape)}  # sign unknown
+        # sign unknown
+        self.tensors = {input_name: Tensor(INPUT_NAME, self.input_shape, one_d=input_one_d)}
+        self.log: list = []               # how framework nodes became layers, for `info` and metadata
 
     # ------------------------------------------------------------ helpers
     def tensor(self, name: str, node: str) -> Tensor:
@@ -109,12 +126,16 @@ class GraphBuilder:
     # ------------------------------------------------------------- layers
     def add(self, node: str, out: str, type_: str, config: dict, inputs: list,
             weights: Optional[dict] = None, order: Optional[np.ndarray] = None,
-            name: Optional[str] = None) -> Tensor:
+            name: Optional[str] = None, one_d: Optional[bool] = None) -> Tensor:
         """Append a neutral layer reading ``inputs`` and record its output tensor ``out``.
 
         Weighted layers given without ``activation`` stay open: a following
-        batch norm, bias, ReLU or softmax merges into them.
+        batch norm, bias, ReLU or softmax merges into them. The output is a
+        1-D tensor when all inputs are (``one_d`` overrides; Flatten and
+        Reshape outputs are not unless it says so).
         """
+        if one_d is None:
+            one_d = type_ not in ("Flatten", "Reshape") and all(t.one_d for t in inputs)
         name = name or self.unique_name(sanitize_name(node, type_.lower()))
         raw = {"name": name, "type": type_, "inbound": [t.layer for t in inputs], **config}
         spec = LayerSpec(name=name, type=type_, inbound=raw["inbound"],
@@ -123,9 +144,11 @@ class GraphBuilder:
         spec.output_shape = infer_shape(spec)
         self._specs[name] = spec
         self.layers.append(raw)
+        self.log.append(f"{node} -> layer '{name}' ({type_})")
         if weights is not None:
             self.weights[name] = self._checked_weights(node, spec, weights)
-        t = Tensor(name, spec.output_shape, order=order, **self._sign(type_, name, config, inputs))
+        t = Tensor(name, spec.output_shape, order=order, one_d=one_d,
+                   **self._sign(type_, name, config, inputs))
         if t.relu_sources:
             t = dataclasses.replace(t, path=t.path + (out,))
         self.tensors[out] = t
@@ -160,8 +183,23 @@ class GraphBuilder:
                     "path": tuple(n for t in inputs for n in t.path)}
         return {"relu_sources": None}
 
-    def alias(self, out: str, t: Tensor) -> Tensor:
+    def as_map(self, node: str, name: str, t: Tensor) -> Tensor:
+        """The (1, L, C) map of the 1-D tensor ``name`` (held as ``t``), for a 1-D
+        layer: a Reshape layer is added the first time an (L, C) tensor (the
+        model input, or a Dense layer on it) is read so."""
+        if len(t.shape) == 3:
+            return t
+        out = f"{name}#map"
+        if out not in self.tensors:
+            self.consumers[out] = self.consumers.get(name, 0)  # its readers read the map instead
+            layer = self.unique_name(sanitize_name(name, "input") + "_1d")
+            self.add(node, out, "Reshape", {"target_shape": [1, *t.shape]}, [t], name=layer, one_d=True)
+        return self.tensors[out]
+
+    def alias(self, out: str, t: Tensor, node: str | None = None) -> Tensor:
         """``out`` carries the same values as ``t`` (dropout, identity, no-op reshape)."""
+        if node:
+            self.log.append(f"{node} -> nothing (the identity at inference)")
         if t.relu_sources:
             t = dataclasses.replace(t, path=t.path + (out,))
         self.tensors[out] = t
@@ -203,6 +241,7 @@ class GraphBuilder:
         bias = w["bias"] if w["bias"] is not None else np.zeros(channels)
         w["bias"] = (bias - mean) * scale + beta
         self._layer_dict(layer)["use_bias"] = True
+        self.log.append(f"{node} -> batch norm folded into layer '{layer}'")
         return self._reopen(out, t)
 
     def add_bias(self, node: str, out: str, t: Tensor, bias) -> Tensor:
@@ -212,10 +251,29 @@ class GraphBuilder:
         bias = np.broadcast_to(np.asarray(bias, np.float64).reshape(-1), (self._out_channels(layer),))
         w["bias"] = bias if w["bias"] is None else w["bias"] + bias
         self._layer_dict(layer)["use_bias"] = True
+        self.log.append(f"{node} -> bias added to layer '{layer}'")
         return self._reopen(out, t)
 
     def _reopen(self, out: str, t: Tensor) -> Tensor:
         t = dataclasses.replace(t, path=(out,))
+        self.tensors[out] = t
+        return t
+
+    def clipped_relu(self, node: str, out: str, t: Tensor, max_value: float) -> Tensor:
+        """Apply ``min(max(x, 0), max_value)`` (ReLU6, Clip(0, c)) by merging it into the
+        layer(s) that produce ``t`` (through layers that commute with it, as a ReLU)."""
+        if not t.relu_sources:
+            raise ModelError(f"{self.what} '{node}': a clipped ReLU (max {max_value:g}) must follow a "
+                             f"Conv/Dense layer without activation (directly or through max pooling, "
+                             f"flatten, reshape, padding, upsampling or concatenation), but its input "
+                             f"comes from {self.describe(t)}")
+        self._check_movable(node, t, f"move the clipped ReLU into layer(s) {sorted(t.relu_sources)}")
+        for layer in t.relu_sources:
+            d = self._layer_dict(layer)
+            d["activation"], d["max_value"] = "relu", float(max_value)
+        self.log.append(f"{node} -> clipped ReLU (max {max_value:g}) of layer(s) "
+                        f"{', '.join(map(repr, sorted(t.relu_sources)))}")
+        t = dataclasses.replace(t, relu_sources=frozenset(), path=(), open_layer=None)
         self.tensors[out] = t
         return t
 
@@ -226,14 +284,16 @@ class GraphBuilder:
         if act == "softmax":
             layer = self._open(node, t, "softmax")
             self._layer_dict(layer)["activation"] = "softmax"
+            self.log.append(f"{node} -> softmax output of layer '{layer}'")
             t = dataclasses.replace(t, relu_sources=None, path=(), open_layer=None)
             self.tensors[out] = t
             return t
         if act != "relu":
             raise ModelError(f"{self.what} '{node}': activation {act!r} is not supported "
                              "(only relu, softmax and linear)")
-        if t.relu_sources == frozenset():
-            return self.alias(out, t)  # already non-negative: the ReLU is the identity
+        if t.relu_sources == frozenset():   # already non-negative: the ReLU is the identity
+            self.log.append(f"{node} -> nothing (its input is already non-negative)")
+            return self.alias(out, t)
         if t.relu_sources is None:
             raise ModelError(f"{self.what} '{node}': a ReLU must follow a Conv/Dense layer "
                              f"(directly or through max pooling, flatten, reshape, padding or "
@@ -241,6 +301,7 @@ class GraphBuilder:
         self._check_movable(node, t, f"move the ReLU into layer(s) {sorted(t.relu_sources)}")
         for layer in t.relu_sources:
             self._layer_dict(layer)["activation"] = "relu"
+        self.log.append(f"{node} -> ReLU of layer(s) {', '.join(map(repr, sorted(t.relu_sources)))}")
         t = dataclasses.replace(t, relu_sources=frozenset(), path=(), open_layer=None)
         self.tensors[out] = t
         return t
@@ -272,4 +333,4 @@ class GraphBuilder:
         weights = {k: {"kernel": v["kernel"].astype(np.float32),
                        "bias": None if v["bias"] is None else v["bias"].astype(np.float32)}
                    for k, v in self.weights.items()}
-        return Model(list(self.input_shape), self.layers, weights, metadata)
+        return Model(list(self.input_shape), self.layers, weights, dict(metadata, import_log=self.log))

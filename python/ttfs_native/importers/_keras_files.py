@@ -11,6 +11,13 @@
 
 Either way a layer's arrays come back in Keras's own order (kernel, bias;
 gamma, beta, moving mean, moving variance).
+
+Only the model file is read. The zip's members are read into memory, never
+extracted, and an HDF5 file that would make HDF5 open other files is refused
+as a whole: external links, virtual datasets (their sources are other files)
+and datasets kept in external files (HDF5 external storage, which would read
+any local file into the weights). Soft links stay inside the file and are
+allowed.
 """
 from __future__ import annotations
 
@@ -34,6 +41,45 @@ def _h5py():
     return h5py
 
 
+def _check_self_contained(f, where: str) -> None:
+    """Raise ModelError if the open HDF5 file ``f`` refers to data outside itself."""
+    h5py = _h5py()
+    root = f["/"]
+    seen, groups = {root.id}, [(root, "")]  # a stack, not recursion: a crafted file may nest deeply
+    while groups:
+        group, prefix = groups.pop()
+        for name in group:  # the link names; iterating follows no link
+            path = f"{prefix}{name}"
+            kind = group.id.links.get_info(name.encode()).type
+            if kind == h5py.h5l.TYPE_SOFT:
+                continue  # a path inside this file, checked where it is hard-linked
+            if kind == h5py.h5l.TYPE_EXTERNAL:
+                link = group.get(name, getlink=True)
+                raise ModelError(f"{where}: '{path}' is an external link to '{link.filename}' "
+                                 f"('{link.path}'); links into other files are not followed")
+            if kind != h5py.h5l.TYPE_HARD:
+                raise ModelError(f"{where}: '{path}' is a user-defined link; only hard and soft "
+                                 "links are followed")
+            obj = group[name]
+            if obj.id in seen:
+                continue
+            seen.add(obj.id)
+            if isinstance(obj, h5py.Group):
+                groups.append((obj, f"{path}/"))
+            elif isinstance(obj, h5py.Dataset):
+                _check_dataset(obj, path, where)
+
+def _check_dataset(dset, path: str, where: str) -> None:
+    if dset.is_virtual:
+        raise ModelError(f"{where}: dataset '{path}' is a virtual dataset (its data come from other "
+                         "files); only data stored in the model file are read")
+    dcpl = dset.id.get_create_plist()
+    if dcpl.get_external_count():
+        files = ", ".join(repr(_text(dcpl.get_external(i)[0])) for i in range(dcpl.get_external_count()))
+        raise ModelError(f"{where}: dataset '{path}' keeps its data in an external file ({files}); "
+                         "only data stored in the model file are read")
+
+
 def _text(value) -> str:
     return value.decode() if isinstance(value, bytes) else str(value)
 
@@ -51,7 +97,7 @@ def read_keras_file(path: Path):
 
 def _read_keras_v3(path: Path):
     h5py = _h5py()
-    with zipfile.ZipFile(path) as archive:
+    with zipfile.ZipFile(path) as archive:  # members read into memory: nothing is extracted
         names = set(archive.namelist())
         if "config.json" not in names:
             raise ModelError(f"{path}: no config.json inside; not a Keras 3 model archive")
@@ -65,6 +111,7 @@ def _read_keras_v3(path: Path):
     if "keras_version" in meta:
         metadata["keras_version"] = meta["keras_version"]
     with h5py.File(io.BytesIO(weights_bytes), "r") as f:
+        _check_self_contained(f, f"{path}: model.weights.h5")
         weights = _weights_v3(f, config)
     return config, weights, metadata
 
@@ -114,6 +161,7 @@ def _read_h5(path: Path):
     except OSError as e:
         raise ModelError(f"{path} is neither a Keras 3 '.keras' zip nor a readable HDF5 file: {e}") from None
     with f:
+        _check_self_contained(f, str(path))
         if "model_config" not in f.attrs:
             raise ModelError(f"{path} has no 'model_config' attribute: it holds weights only "
                              "(saved with save_weights?); save the whole model instead")
@@ -128,5 +176,9 @@ def _read_h5(path: Path):
             if not isinstance(layer_group, h5py.Group):
                 continue
             names = [_text(n) for n in layer_group.attrs.get("weight_names", [])]
+            missing = [n for n in names if n not in layer_group]
+            if missing:
+                raise ModelError(f"{path}: layer '{name}' lists weights {missing} that the file does not hold "
+                                 "(a damaged or hand-edited file?)")
             weights[name] = [np.asarray(layer_group[n]) for n in names]
     return config, weights, metadata

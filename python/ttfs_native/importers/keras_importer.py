@@ -3,7 +3,9 @@
 Reads the files with h5py, zipfile and json only: neither TensorFlow nor
 Keras is needed. Keras is channels-last like the model format, so kernels
 are taken as they are; batch norm is folded, activations merged and dropout
-removed by the shared :class:`~._graph.GraphBuilder`.
+removed by the shared :class:`~._graph.GraphBuilder`. 1-D layers (Conv1D,
+DepthwiseConv1D, pooling, padding and upsampling 1-D) become the 2-D ones
+on (1, length, channels) maps with (1, k) windows.
 """
 from __future__ import annotations
 
@@ -11,7 +13,7 @@ from dataclasses import dataclass
 from pathlib import Path
 
 from ..model.layers import ModelError
-from ._graph import GraphBuilder, sanitize_name
+from ._graph import GraphBuilder, Tensor, sanitize_name, sample_rank
 from ._keras_files import read_keras_file
 
 # Layers that do nothing at inference time.
@@ -38,7 +40,9 @@ def from_keras(path):
         for n in layer.inbound:
             consumers[n] = consumers.get(n, 0) + 1
     consumers[output] = consumers.get(output, 0) + 1
-    converter = _KerasConverter(GraphBuilder(input_name, input_shape, consumers, "Keras layer"), weights)
+    # A rank-2 Keras input is (steps, channels): a 1-D tensor.
+    builder = GraphBuilder(input_name, input_shape, consumers, "Keras layer", input_one_d=len(input_shape) == 2)
+    converter = _KerasConverter(builder, weights)
     for layer in layers:
         converter.convert(layer)
     return converter.b.finish(output, metadata)
@@ -183,7 +187,7 @@ class _KerasConverter:
     def convert(self, layer: _KerasLayer):
         inputs = [self.b.tensor(n, layer.name) for n in layer.inbound]
         if layer.class_name in _INFERENCE_IDENTITY:
-            self.b.alias(layer.name, inputs[0])
+            self.b.alias(layer.name, inputs[0], layer.name)
             return
         getattr(self, f"_layer_{layer.class_name}")(layer, inputs)
 
@@ -202,28 +206,51 @@ class _KerasConverter:
         if isinstance(value, dict):  # serialized function: {"class_name": "function", "config": "relu"}
             value = value.get("config") if isinstance(value.get("config"), str) else value.get("class_name")
         value = "linear" if value is None else value
-        if value not in ("relu", "softmax", "linear"):
+        if value not in ("relu", "relu6", "softmax", "linear"):
             raise ModelError(f"Keras layer '{layer.name}': activation {value!r} is not supported "
-                             "(only relu, softmax and linear)")
+                             "(only relu, relu6, softmax and linear)")
         return value
 
-    def _weighted(self, layer: _KerasLayer, inputs: list, type_: str, config: dict, kernel_key: str):
+    def _weighted(self, layer: _KerasLayer, inputs: list, type_: str, config: dict, kernel_key: str,
+                  one_d: bool = False):
         c = layer.config
         use_bias = bool(c.get("use_bias", True))
         arrays = self._arrays(layer, [kernel_key] + (["bias"] if use_bias else []))
         act = self._activation_name(layer, c.get("activation"))
-        if act != "linear":
+        if act == "relu6":
+            config["activation"], config["max_value"] = "relu", 6.0
+        elif act != "linear":
             config["activation"] = act  # built into the layer: no consumer check needed
         config["use_bias"] = use_bias
+        kernel = arrays[kernel_key]
+        if one_d:   # (k, in, out) -> (1, k, in, out)
+            kernel, inputs = kernel[None], [self._map(layer, inputs[0])]
         # A linear layer stays open: a following BatchNormalization or Activation merges into it.
         self.b.add(layer.name, layer.name, type_, config, inputs,
-                   weights={"kernel": arrays[kernel_key], "bias": arrays.get("bias")},
-                   name=self._name(layer))
+                   weights={"kernel": kernel, "bias": arrays.get("bias")}, name=self._name(layer))
+
+    def _map(self, layer: _KerasLayer, t: Tensor, position: int = 0) -> Tensor:
+        """The (1, steps, channels) map of a 1-D layer's input."""
+        return self.b.as_map(layer.name, layer.inbound[position], t)
 
     @staticmethod
     def _window(c: dict) -> dict:
         return {"kernel_size": c["kernel_size"], "strides": c.get("strides", 1),
                 "padding": c.get("padding", "valid"), "dilation_rate": c.get("dilation_rate", 1)}
+
+    @staticmethod
+    def _window_1d(layer: _KerasLayer, keys: dict) -> dict:
+        """A 1-D layer's window fields (key -> default) as those of the 2-D layer on (1, L) maps."""
+        c, out = layer.config, {}
+        for key, default in keys.items():
+            value = c.get(key, default)
+            value = value[0] if isinstance(value, (list, tuple)) and len(value) == 1 else value
+            out[key] = value if value is None or isinstance(value, str) else [1, value]
+        if out.get("padding") == "causal":
+            raise ModelError(f"Keras layer '{layer.name}' ({layer.class_name}): padding 'causal' is not "
+                             "supported; only 'valid' and 'same' (pad the input with ZeroPadding1D and use "
+                             "'valid' for the same result)")
+        return out
 
     def _layer_Dense(self, layer, inputs):
         self._weighted(layer, inputs, "Dense", {"units": layer.config["units"]}, "kernel")
@@ -239,6 +266,20 @@ class _KerasConverter:
         config = {"depth_multiplier": layer.config.get("depth_multiplier", 1), **self._window(layer.config)}
         self._weighted(layer, inputs, "DepthwiseConv2D", config, "depthwise_kernel")
 
+    _CONV_1D = {"kernel_size": None, "strides": 1, "padding": "valid", "dilation_rate": 1}
+
+    def _layer_Conv1D(self, layer, inputs):
+        if layer.config.get("groups", 1) != 1:
+            raise ModelError(f"Keras layer '{layer.name}': grouped convolution "
+                             f"(groups={layer.config['groups']}) is not supported")
+        config = {"filters": layer.config["filters"], **self._window_1d(layer, self._CONV_1D)}
+        self._weighted(layer, inputs, "Conv2D", config, "kernel", one_d=True)
+
+    def _layer_DepthwiseConv1D(self, layer, inputs):
+        config = {"depth_multiplier": layer.config.get("depth_multiplier", 1),
+                  **self._window_1d(layer, self._CONV_1D)}
+        self._weighted(layer, inputs, "DepthwiseConv2D", config, "depthwise_kernel", one_d=True)
+
     def _pool(self, layer, inputs, type_: str):
         c = layer.config
         self.b.add(layer.name, layer.name, type_,
@@ -251,8 +292,19 @@ class _KerasConverter:
     def _layer_MaxPooling2D(self, layer, inputs):
         self._pool(layer, inputs, "MaxPooling2D")
 
+    def _pool_1d(self, layer, inputs, type_: str):
+        config = self._window_1d(layer, {"pool_size": 2, "strides": None, "padding": "valid"})
+        self.b.add(layer.name, layer.name, type_, config, [self._map(layer, inputs[0])], name=self._name(layer))
+
+    def _layer_AveragePooling1D(self, layer, inputs):
+        self._pool_1d(layer, inputs, "AveragePooling2D")
+
+    def _layer_MaxPooling1D(self, layer, inputs):
+        self._pool_1d(layer, inputs, "MaxPooling2D")
+
     def _global_pool(self, layer, inputs, type_: str):
-        t = inputs[0]
+        one_d = layer.class_name.endswith("1D")
+        t = self._map(layer, inputs[0]) if one_d else inputs[0]
         if len(t.shape) != 3:
             raise ModelError(f"Keras layer '{layer.name}' needs a (height, width, channels) "
                              f"input, got {t.shape}")
@@ -262,7 +314,7 @@ class _KerasConverter:
         out = layer.name if keepdims else pooled
         self.b.consumers[pooled] = 1  # read only by the Flatten below
         t = self.b.add(layer.name, out, type_, {"pool_size": window, "strides": window,
-                                                "padding": "valid"}, inputs, name=self._name(layer))
+                                                "padding": "valid"}, [t], name=self._name(layer))
         if not keepdims:  # (1, 1, C) -> (C,), as Keras returns it
             self.b.add(layer.name, layer.name, "Flatten", {}, [t], name=self._name(layer, "_flatten"))
 
@@ -272,12 +324,20 @@ class _KerasConverter:
     def _layer_GlobalMaxPooling2D(self, layer, inputs):
         self._global_pool(layer, inputs, "MaxPooling2D")
 
+    def _layer_GlobalAveragePooling1D(self, layer, inputs):
+        self._global_pool(layer, inputs, "AveragePooling2D")
+
+    def _layer_GlobalMaxPooling1D(self, layer, inputs):
+        self._global_pool(layer, inputs, "MaxPooling2D")
+
     def _layer_Flatten(self, layer, inputs):
         self.b.add(layer.name, layer.name, "Flatten", {}, inputs, name=self._name(layer))
 
     def _layer_Reshape(self, layer, inputs):
-        self.b.add(layer.name, layer.name, "Reshape",
-                   {"target_shape": list(layer.config["target_shape"])}, inputs, name=self._name(layer))
+        target = list(layer.config["target_shape"])
+        one_d = len(target) == 2   # (steps, channels), held as a (1, steps, channels) map
+        self.b.add(layer.name, layer.name, "Reshape", {"target_shape": [1] * one_d + target}, inputs,
+                   name=self._name(layer), one_d=one_d)
 
     def _layer_ZeroPadding2D(self, layer, inputs):
         padding = layer.config.get("padding", 1)
@@ -286,15 +346,30 @@ class _KerasConverter:
         self.b.add(layer.name, layer.name, "ZeroPadding2D", {"padding": padding}, inputs,
                    name=self._name(layer))
 
+    def _layer_ZeroPadding1D(self, layer, inputs):
+        padding = layer.config.get("padding", 1)
+        padding = list(padding) if isinstance(padding, (list, tuple)) else [padding, padding]
+        self.b.add(layer.name, layer.name, "ZeroPadding2D", {"padding": [[0, 0], padding]},
+                   [self._map(layer, inputs[0])], name=self._name(layer))
+
+    def _layer_UpSampling1D(self, layer, inputs):
+        self.b.add(layer.name, layer.name, "UpSampling2D", {"size": [1, layer.config.get("size", 2)]},
+                   [self._map(layer, inputs[0])], name=self._name(layer))
+
     def _layer_Concatenate(self, layer, inputs):
-        self.b.add(layer.name, layer.name, "Concatenate", {"axis": layer.config.get("axis", -1)},
-                   inputs, name=self._name(layer))
+        axis = layer.config.get("axis", -1)
+        if any(t.one_d and len(t.shape) == 3 for t in inputs):
+            # 1-D tensors, some already (1, steps, channels) maps: all as maps, the
+            # steps axis (Keras axis 1) moves to 2
+            inputs = [self._map(layer, t, i) for i, t in enumerate(inputs)]
+            axis = axis + 1 if isinstance(axis, int) and axis > 0 else axis
+        self.b.add(layer.name, layer.name, "Concatenate", {"axis": axis}, inputs, name=self._name(layer))
 
     def _layer_BatchNormalization(self, layer, inputs):
         c, t = layer.config, inputs[0]
         axis = c.get("axis", -1)
         axis = axis[0] if isinstance(axis, list) and len(axis) == 1 else axis
-        rank = len(t.shape) + 1
+        rank = sample_rank(t) + 1
         if not isinstance(axis, int) or axis % rank != rank - 1:
             raise ModelError(f"Keras layer '{layer.name}': batch normalization over axis {c.get('axis')} "
                              f"of a rank-{rank} tensor; only the last (channel) axis is supported")
@@ -309,18 +384,31 @@ class _KerasConverter:
 
     def _layer_Activation(self, layer, inputs):
         act = self._activation_name(layer, layer.config.get("activation"))
-        self.b.activation(layer.name, layer.name, inputs[0], act)
+        if act == "relu6":
+            self.b.clipped_relu(layer.name, layer.name, inputs[0], 6.0)
+        else:
+            self.b.activation(layer.name, layer.name, inputs[0], act)
 
     def _layer_ReLU(self, layer, inputs):
         c = layer.config
-        if c.get("max_value") is not None or c.get("negative_slope", 0) or c.get("threshold", 0):
-            raise ModelError(f"Keras layer '{layer.name}': ReLU with max_value={c.get('max_value')}, "
-                             f"negative_slope={c.get('negative_slope')}, threshold={c.get('threshold')} "
-                             "is not a plain ReLU")
-        self.b.activation(layer.name, layer.name, inputs[0], "relu")
+        if c.get("negative_slope", 0) or c.get("threshold", 0):
+            raise ModelError(f"Keras layer '{layer.name}': ReLU with negative_slope={c.get('negative_slope')}, "
+                             f"threshold={c.get('threshold')} is not a (clipped) ReLU")
+        if c.get("max_value") is not None:
+            self.b.clipped_relu(layer.name, layer.name, inputs[0], float(c["max_value"]))
+        else:
+            self.b.activation(layer.name, layer.name, inputs[0], "relu")
+
+    def _layer_UpSampling2D(self, layer, inputs):
+        c = layer.config
+        if c.get("interpolation", "nearest") != "nearest":
+            raise ModelError(f"Keras layer '{layer.name}': UpSampling2D interpolation "
+                             f"{c.get('interpolation')!r}; only 'nearest' is supported")
+        self.b.add(layer.name, layer.name, "UpSampling2D", {"size": c.get("size", 2)}, inputs,
+                   name=self._name(layer))
 
     def _layer_Softmax(self, layer, inputs):
-        axis = layer.config.get("axis", -1)
-        if axis not in (-1, [-1], len(inputs[0].shape), [len(inputs[0].shape)]):
+        axis, rank = layer.config.get("axis", -1), sample_rank(inputs[0])
+        if axis not in (-1, [-1], rank, [rank]):
             raise ModelError(f"Keras layer '{layer.name}': softmax over axis {axis}; only the last axis is supported")
         self.b.activation(layer.name, layer.name, inputs[0], "softmax")

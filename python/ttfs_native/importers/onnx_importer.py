@@ -6,7 +6,11 @@ feature map remembers the order of its elements so that the first Dense
 layer after it gets its input rows permuted from CHW to HWC order: the
 stored network then computes exactly what the original computed.
 
-Supported operators: Conv (plain and depthwise), Gemm, MatMul(+Add), Relu,
+1-D networks, (N, C, L) tensors (Conv1d, MaxPool1d, AvgPool1d, ...), are
+lowered onto the 2-D layers as (1, L, C) maps with (1, k) windows (see
+``_graph``); the model input stays (L, C).
+
+Supported operators: Conv (plain and depthwise, 2-D and 1-D), Gemm, MatMul(+Add), Relu,
 BatchNormalization (folded), AveragePool, MaxPool, GlobalAveragePool,
 GlobalMaxPool, Flatten, Reshape/Squeeze that flatten, Concat, Pad (zeros),
 Softmax (output only), Dropout and Identity (removed), plus constant shape
@@ -14,7 +18,6 @@ arithmetic (Constant, Shape, Gather, Unsqueeze, Concat, Cast, Slice, ...).
 """
 from __future__ import annotations
 
-import math
 import os
 from collections import Counter
 from pathlib import Path
@@ -22,17 +25,33 @@ from pathlib import Path
 import numpy as np
 
 from ..model.layers import ModelError, same_padding
-from ._graph import GraphBuilder, Tensor, sanitize_name
+from ._graph import GraphBuilder, Tensor, sanitize_name, sample_rank
 from ._onnx_constants import BATCH, FOLDABLE, constant_node_value, fold, node_attributes
+from ._onnx_files import check_no_external_data, load_onnx
+from ._onnx_structural import StructuralOps, onnx_shape
 
 _LAYER_OPS = ("Conv", "Gemm", "MatMul", "Add", "Relu", "BatchNormalization", "AveragePool",
               "MaxPool", "GlobalAveragePool", "GlobalMaxPool", "Flatten", "Reshape", "Squeeze",
-              "Concat", "Pad", "Softmax", "Dropout", "Identity")
+              "Concat", "Pad", "Softmax", "Dropout", "Identity", "Clip", "Resize", "Upsample")
 SUPPORTED_OPS = frozenset(_LAYER_OPS + FOLDABLE + ("Constant", "Shape"))
+# Activations a time-to-first-spike neuron cannot represent (it encodes ReLU values).
+_NON_RELU = ("Sigmoid", "Tanh", "LeakyRelu", "PRelu", "Elu", "Selu", "Celu", "Gelu", "HardSigmoid",
+             "HardSwish", "Softplus", "Softsign", "Mish", "ThresholdedRelu", "Exp", "Log", "Abs", "Neg")
+
+
+def _why_unsupported(op: str) -> str:
+    if op in _NON_RELU:
+        return "an activation other than ReLU: a first spike encodes only non-negative ReLU values"
+    if op.startswith(("LSTM", "GRU", "RNN", "Loop", "Scan", "If")):
+        return "recurrence or control flow: the model format is a feed-forward graph"
+    return "no conversion rule"
 
 
 def from_onnx(path_or_model, input_shape=None, name_prefix: str = ""):
     """Convert an ONNX file (or a loaded ``onnx.ModelProto``) into a Model.
+
+    External data are read only from files inside the model file's folder
+    (see ``_onnx_files``); a ModelProto must have its external data loaded.
 
     ``input_shape`` is one input sample's shape as the ONNX graph sees it,
     channels-first without the batch axis (e.g. ``(1, 28, 28)``); it is only
@@ -44,16 +63,13 @@ def from_onnx(path_or_model, input_shape=None, name_prefix: str = ""):
     except ImportError:
         raise ImportError("from_onnx needs the 'onnx' package: pip install ttfs-native[onnx]") from None
     if isinstance(path_or_model, onnx.ModelProto):
+        check_no_external_data(path_or_model)
         proto, source = path_or_model, None
     elif isinstance(path_or_model, (str, os.PathLike)):
         path = Path(path_or_model)
         if not path.is_file():
             raise FileNotFoundError(f"ONNX file not found: {path}")
-        try:
-            proto = onnx.load(str(path))
-        except Exception as e:  # protobuf raises its own DecodeError types
-            raise ModelError(f"{path} is not a readable ONNX model: {e}") from None
-        source = path.name
+        proto, source = load_onnx(path), path.name
     else:
         raise TypeError(f"from_onnx expects a file path or an onnx.ModelProto, got {type(path_or_model).__name__}")
     if any(not node.name for node in proto.graph.node):
@@ -67,19 +83,7 @@ def from_onnx(path_or_model, input_shape=None, name_prefix: str = ""):
     return _OnnxConverter(proto, input_shape, name_prefix, source).run()
 
 
-def _onnx_shape(t: Tensor) -> tuple:
-    """The ONNX (channels-first) sample shape of a tensor."""
-    return (t.shape[2], t.shape[0], t.shape[1]) if len(t.shape) == 3 else tuple(t.shape)
-
-
-def _chw_to_hwc_order(c: int, h: int, w: int):
-    """order[i] = the CHW flat index of the HWC flat index i (None when they agree)."""
-    if c == 1 or h * w == 1:
-        return None
-    return np.arange(c * h * w).reshape(c, h, w).transpose(1, 2, 0).reshape(-1)
-
-
-class _OnnxConverter:
+class _OnnxConverter(StructuralOps):
     def __init__(self, proto, input_shape, name_prefix: str, source):
         self.graph = proto.graph
         self.opset = next((o.version for o in proto.opset_import if o.domain in ("", "ai.onnx")), 13)
@@ -108,21 +112,26 @@ class _OnnxConverter:
         consumers = Counter(n for node in self.graph.node if node.op_type != "Shape"
                             for n in node.input if n)
         consumers[output] += 1
-        neutral = (sample[1], sample[2], sample[0]) if len(sample) == 3 else sample
-        self.b = GraphBuilder(input_name, neutral, consumers, "ONNX node", self.name_prefix)
+        # (C, H, W) -> (H, W, C); 1-D (C, L) -> (L, C)
+        neutral = (*sample[1:], sample[0]) if len(sample) > 1 else sample
+        self.b = GraphBuilder(input_name, neutral, consumers, "ONNX node", self.name_prefix,
+                              input_one_d=len(sample) == 2)
         for index, node in enumerate(self.graph.node):
             self._convert(index, node)
         return self.b.finish(output, self.metadata)
 
     def _check_supported(self):
+        """One error naming every node whose operator has no conversion, and why."""
         unsupported: dict = {}
         for node in self.graph.node:
             op = node.op_type if node.domain in ("", "ai.onnx") else f"{node.domain}::{node.op_type}"
             if op not in SUPPORTED_OPS:
-                unsupported.setdefault(op, node.name)
+                unsupported.setdefault(op, []).append(node.name)
         if unsupported:
-            listed = ", ".join(f"{op} (e.g. node '{n}')" for op, n in sorted(unsupported.items()))
-            raise ModelError(f"unsupported ONNX operator(s): {listed}. Supported: "
+            listed = "; ".join(f"{op} ({_why_unsupported(op)}): node(s) {', '.join(map(repr, names))}"
+                               for op, names in sorted(unsupported.items()))
+            count = sum(map(len, unsupported.values()))
+            raise ModelError(f"{count} ONNX node(s) cannot be converted: {listed}. Supported operators: "
                              f"{', '.join(sorted(SUPPORTED_OPS))}")
 
     def _graph_input(self):
@@ -133,9 +142,9 @@ class _OnnxConverter:
         inp = inputs[0]
         dims = [d.dim_value if d.HasField("dim_value") and d.dim_value > 0 else None
                 for d in inp.type.tensor_type.shape.dim]
-        if len(dims) not in (2, 4):
+        if len(dims) not in (2, 3, 4):
             raise ModelError(f"ONNX input '{inp.name}' has rank {len(dims)}; expected (N, C, H, W) "
-                             "images or (N, features) vectors")
+                             "images, (N, C, L) sequences or (N, features) vectors")
         self.static_batch = dims[0]
         sample = dims[1:]
         if self.user_input_shape is not None:
@@ -147,7 +156,7 @@ class _OnnxConverter:
         elif None in sample:
             raise ModelError(f"ONNX input '{inp.name}' has symbolic dimensions "
                              f"(N, {', '.join('?' if d is None else str(d) for d in sample)}); "
-                             "pass input_shape=(C, H, W) or (features,)")
+                             "pass input_shape=(C, H, W), (C, L) or (features,)")
         return inp.name, tuple(sample)
 
     # ------------------------------------------------------------ helpers
@@ -172,11 +181,22 @@ class _OnnxConverter:
                              "constant (initializer), but it is computed by the graph")
         return self.constants[name]
 
-    def _need_rank(self, node, t: Tensor, rank: int):
-        if len(t.shape) != rank:
-            expected = "(N, C, H, W)" if rank == 3 else "(N, features)"
+    def _need_rank(self, node, t: Tensor, *ranks: int):
+        """Refuse an input whose ONNX sample rank is none of ``ranks``."""
+        if sample_rank(t) not in ranks:
+            expected = " or ".join({3: "(N, C, H, W)", 2: "(N, C, L)", 1: "(N, features)"}[r] for r in ranks)
+            why = "; flatten it first" if ranks == (1,) and sample_rank(t) > 1 else ""
             raise ModelError(f"ONNX node '{node.name}' ({node.op_type}) expects a {expected} "
-                             f"input, got shape (N, {', '.join(map(str, _onnx_shape(t)))})")
+                             f"input, got shape (N, {', '.join(map(str, onnx_shape(t)))}){why}")
+
+    def _map_input(self, node, *ranks: int, position: int = 0):
+        """(input as a map, attributes lifted to 2-D) for a windowed op on
+        (N, C, H, W) or 1-D (N, C, L) tensors."""
+        t = self._layer_input(node, position)
+        self._need_rank(node, t, *ranks)
+        if not t.one_d:
+            return t, node_attributes(node)
+        return self.b.as_map(node.name, node.input[position], t), _lift_1d(node_attributes(node))
 
     def _unused(self, node, position: int, what: str):
         if len(node.output) > position and node.output[position] and \
@@ -255,18 +275,20 @@ class _OnnxConverter:
             shape = np.asarray(self.constants[name].shape, np.int64)
         else:
             t = self.b.tensor(name, node.name)
-            shape = np.asarray((BATCH,) + _onnx_shape(t), object)
+            shape = np.asarray((BATCH,) + onnx_shape(t), object)
         a = node_attributes(node)
         self.constants[node.output[0]] = shape[a.get("start", 0):a.get("end", None)]
 
     def _op_Conv(self, index, node, a):
-        t = self._layer_input(node)
-        self._need_rank(node, t, 3)
+        t, a = self._map_input(node, 3, 2)
         w = self._const(node, 1, "weight")
         b = self._const(node, 2, "bias", optional=True)
-        if w.ndim != 4:
-            raise ModelError(f"ONNX node '{node.name}': only 2-D convolutions are supported, "
-                             f"got a weight of shape {w.shape}")
+        if w.ndim != sample_rank(t) + 1:
+            raise ModelError(f"ONNX node '{node.name}': a weight of shape {w.shape} does not fit an "
+                             f"input of shape (N, {', '.join(map(str, onnx_shape(t)))}); only 2-D "
+                             "and 1-D convolutions are supported")
+        if t.one_d:
+            w = w[:, :, None, :]    # (O, I, k) -> (O, I, 1, k)
         out_ch, in_per_group, kh, kw = w.shape
         channels, group = t.shape[2], a.get("group", 1)
         if group == 1 and in_per_group == channels:
@@ -331,7 +353,7 @@ class _OnnxConverter:
         t = self._layer_input(node, consts.index(False))
         bias = self.constants[node.input[consts.index(True)]]
         channels = t.shape[-1]
-        rank = len(t.shape) + 1  # with the batch axis; the channel axis is 1
+        rank = sample_rank(t) + 1  # with the batch axis; the channel axis is 1
         shape = (1,) * (rank - bias.ndim) + bias.shape
         if len(shape) != rank or any(d != 1 for i, d in enumerate(shape) if i != 1) or \
                 shape[1] not in (1, channels):
@@ -344,7 +366,7 @@ class _OnnxConverter:
 
     def _op_Softmax(self, index, node, a):
         t = self._layer_input(node)
-        rank = len(t.shape) + 1
+        rank = sample_rank(t) + 1
         axis = a.get("axis", -1 if self.opset >= 13 else 1)
         # Only the channel (feature) axis maps to the last neutral axis.
         if axis % rank != 1 or (rank != 2 and self.opset < 13):
@@ -365,8 +387,7 @@ class _OnnxConverter:
                               a.get("epsilon", 1e-5))
 
     def _pool(self, index, node, a, type_: str):
-        t = self._layer_input(node)
-        self._need_rank(node, t, 3)
+        t, a = self._map_input(node, 3, 2)
         kernel = list(a["kernel_shape"])
         self._check_window(node, a, kernel)
         strides = list(a.get("strides", [1, 1]))
@@ -404,8 +425,7 @@ class _OnnxConverter:
         self._pool(index, node, a, "MaxPooling2D")
 
     def _global_pool(self, index, node, type_: str):
-        t = self._layer_input(node)
-        self._need_rank(node, t, 3)
+        t, _ = self._map_input(node, 3, 2)
         window = [t.shape[0], t.shape[1]]
         self.b.add(node.name, node.output[0], type_,
                    {"pool_size": window, "strides": window, "padding": "valid"}, [t],
@@ -418,133 +438,42 @@ class _OnnxConverter:
         self._global_pool(index, node, "MaxPooling2D")
 
     # ------------------------------------------------------ reshaping ops
-    def _reshape_to(self, index, node, t: Tensor, target: tuple):
-        """Reshape one sample to ``target`` (ONNX order); only flattening is expressible."""
-        current = _onnx_shape(t)
-        if tuple(target) == current:
-            self.b.alias(node.output[0], t)
-        elif len(target) == 1 and len(current) == 3:
-            self.b.add(node.name, node.output[0], "Flatten", {}, [t],
-                       order=_chw_to_hwc_order(*current), name=self._name(node, index))
-        else:
-            raise ModelError(f"ONNX node '{node.name}' ({node.op_type}): reshaping a sample of "
-                             f"shape {current} to {tuple(target)} is not supported; only "
-                             "flattening (N, C, H, W) to (N, C*H*W) is")
-
-    def _op_Flatten(self, index, node, a):
+    def _op_Clip(self, index, node, a):
+        """Clip(0, c) after a Conv/Gemm is a clipped ReLU (PyTorch's ReLU6 exports as Clip(0, 6))."""
         t = self._layer_input(node)
-        rank = len(t.shape) + 1
-        axis = a.get("axis", 1)
-        if axis == 0 or axis % rank != 1:
-            raise ModelError(f"ONNX node '{node.name}': Flatten with axis={axis} mixes the batch "
-                             "axis into the features; only axis=1 is supported")
-        self._reshape_to(index, node, t, (math.prod(t.shape),))
-
-    def _op_Squeeze(self, index, node, a):
-        t = self._layer_input(node)
-        axes = self._const(node, 1, "axes", optional=True)
-        axes = a.get("axes") if axes is None else [int(v) for v in axes.reshape(-1)]
-        full = (None,) + _onnx_shape(t)  # the batch axis is never squeezed implicitly
-        rank = len(full)
-        drop = {v % rank for v in axes} if axes is not None else \
-            {i for i, d in enumerate(full) if d == 1}
-        if 0 in drop:
-            raise ModelError(f"ONNX node '{node.name}': Squeeze removes the batch axis")
-        if any(full[i] != 1 for i in drop if i < rank):
-            raise ModelError(f"ONNX node '{node.name}': Squeeze axes {sorted(drop)} of shape "
-                             f"(N, {', '.join(map(str, full[1:]))}) are not all of size 1")
-        self._reshape_to(index, node, t, tuple(d for i, d in enumerate(full) if i not in drop)[1:])
-
-    def _op_Reshape(self, index, node, a):
-        t = self._layer_input(node)
-        target = list(self._const(node, 1, "shape").reshape(-1))
-        source = (BATCH,) + _onnx_shape(t)
-        size = math.prod(_onnx_shape(t))
-        dims = []
-        for i, v in enumerate(target):
-            if v is BATCH:
-                dims.append(BATCH)
-            elif int(v) == 0 and not a.get("allowzero", 0):
-                if i >= len(source):
-                    raise ModelError(f"ONNX node '{node.name}': shape {target} copies a missing axis {i}")
-                dims.append(source[i])  # 0 means "copy this dimension"
-            else:
-                dims.append(int(v))
-        first, rest = dims[0], dims[1:]
-        if BATCH in rest or not rest:
-            raise ModelError(f"ONNX node '{node.name}': Reshape to {dims} moves the batch axis")
-        keeps_batch = first is BATCH or (self.static_batch is not None and first == self.static_batch) \
-            or (first == -1 and -1 not in rest and math.prod(rest) == size)
-        if not keeps_batch:
-            raise ModelError(f"ONNX node '{node.name}': Reshape to {dims} does not keep the batch "
-                             "axis first; only per-sample reshapes are supported")
-        if -1 in rest:
-            known = math.prod(v for v in rest if v != -1)
-            if rest.count(-1) > 1 or known == 0 or size % known:
-                raise ModelError(f"ONNX node '{node.name}': cannot reshape {_onnx_shape(t)} to {dims}")
-            rest[rest.index(-1)] = size // known
-        if math.prod(rest) != size:
-            raise ModelError(f"ONNX node '{node.name}': cannot reshape {_onnx_shape(t)} "
-                             f"({size} values) to {tuple(rest)}")
-        self._reshape_to(index, node, t, tuple(rest))
-
-    def _op_Concat(self, index, node, a):
-        inputs = [self._layer_input(node, i) for i in range(len(node.input))]
-        ranks = {len(t.shape) for t in inputs}
-        if len(ranks) != 1:
-            raise ModelError(f"ONNX node '{node.name}': Concat of tensors of different ranks")
-        rank = ranks.pop() + 1
-        axis = a["axis"] % rank
-        if rank == 2 and axis == 1:
-            orders, offset = [], 0
-            for t in inputs:
-                orders.append((np.arange(t.shape[0]) if t.order is None else t.order) + offset)
-                offset += t.shape[0]
-            order = np.concatenate(orders)
-            order = None if np.array_equal(order, np.arange(offset)) else order
-            self.b.add(node.name, node.output[0], "Concatenate", {"axis": -1}, inputs,
-                       order=order, name=self._name(node, index))
-        elif rank == 4 and axis > 0:
-            neutral_axis = {1: -1, 2: 1, 3: 2}[axis]  # C -> last; H, W keep their place
-            self.b.add(node.name, node.output[0], "Concatenate", {"axis": neutral_axis}, inputs,
-                       name=self._name(node, index))
-        else:
-            raise ModelError(f"ONNX node '{node.name}': Concat over axis {a['axis']} of rank-{rank} "
-                             "tensors is not supported")
-
-    def _op_Pad(self, index, node, a):
-        t = self._layer_input(node)
-        self._need_rank(node, t, 3)
-        if a.get("mode", "constant") != "constant":
-            raise ModelError(f"ONNX node '{node.name}': Pad mode {a['mode']!r} is not supported; "
-                             "only constant zero padding")
         if self.opset < 11:
-            pads, value, axes = a["pads"], a.get("value", 0.0), None
+            lo, hi = a.get("min"), a.get("max")
         else:
-            pads = self._const(node, 1, "pads")
-            value = self._const(node, 2, "constant_value", optional=True)
-            axes = self._const(node, 3, "axes", optional=True)
-        pads = [int(v) for v in np.asarray(pads).reshape(-1)]
-        value = 0.0 if value is None else float(np.asarray(value).reshape(-1)[0])
-        axes = list(range(4)) if axes is None else [int(v) % 4 for v in np.asarray(axes).reshape(-1)]
-        per_axis = {ax: (pads[i], pads[i + len(axes)]) for i, ax in enumerate(axes)}
-        if value != 0.0:
-            raise ModelError(f"ONNX node '{node.name}': Pad with value {value}; only zeros are supported")
-        if any(per_axis.get(ax, (0, 0)) != (0, 0) for ax in (0, 1)):
-            raise ModelError(f"ONNX node '{node.name}': Pad {pads} pads the batch or channel axis; "
-                             "only height and width can be padded")
-        hw = [per_axis.get(2, (0, 0)), per_axis.get(3, (0, 0))]
-        if min(min(p) for p in hw) < 0:
-            raise ModelError(f"ONNX node '{node.name}': negative pads {pads} (cropping) are not supported")
-        self.b.add(node.name, node.output[0], "ZeroPadding2D", {"padding": [list(p) for p in hw]},
-                   [t], name=self._name(node, index))
+            lo = self._const(node, 1, "min", optional=True)
+            hi = self._const(node, 2, "max", optional=True)
+        lo = -np.inf if lo is None else float(np.asarray(lo).reshape(-1)[0])
+        hi = np.inf if hi is None else float(np.asarray(hi).reshape(-1)[0])
+        if lo != 0.0 or not hi > 0:
+            raise ModelError(f"ONNX node '{node.name}': Clip({lo:g}, {hi:g}); only Clip(0, max) with "
+                             "max > 0 (a clipped ReLU such as ReLU6) is supported")
+        if np.isinf(hi):
+            self.b.activation(node.name, node.output[0], t, "relu")
+        else:
+            self.b.clipped_relu(node.name, node.output[0], t, hi)
 
     def _op_Dropout(self, index, node, a):
         mode = self._const(node, 2, "training_mode", optional=True)
         if mode is not None and bool(np.asarray(mode).reshape(-1)[0]):
             raise ModelError(f"ONNX node '{node.name}': Dropout in training mode; export in eval mode")
         self._unused(node, 1, "mask")
-        self.b.alias(node.output[0], self._layer_input(node))
+        self.b.alias(node.output[0], self._layer_input(node), node.name)
 
     def _op_Identity(self, index, node, a):
-        self.b.alias(node.output[0], self._layer_input(node))
+        self.b.alias(node.output[0], self._layer_input(node), node.name)
+
+
+def _lift_1d(a: dict) -> dict:
+    """The attributes of a 1-D Conv or pool as those of the 2-D one on (1, L) maps."""
+    lifted = dict(a)
+    for key in ("kernel_shape", "strides", "dilations"):
+        if key in a:
+            lifted[key] = [1, *a[key]]
+    if "pads" in a:
+        p = list(a["pads"])
+        lifted["pads"] = [0, p[0], 0, p[1]] if len(p) == 2 else p   # (begin, end) -> (top, left, bottom, right)
+    return lifted

@@ -59,6 +59,9 @@ def _back_through(spec: LayerSpec, counts: np.ndarray) -> list:
         (top, _), (left, _) = spec.config["padding"]
         h, w = spec.input_shape[:2]
         return [counts[top:top + h, left:left + w]]
+    if spec.type == "UpSampling2D":   # each input cell feeds its sh x sw copies
+        (h, w, c), (sh, sw) = spec.input_shape, spec.config["size"]
+        return [counts.reshape(h, sh, w, sw, c).sum(axis=(1, 3))]
     axis = concat_axis(spec)
     bounds = np.cumsum([s[axis] for s in spec.input_shapes])[:-1]
     return np.split(counts, bounds, axis=axis)
@@ -168,10 +171,29 @@ def fanouts(model: Model, convention: str) -> dict:
     raise ValueError(f"ops_convention must be one of {list(CONVENTIONS)}, got {convention!r}")
 
 
+def _biased_neurons(model: Model) -> int:
+    return sum(s.size for s in model.layers
+               if s.is_weighted and model.weights[s.name]["bias"] is not None
+               and np.any(model.weights[s.name]["bias"] != 0))
+
+
 def ann_operations(model: Model, convention: str) -> float:
     """2 * sum(neurons * fan-in) + neurons of layers with a non-zero bias."""
     connections = exact_fanins(model) if convention == "exact" else snntoolbox_fanins(model)
-    biased = sum(s.size for s in model.layers
-                 if s.is_weighted and model.weights[s.name]["bias"] is not None
-                 and np.any(model.weights[s.name]["bias"] != 0))
-    return 2.0 * sum(connections.values()) + biased
+    return 2.0 * sum(connections.values()) + _biased_neurons(model)
+
+
+def ann_operations_as_trained(model: Model, convention: str) -> float:
+    """Operations of one forward pass of the ANN as trained, the fair reference
+    for the SNN's synaptic operations: the count recorded before average pooling
+    was folded into the next layer's weights (folding enlarges the ANN that the
+    SNN mirrors), else this model's own."""
+    recorded = model.metadata.get("ann_operations_before_folding", {}).get(convention)
+    return float(recorded) if recorded is not None else ann_operations(model, convention)
+
+
+def ann_macs_as_trained(model: Model, convention: str) -> float:
+    """Multiply-accumulates of one forward pass of the ANN as trained (its
+    connections; folding pooling changes no bias, so they follow from the
+    operations above)."""
+    return (ann_operations_as_trained(model, convention) - _biased_neurons(model)) / 2.0

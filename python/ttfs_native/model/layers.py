@@ -14,22 +14,23 @@ import numpy as np
 
 WEIGHTED_TYPES = ("Dense", "Conv2D", "DepthwiseConv2D")
 POOLING_TYPES = ("AveragePooling2D", "MaxPooling2D")
-STRUCTURAL_TYPES = ("Flatten", "Reshape", "ZeroPadding2D", "Concatenate")
+STRUCTURAL_TYPES = ("Flatten", "Reshape", "ZeroPadding2D", "Concatenate", "UpSampling2D")
 LAYER_TYPES = WEIGHTED_TYPES + POOLING_TYPES + STRUCTURAL_TYPES
 ACTIVATIONS = ("relu", "softmax", "linear")
 
 _ALLOWED_FIELDS = {
-    "Dense": {"units", "use_bias", "activation"},
+    "Dense": {"units", "use_bias", "activation", "max_value"},
     "Conv2D": {"filters", "kernel_size", "strides", "padding", "dilation_rate",
-               "use_bias", "activation"},
+               "use_bias", "activation", "max_value"},
     "DepthwiseConv2D": {"kernel_size", "strides", "padding", "depth_multiplier",
-                        "dilation_rate", "use_bias", "activation"},
+                        "dilation_rate", "use_bias", "activation", "max_value"},
     "AveragePooling2D": {"pool_size", "strides", "padding"},
     "MaxPooling2D": {"pool_size", "strides", "padding"},
     "Flatten": set(),
     "Reshape": {"target_shape"},
     "ZeroPadding2D": {"padding"},
     "Concatenate": {"axis"},
+    "UpSampling2D": {"size", "interpolation"},
 }
 _COMMON_FIELDS = {"name", "type", "inbound"}
 
@@ -70,6 +71,11 @@ class LayerSpec:
     @property
     def activation(self) -> str:
         return self.config.get("activation", "relu")
+
+    @property
+    def max_value(self) -> float | None:
+        """The clip of a clipped ReLU (ReLU6: 6), None for a plain one."""
+        return self.config.get("max_value")
 
     @property
     def input_shape(self) -> Shape:
@@ -151,6 +157,8 @@ def normalise_config(name: str, type_: str, raw: dict) -> dict:
     if type_ in WEIGHTED_TYPES:
         c["use_bias"] = _bool(name, "use_bias", raw.get("use_bias", True))
         c["activation"] = _choice(name, "activation", raw.get("activation", "relu"), ACTIVATIONS)
+        if raw.get("max_value") is not None:
+            c["max_value"] = _clip(name, raw["max_value"], c["activation"])
     if type_ in POOLING_TYPES:
         c["pool_size"] = _pair(name, "pool_size", raw.get("pool_size", 2))
         strides = raw.get("strides")
@@ -167,12 +175,24 @@ def normalise_config(name: str, type_: str, raw: dict) -> dict:
         c["target_shape"] = tuple(ts)
     if type_ == "ZeroPadding2D":
         c["padding"] = _zero_padding(name, raw.get("padding", 1))
+    if type_ == "UpSampling2D":
+        c["size"] = _pair(name, "size", raw.get("size", 2))
+        c["interpolation"] = _choice(name, "interpolation", raw.get("interpolation", "nearest"), ("nearest",))
     if type_ == "Concatenate":
         axis = raw.get("axis", -1)
         if isinstance(axis, bool) or not isinstance(axis, int):
             raise _err(name, f"'axis' must be an integer, got {axis!r}")
         c["axis"] = axis
     return c
+
+
+def _clip(name: str, value: Any, activation: str) -> float:
+    if activation != "relu":
+        raise _err(name, f"'max_value' clips a ReLU; activation is {activation!r}")
+    if isinstance(value, bool) or not isinstance(value, (int, float, np.integer, np.floating)) \
+            or not math.isfinite(value) or value <= 0:
+        raise _err(name, f"'max_value' must be a positive number, got {value!r}")
+    return float(value)
 
 
 def _zero_padding(name: str, value: Any) -> tuple:
@@ -245,6 +265,8 @@ def infer_shape(spec: LayerSpec) -> Shape:
     if t == "ZeroPadding2D":
         (top, bottom), (left, right) = c["padding"]
         return (shape[0] + top + bottom, shape[1] + left + right, shape[2])
+    if t == "UpSampling2D":
+        return (shape[0] * c["size"][0], shape[1] * c["size"][1], shape[2])
     if t in POOLING_TYPES:
         oh, ow = _spatial(spec, c["pool_size"], c["strides"], (1, 1), c["padding"])
         return (oh, ow, shape[2])

@@ -10,9 +10,10 @@ from pathlib import Path
 import numpy as np
 
 from .ops import apply_layer
-from .window_settings import WINDOW_CODING, check_window_settings
-from .layers import (LayerSpec, ModelError, expected_weight_shapes, infer_shape,
+from .layers import (WEIGHTED_TYPES, LayerSpec, ModelError, expected_weight_shapes, infer_shape,
                      normalise_config)
+from .settings import check_simulation, describe_simulation, stored_simulation
+from .window_settings import check_window_settings
 
 FORMAT_NAME = "ttfs-native-model"
 FORMAT_VERSION = 1
@@ -25,11 +26,14 @@ class Model:
     ``weights`` maps a weighted layer's name to ``{"kernel": array, "bias":
     array or None}`` in Keras layouts. The constructor validates everything and
     raises :class:`ModelError` naming the offending layer.
+    ``simulation``: the settings the folder carries for the simulator
+    (settings.py; {} when none).
     """
 
     def __init__(self, input_shape, layers, weights, metadata=None, simulation=None):
         self.input_shape = _input_shape(input_shape)
         self.metadata = dict(metadata or {})
+        self.simulation = check_simulation(simulation)
         self.layers: list[LayerSpec] = []
         shapes = {INPUT_NAME: self.input_shape}
         if not isinstance(layers, (list, tuple)) or not layers:
@@ -40,8 +44,8 @@ class Model:
             shapes[spec.name] = spec.output_shape
         self._check_graph()
         self.weights = _check_weights(self.layers, weights)
-        # The simulation settings the folder carries (settings_schema.md); {} when absent.
-        self.simulation = _check_simulation(simulation, self)
+        if "window" in self.simulation:   # ttfs-window: one window per windowed layer of this model
+            self.simulation["window"] = check_window_settings(self.simulation["window"], self)
 
     # ----------------------------------------------------------- structure
     @property
@@ -55,6 +59,11 @@ class Model:
     @property
     def input_size(self) -> int:
         return int(math.prod(self.input_shape))
+
+    @property
+    def num_parameters(self) -> int:
+        """Weights and biases, all layers."""
+        return sum(int(a.size) for w in self.weights.values() for a in w.values() if a is not None)
 
     def layer(self, name: str) -> LayerSpec:
         for spec in self.layers:
@@ -86,8 +95,11 @@ class Model:
     def summary(self) -> str:
         rows = [f"input: {self.input_shape}"]
         for s in self.layers:
-            extra = f" [{s.activation}]" if s.is_weighted else ""
+            clip = f", max {s.max_value:g}" if s.is_weighted and s.max_value is not None else ""
+            extra = f" [{s.activation}{clip}]" if s.is_weighted else ""
             rows.append(f"{s.name}: {s.type} {s.output_shape}{extra} <- {', '.join(s.inbound)}")
+        if self.simulation:
+            rows.append(describe_simulation(self.simulation))
         return "\n".join(rows)
 
     def __repr__(self) -> str:
@@ -121,10 +133,10 @@ class Model:
         out = {"format": FORMAT_NAME, "version": FORMAT_VERSION,
                "input_shape": list(self.input_shape),
                "layers": [s.to_json() for s in self.layers]}
+        if self.simulation:
+            out["simulation"] = dict(self.simulation)
         if self.metadata:
             out["metadata"] = self.metadata
-        if self.simulation:
-            out["simulation"] = self.simulation
         return out
 
     def save(self, path) -> Path:
@@ -179,25 +191,6 @@ def _parse_layer(raw, index: int, shapes: dict, previous: list) -> LayerSpec:
                      input_shapes=[shapes[n] for n in inbound])
     spec.output_shape = infer_shape(spec)
     return spec
-
-
-def _check_simulation(settings, model) -> dict:
-    """A validated copy of the "simulation" object (ModelError naming the key)."""
-    if settings is None:
-        return {}
-    if not isinstance(settings, dict):
-        raise ModelError(f"'simulation' must be an object, got {type(settings).__name__}")
-    out = dict(settings)
-    coding = out.get("coding", "ttfs-dyn-thresh")
-    if coding not in ("ttfs-dyn-thresh", WINDOW_CODING):
-        raise ModelError(f"'simulation.coding' must be 'ttfs-dyn-thresh' or '{WINDOW_CODING}', got {coding!r}")
-    if coding == WINDOW_CODING:
-        if "window" not in out:
-            raise ModelError(f"'simulation': coding '{WINDOW_CODING}' needs a 'window' object")
-        out["window"] = check_window_settings(out["window"], model)
-    elif "window" in out:
-        raise ModelError("'simulation.window' is only used by coding 'ttfs-window'")
-    return out
 
 
 def _as_float32(name: str, what: str, value) -> np.ndarray:
@@ -280,6 +273,24 @@ def check_input(model: Model, x, what: str = "input", allow_empty: bool = True) 
     return arr
 
 
+def input_range_warning(model: Model, x: np.ndarray, what: str = "input") -> str | None:
+    """A warning when ``x`` lies far outside the input range the model was
+    normalised on (``metadata["normalisation"]["input_range"]``), e.g. pixels
+    0-255 given to a model normalised on [0, 1]; None when it does not (or the
+    model records no range)."""
+    record = model.metadata.get("normalisation")
+    rng = record.get("input_range") if isinstance(record, dict) else None
+    if not (isinstance(rng, (list, tuple)) and len(rng) == 2) or x.size == 0:
+        return None
+    lo, hi = float(rng[0]), float(rng[1])
+    margin = 2.0 * max(hi - lo, abs(lo), abs(hi), 1e-12)
+    x_lo, x_hi = float(x.min()), float(x.max())
+    if x_lo < lo - margin or x_hi > hi + margin:
+        return (f"{what} spans [{x_lo:g}, {x_hi:g}] but the model was normalised on inputs in [{lo:g}, {hi:g}]; "
+                f"scale the input as for training (e.g. pixels / 255), or accuracy suffers")
+    return None
+
+
 # ------------------------------------------------------------------ files
 def load_model(path) -> Model:
     """Read a model folder (``model.json`` + ``weights.npz``)."""
@@ -299,9 +310,17 @@ def load_model(path) -> Model:
         raise ModelError(f"{json_path}: 'format' must be {FORMAT_NAME!r}, got {desc.get('format')!r}")
     if desc.get("version") != FORMAT_VERSION:
         raise ModelError(f"{json_path}: unsupported version {desc.get('version')!r} (this reader knows {FORMAT_VERSION})")
+    layers = desc.get("layers")
+    if not npz_path.exists():
+        weighted = [r.get("name") for r in layers or [] if isinstance(r, dict) and r.get("type") in WEIGHTED_TYPES]
+        if weighted:
+            raise FileNotFoundError(f"missing {npz_path}: it holds the weights of {', '.join(map(str, weighted))}")
     weights = _read_weights(npz_path) if npz_path.exists() else {}
-    return Model(desc.get("input_shape"), desc.get("layers"), weights, desc.get("metadata"),
-                 desc.get("simulation"))
+    try:
+        simulation = stored_simulation(desc)
+    except ModelError as e:
+        raise ModelError(f"{json_path}: {e}") from None
+    return Model(desc.get("input_shape"), layers, weights, desc.get("metadata"), simulation)
 
 
 def _read_weights(npz_path: Path) -> dict:

@@ -25,11 +25,14 @@ def _windows(x: np.ndarray, spec: LayerSpec, kernel, strides, dilation, pad_valu
 
 
 def conv2d(x, spec: LayerSpec, kernel: np.ndarray) -> np.ndarray:
-    """Accumulates in the inputs' precision (float32, or float64 for exact sums)."""
+    """Accumulates in the inputs' precision (float32, or float64 for exact sums):
+    one matrix product per kernel tap, on a contiguous copy of the tap's view
+    (numpy multiplies strided views without BLAS, many times slower)."""
     c = spec.config
     out = np.zeros((x.shape[0],) + spec.output_shape, np.result_type(x, kernel))
+    rows = out.reshape(-1, out.shape[-1])
     for ky, kx, view in _windows(x, spec, c["kernel_size"], c["strides"], c["dilation_rate"]):
-        out += view @ kernel[ky, kx]
+        rows += np.ascontiguousarray(view).reshape(rows.shape[0], -1) @ kernel[ky, kx]
     return out
 
 
@@ -74,13 +77,16 @@ def zero_padding(x, spec: LayerSpec) -> np.ndarray:
 
 
 def structural(spec: LayerSpec, inputs: list) -> np.ndarray:
-    """Flatten, Reshape, ZeroPadding2D or Concatenate of a batch."""
+    """Flatten, Reshape, ZeroPadding2D, Concatenate or UpSampling2D (nearest) of a batch."""
     x = inputs[0]
     n = x.shape[0]
     if spec.type in ("Flatten", "Reshape"):
         return x.reshape((n,) + spec.output_shape)
     if spec.type == "ZeroPadding2D":
         return zero_padding(x, spec)
+    if spec.type == "UpSampling2D":
+        sh, sw = spec.config["size"]
+        return np.repeat(np.repeat(x, sh, axis=1), sw, axis=2)
     return np.concatenate(inputs, axis=concat_axis(spec) + 1)
 
 
@@ -121,4 +127,5 @@ def apply_layer(spec: LayerSpec, inputs: list, weights, activation: bool = True)
         return out
     if spec.activation == "softmax":
         return softmax(out)
-    return np.maximum(out, 0)
+    out = np.maximum(out, 0)
+    return out if spec.max_value is None else np.minimum(out, np.float32(spec.max_value))

@@ -122,7 +122,8 @@ def apply_layer_scales(model: Model, layer_scales) -> Model:
             raise ValueError(f"layer_scales['{name}'] must be a positive number, got {k!r}")
         weights[name] = {"kernel": w["kernel"] / np.float32(k),
                          "bias": None if w["bias"] is None else w["bias"] / np.float32(k)}
-    return Model(model.input_shape, [s.to_json() for s in model.layers], weights, dict(model.metadata))
+    return Model(model.input_shape, [s.to_json() for s in model.layers], weights, dict(model.metadata),
+                 model.simulation)
 
 
 def ann_view(model: Model) -> Model:
@@ -131,15 +132,14 @@ def ann_view(model: Model) -> Model:
     Dividing a layer's kernel and bias by ``k`` only moves that layer's SNN
     threshold, because the next layer receives spikes, not values; the ANN
     forward pass, however, would pass the scaled values on. For ANN
-    activations and predictions use this view.
+    activations and predictions use this view. It has no calibration record
+    and no simulation settings (so taking the view twice changes nothing).
     """
     scales = model.metadata.get("calibration", {}).get("layer_threshold_scales")
     if not scales:
         return model
-    return apply_layer_scales(model, {name: 1.0 / float(k) for name, k in scales.items()})
+    view = apply_layer_scales(model, {name: 1.0 / float(k) for name, k in scales.items()})
+    view.metadata.pop("calibration")
+    view.simulation = {}
+    return view
 
-
-def recommended_simulation(model: Model) -> dict | None:
-    """The simulator settings stored by :func:`calibrate` in a model's metadata, if any."""
-    sim = model.metadata.get("calibration", {}).get("simulation")
-    return dict(sim) if isinstance(sim, dict) else None

@@ -13,9 +13,6 @@ import numpy as np
 from ..model import INPUT_NAME, Model, ops
 from ..model.layers import LayerSpec
 
-KIND = {"input": 0, "Dense": 1, "Conv2D": 2, "DepthwiseConv2D": 3,
-        "AveragePooling2D": 4, "MaxPooling2D": 5, "gather": 6}
-
 _F32 = np.zeros(0, np.float32)
 
 
@@ -27,8 +24,8 @@ def _hw_c(shape) -> tuple:
     return (1, positions, shape[-1])
 
 
-def geometry(spec: LayerSpec) -> list:
-    """[in_h, in_w, in_c, out_h, out_w, out_c, kh, kw, sh, sw, dh, dw, pad_top, pad_left, multiplier]."""
+def geometry(spec: LayerSpec) -> dict:
+    """The fields of the core's Geometry for a weighted or pooling layer (the rest keep their defaults)."""
     ih, iw, ic = _hw_c(spec.input_shape)
     oh, ow, oc = _hw_c(spec.output_shape)
     c = spec.config
@@ -37,8 +34,9 @@ def geometry(spec: LayerSpec) -> list:
     dilation = c.get("dilation_rate", (1, 1))
     multiplier = {"Dense": c.get("units"), "Conv2D": c.get("filters"),
                   "DepthwiseConv2D": c.get("depth_multiplier")}.get(spec.type) or 1
-    return [ih, iw, ic, oh, ow, oc, kernel[0], kernel[1], strides[0], strides[1],
-            dilation[0], dilation[1], spec.pads[0], spec.pads[2], multiplier]
+    return dict(in_h=ih, in_w=iw, in_c=ic, out_h=oh, out_w=ow, out_c=oc, kernel_h=kernel[0], kernel_w=kernel[1],
+                stride_h=strides[0], stride_w=strides[1], dilation_h=dilation[0], dilation_w=dilation[1],
+                pad_top=spec.pads[0], pad_left=spec.pads[2], multiplier=multiplier)
 
 
 def gather_map(spec: LayerSpec, inbound_sizes: list) -> tuple:
@@ -59,9 +57,9 @@ def build_network(core, model: Model, fanouts: dict):
     index = {INPUT_NAME: 0}
     size = {INPUT_NAME: model.input_size}
     ih, iw, ic = _hw_c(model.input_shape)
-    net.add_node(KIND["input"], INPUT_NAME, [], [ih, iw, ic, ih, iw, ic] + [1] * 6 + [0, 0, 1],
-                 model.input_size, False, _F32, _F32, _F32, np.zeros(0, np.int32),
-                 np.zeros(0, np.int64), np.zeros(0))
+    net.add_node(core.NodeKind.Input, INPUT_NAME, [],
+                 core.Geometry(in_h=ih, in_w=iw, in_c=ic, out_h=ih, out_w=iw, out_c=ic), model.input_size,
+                 False, _F32, _F32, _F32, np.zeros(0, np.int32), np.zeros(0, np.int64), np.zeros(0))
     out = model.output_layer
     for spec in model.layers:
         inbound = [index[n] for n in spec.inbound]
@@ -69,12 +67,12 @@ def build_network(core, model: Model, fanouts: dict):
         slot, element = np.zeros(0, np.int32), np.zeros(0, np.int64)
         fanout = np.zeros(0)
         if spec.is_structural:
-            kind = KIND["gather"]
+            kind = core.NodeKind.Gather
             slot, element = gather_map(spec, [size[n] for n in spec.inbound])
-            geom = [1, 1, 1, 1, 1, 1] + [1] * 6 + [0, 0, 1]
+            geom = core.Geometry()  # (a gather has no geometry: the index map says it all)
         else:
-            kind = KIND[spec.type]
-            geom = geometry(spec)
+            kind = getattr(core.NodeKind, spec.type)
+            geom = core.Geometry(**geometry(spec))
             fanout = np.asarray(fanouts[spec.name], np.float64).reshape(-1)
             if spec.is_weighted:
                 w = model.weights[spec.name]

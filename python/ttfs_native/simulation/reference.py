@@ -138,3 +138,32 @@ def simulate(model: Model, x: np.ndarray, params: SimParams, fanouts: dict,
                 break
     return {"counts": counts, "first_spike_times": first_spike, "spike_counts": spike_counts,
             "synops_t": synops, "stop_step": stop_step}
+
+
+class ReferenceEngine:
+    """:func:`simulate` behind the native engines' interface: ``run(inputs, results)``
+    writes the rows of ``inputs`` (host memory only) into ``results`` (the
+    compiled core's Input and Results, or anything with their attributes)."""
+
+    def __init__(self, model: Model, params: SimParams, fanouts: dict, record_spike_times: bool = True):
+        self.model, self.params, self.fanouts = model, params, fanouts
+        self.record_spike_times = record_spike_times
+
+    def run(self, inputs, results) -> None:
+        if inputs.on_device or inputs.array is None:
+            raise ValueError("the reference backend takes input in host memory")
+        lo = int(inputs.sample_offset)
+        hi = lo + int(inputs.samples)
+        x = np.asarray(inputs.array).reshape((hi - lo,) + tuple(self.model.input_shape))
+        raw = simulate(self.model, x, self.params, self.fanouts, sample_offset=lo)
+        results.counts[lo:hi] = raw["counts"]
+        results.synops[lo:hi] = raw["synops_t"]
+        results.stop_step[lo:hi] = raw["stop_step"]
+        spiking = self.model.spiking_layers
+        first = list(results.first_spike)
+        if first and len(first) != len(spiking):
+            raise ValueError("Results.first_spike: one array per spiking layer, or none")
+        for j, s in enumerate(spiking):
+            if first:
+                first[j][lo:hi] = raw["first_spike_times"][s.name].reshape(hi - lo, -1)
+            results.spike_counts[lo:hi, j] = raw["spike_counts"][s.name]

@@ -6,6 +6,8 @@ from pathlib import Path
 
 import numpy as np
 
+from .metrics import LayerMetrics, Metrics
+
 
 @dataclass
 class SimulationResult:
@@ -26,6 +28,13 @@ class SimulationResult:
     ann_ops : operations of one ANN forward pass (same convention as synops_t).
     accuracy_t : (T,) float64 accuracy after each step, when labels were given.
     stop_step : (N,) int32, the step each sample was simulated to (early stop).
+    ann_macs : multiply-accumulates of one ANN forward pass (as trained).
+    parameters : weights and biases of the model.
+    input_macs : (N,) float64 multiply-accumulates of the analog input per
+        sample, None when the input was read on the GPU.
+    layer_acs : dict layer -> (N,) float64 accumulates per sample, None when
+        spike times were not recorded on the host.
+    Units and definitions: :meth:`metrics` (docs/METRICS.md).
     """
 
     predictions: np.ndarray
@@ -42,6 +51,10 @@ class SimulationResult:
     stop_step: np.ndarray
     labels: np.ndarray | None = None
     accuracy_t: np.ndarray | None = field(default=None)
+    ann_macs: float = float("nan")
+    parameters: int = 0
+    input_macs: np.ndarray | None = None
+    layer_acs: dict | None = None
 
     @classmethod
     def from_raw(cls, raw: dict, labels=None, **info) -> "SimulationResult":
@@ -95,17 +108,37 @@ class SimulationResult:
     def samples_per_second(self) -> float:
         return self.num_samples / self.wall_time if self.wall_time > 0 else float("inf")
 
-    def summary(self) -> str:
+    def metrics(self) -> Metrics:
+        """Operation counts with units, sparsity, parameters (per-sample means)."""
+        steps_run = float(self.stop_step.astype(np.float64).sum())
+        layers = []
+        for name, n in self.neurons.items():
+            spikes = float(self.spike_counts[name].sum())
+            acs = None if self.layer_acs is None else float(self.layer_acs[name].mean())
+            layers.append(LayerMetrics(name, int(n), spikes / max(1, n * self.num_samples),
+                                       1.0 - spikes / max(1.0, n * steps_run), acs))
+        total_spikes = sum(float(c.sum()) for c in self.spike_counts.values())
+        total_neurons = sum(self.neurons.values())
+        return Metrics(acs=self.synops_per_sample,
+                       macs=None if self.input_macs is None else float(self.input_macs.mean()),
+                       ann_macs=float(self.ann_macs), spikes_per_neuron=self.spikes_per_neuron,
+                       activation_sparsity=1.0 - total_spikes / max(1.0, total_neurons * steps_run),
+                       parameters=int(self.parameters), parameter_bytes=4 * int(self.parameters),
+                       steps=self.steps, layers=tuple(layers))
+
+    def summary(self, energy: str | None = None) -> str:
+        """The run in words, with units; ``energy`` (a table of metrics.ENERGY_TABLES)
+        adds the energy estimate."""
         lines = [f"samples {self.num_samples}, steps {self.steps} (dt {self.dt}), backend {self.backend}"]
         if self.accuracy is not None:
             lines.append(f"SNN accuracy {self.accuracy:.4f}")
         undecided = int(np.sum(self.predictions < 0))
         lines.append(f"mean first-output-spike latency {self.mean_latency_steps:.2f} steps"
                      + (f" ({undecided} undecided)" if undecided else ""))
-        lines.append(f"spikes per neuron {self.spikes_per_neuron:.4f}")
         ratio = self.synops_per_sample / self.ann_ops if self.ann_ops else float("nan")
-        lines.append(f"synaptic ops per sample {self.synops_per_sample:.1f} = {ratio:.3f} x ANN ops "
-                     f"({self.ann_ops:.0f}, {self.ops_convention} convention)")
+        lines.append(f"synaptic operations {ratio:.3f} x ANN operations ({self.ann_ops:,.0f} = 2 per MAC "
+                     f"+ bias additions; {self.ops_convention} convention)")
+        lines.append(self.metrics().table(energy))
         lines.append(f"wall time {self.wall_time:.3f} s, {self.samples_per_second:.1f} samples/s")
         return "\n".join(lines)
 
@@ -113,7 +146,11 @@ class SimulationResult:
         """Write the arrays of the CLI's result file."""
         arrays = {"predictions": self.predictions, "counts": self.counts,
                   "synops_t": self.synops_t, "stop_step": self.stop_step,
-                  "ann_ops": np.float64(self.ann_ops)}
+                  "ann_ops": np.float64(self.ann_ops), "ann_macs": np.float64(self.ann_macs)}
+        if self.input_macs is not None:
+            arrays["input_macs"] = self.input_macs
+        for name, acs in (self.layer_acs or {}).items():
+            arrays[f"acs/{name}"] = acs
         if self.accuracy_t is not None:
             arrays["accuracy_t"] = self.accuracy_t
             arrays["labels"] = self.labels

@@ -3,18 +3,22 @@ from __future__ import annotations
 
 import os
 import time
+import warnings
+from dataclasses import replace
 from pathlib import Path
 
 import numpy as np
 
 from ..model import Model, check_input, load_model
 from ..model import connectivity
-from ..model.model import check_input_shape
+from ..model.model import check_input_shape, input_range_warning
 from ..model.transforms import softmax_to_relu as relu_output
-from .reference import simulate as reference_simulate
-from .window_plan import plan_for
-from .window_reference import simulate as window_simulate
+from .options import EngineOptions
 from .params import SimParams
+from .metrics import input_macs, layer_accumulates
+from .reference import ReferenceEngine
+from .window_plan import plan_for
+from .window_reference import WindowReferenceEngine
 from .result import SimulationResult
 
 BACKENDS = ("auto", "cpu", "cuda", "reference")
@@ -73,10 +77,15 @@ class Simulator:
     C-contiguous) is read in place, without a copy. spike_times_on_device=True
     leaves ``first_spike_times`` on the GPU as :class:`DeviceArray` (zero-copy
     into ``torch.from_dlpack`` and the like); the other results stay on the host.
-    cuda_memory_limit: bytes of GPU memory the CUDA backend's buffers may take
-    (default: what the device has free, less a margin); a batch that does not
-    fit runs in chunks, and a sample that alone does not fit is an error naming
-    the sizes. Ignored by the other backends.
+    options: how the engines compute (:class:`EngineOptions`: CPU kernels and
+    sharing, CUDA schedule, synapses, window, profiling, memory limit); never
+    what. Left out, each option takes its environment variable's value or its
+    built-in default. cuda_memory_limit: shorthand for
+    ``options.cuda_memory_limit``, bytes of GPU memory the CUDA backend's
+    buffers may take (default: what the device has free, less a margin); a
+    batch that does not fit runs in chunks, and a sample that alone does not
+    fit is an error naming the sizes. The engine of each backend reads its own
+    options and ignores the others'.
     """
 
     def __init__(self, model, duration: float = 200, dt: float = 1.0, v_thresh: float = 1.0,
@@ -85,7 +94,8 @@ class Simulator:
                  ops_convention: str = "exact", num_threads: int | None = None,
                  softmax_to_relu: bool = False, record_spike_times: bool = True,
                  spike_times_on_device: bool = False, cuda_memory_limit: int | None = None,
-                 coding: str = "ttfs-dyn-thresh", window: dict | None = None):
+                 options: EngineOptions | None = None, coding: str = "ttfs-dyn-thresh",
+                 window: dict | None = None):
         if isinstance(model, (str, os.PathLike, Path)):
             model = load_model(model)
         if not isinstance(model, Model):
@@ -118,12 +128,13 @@ class Simulator:
         if batch_size is not None and (isinstance(batch_size, bool) or not isinstance(batch_size, (int, np.integer))
                                        or batch_size < 1):
             raise ValueError(f"batch_size must be a positive integer or None, got {batch_size!r}")
-        if cuda_memory_limit is not None and (isinstance(cuda_memory_limit, bool)
-                                              or not isinstance(cuda_memory_limit, (int, np.integer))
-                                              or cuda_memory_limit < 1):
-            raise ValueError(f"cuda_memory_limit must be a positive number of bytes or None, "
-                             f"got {cuda_memory_limit!r}")
-        self.cuda_memory_limit = int(cuda_memory_limit) if cuda_memory_limit else None
+        if options is None:
+            options = EngineOptions()
+        elif not isinstance(options, EngineOptions):
+            raise TypeError(f"options must be an EngineOptions, got {type(options).__name__}")
+        if cuda_memory_limit is not None:
+            options = replace(options, cuda_memory_limit=cuda_memory_limit)
+        self.options = options
         if num_threads is not None and (isinstance(num_threads, bool) or not isinstance(num_threads, (int, np.integer))
                                         or num_threads < 1):
             raise ValueError(f"num_threads must be a positive integer or None, got {num_threads!r}")
@@ -138,19 +149,42 @@ class Simulator:
                              f"(got backend={self.backend!r}, record_spike_times={self.record_spike_times})")
         self.batch_size = int(batch_size) if batch_size else (64 if self.backend == "reference" else 1024)
         self.fanouts = connectivity.fanouts(model, ops_convention)
-        self.ann_ops = connectivity.ann_operations(model, ops_convention)
-        self._engine = None
-        if self.backend in ("cpu", "cuda"):
-            core = _core()
-            from .plan import build_network
-            network = build_network(core, model, self.fanouts)
-            p = self.params
-            config = core.SimConfig(steps=p.steps, dt=p.dt, v_thresh=p.v_thresh, tau_refrac=p.tau_refrac,
-                                    leak=bool(p.leak), seed=int(p.seed), early_stop=bool(p.early_stop),
-                                    record_spike_times=self.record_spike_times,
-                                    device_memory_limit=self.cuda_memory_limit or 0)
-            engine_type = core.CpuEngine if self.backend == "cpu" else core.CudaEngine
-            self._engine = engine_type(network, config)  # keeps its own copy
+        self.ann_ops = connectivity.ann_operations_as_trained(model, ops_convention)
+        self.ann_macs = connectivity.ann_macs_as_trained(model, ops_convention)
+        self._engine = self._make_engine()
+
+    def _make_engine(self):
+        """The backend's engine: ``run(inputs, results)`` on every backend."""
+        if self.backend == "reference":
+            if self._window_plan is not None:
+                return WindowReferenceEngine(self.model, self.params, self.fanouts, self._window_plan)
+            return ReferenceEngine(self.model, self.params, self.fanouts, self.record_spike_times)
+        core = _core()
+        from .plan import build_network
+        network = build_network(core, self.model, self.fanouts)
+        p = self.params
+        config = core.SimConfig(steps=p.steps, dt=p.dt, v_thresh=p.v_thresh, tau_refrac=p.tau_refrac,
+                                leak=bool(p.leak), seed=int(p.seed), early_stop=bool(p.early_stop),
+                                record_spike_times=self.record_spike_times)
+        engine_type = core.CpuEngine if self.backend == "cpu" else core.CudaEngine
+        return engine_type(network, config, self.options.to_core(core, self.num_threads))  # copies all
+
+    @classmethod
+    def for_model(cls, model_or_dir, **overrides) -> "Simulator":
+        """A Simulator with the settings the model (folder) carries (``model.simulation``);
+        keyword arguments other than None win. A new ``dt`` without a new
+        ``duration`` keeps the stored number of steps. Without stored settings
+        this is ``Simulator(model, **overrides)``.
+        """
+        model = load_model(model_or_dir) if isinstance(model_or_dir, (str, os.PathLike, Path)) else model_or_dir
+        if not isinstance(model, Model):
+            raise TypeError(f"model must be a ttfs_native Model or a model folder path, got {type(model).__name__}")
+        given = {k: v for k, v in overrides.items() if v is not None}
+        settings = dict(model.simulation)
+        if "dt" in given and "duration" not in given and "duration" in settings:
+            settings["duration"] = int(settings["duration"] / settings.get("dt", 1.0)) * given["dt"]
+        settings.update(given)
+        return cls(model, **settings)
 
     @classmethod
     def from_toolbox_config(cls, model, config_path, **overrides) -> "Simulator":
@@ -237,65 +271,50 @@ class Simulator:
         return view
 
     def _run(self, x, device_input, labels, progress) -> SimulationResult:
+        core = _core()
         if device_input is None:
             x = check_input(self.model, x, allow_empty=False)
-            n = x.shape[0]
+            warning = input_range_warning(self.model, x)
+            if warning:
+                warnings.warn(warning, stacklevel=3)
+            inputs = core.Input(x)
         else:
-            n = int(device_input.shape[0])
+            inputs = core.Input(device_input)  # read in place on the GPU
+        n = inputs.samples
         if labels is not None:
             labels = check_labels(labels, n, self.model.num_classes)
         steps, classes = self.steps, self.model.num_classes
         spiking = self.model.spiking_layers
         recorded = spiking if self.record_spike_times else []
         _check_result_size(n, classes, steps, 0 if self.spike_times_on_device else sum(s.size for s in recorded))
-        counts = np.zeros((n, classes, steps), np.int32)
-        synops = np.zeros((n, steps), np.float64)
-        stop_step = np.zeros(n, np.int32)
         if self.spike_times_on_device:
-            device_first = {s.name: _core().DeviceArray((n,) + s.output_shape, self._engine.device)
-                            for s in spiking}
-            first = {}
+            first = {s.name: core.DeviceArray((n,) + s.output_shape, self._engine.device) for s in spiking}
         else:
-            device_first = {}
             first = {s.name: np.zeros((n, s.size), np.float32) for s in recorded}
-        spike_counts = np.zeros((n, len(spiking)), np.int64)
-        in_bytes = 4 * int(np.prod(self.model.input_shape))
+        results = core.Results(counts=np.zeros((n, classes, steps), np.int32), first_spike=list(first.values()),
+                               spike_counts=np.zeros((n, len(spiking)), np.int64),
+                               synops=np.zeros((n, steps), np.float64), stop_step=np.zeros(n, np.int32))
         start = time.perf_counter()
         for lo in range(0, n, self.batch_size):
             hi = min(n, lo + self.batch_size)
-            if self.backend == "reference":
-                raw = reference_simulate(self.model, x[lo:hi], self.params, self.fanouts, sample_offset=lo) \
-                    if self._window_plan is None else \
-                    window_simulate(self.model, x[lo:hi], self.params, self.fanouts, self._window_plan)
-                counts[lo:hi], synops[lo:hi], stop_step[lo:hi] = raw["counts"], raw["synops_t"], raw["stop_step"]
-                for j, s in enumerate(spiking):
-                    if s.name in first:
-                        first[s.name][lo:hi] = raw["first_spike_times"][s.name].reshape(hi - lo, -1)
-                    spike_counts[lo:hi, j] = raw["spike_counts"][s.name]
-            elif self.backend == "cpu":
-                self._engine.run(x[lo:hi].reshape(hi - lo, -1), lo, counts[lo:hi],
-                                 [a[lo:hi] for a in first.values()], spike_counts[lo:hi],
-                                 synops[lo:hi], stop_step[lo:hi], self.num_threads)
-            else:
-                on_device = device_input is not None
-                self._engine.run_cuda(
-                    None if on_device else x[lo:hi].reshape(hi - lo, -1),
-                    device_input.data_ptr + lo * in_bytes if on_device else 0, hi - lo, lo,
-                    counts[lo:hi], [a[lo:hi] for a in first.values()], list(device_first.values()), lo,
-                    spike_counts[lo:hi], synops[lo:hi], stop_step[lo:hi])
+            self._engine.run(inputs.rows(lo, hi), results)
             if progress is not None:
                 progress(hi, n)
         wall = time.perf_counter() - start
-        if device_first:
-            spike_times = device_first
+        if self.spike_times_on_device:
+            spike_times = first
         else:
             spike_times = {s.name: first[s.name].reshape((n,) + s.output_shape) for s in recorded}
-        raw = {"counts": counts, "synops_t": synops, "stop_step": stop_step,
+        raw = {"counts": results.counts, "synops_t": results.synops, "stop_step": results.stop_step,
                "first_spike_times": spike_times,
-               "spike_counts": {s.name: spike_counts[:, j] for j, s in enumerate(spiking)}}
+               "spike_counts": {s.name: results.spike_counts[:, j] for j, s in enumerate(spiking)}}
         return SimulationResult.from_raw(
             raw, labels=labels, ann_ops=self.ann_ops, neurons={s.name: s.size for s in spiking},
-            dt=self.params.dt, backend=self.backend, ops_convention=self.ops_convention, wall_time=wall)
+            dt=self.params.dt, backend=self.backend, ops_convention=self.ops_convention, wall_time=wall,
+            ann_macs=self.ann_macs, parameters=self.model.num_parameters,
+            input_macs=None if device_input is not None else input_macs(x, self.fanouts),
+            layer_acs=None if self.spike_times_on_device or not first
+            else layer_accumulates(spike_times, self.fanouts))
 
 
 def check_labels(labels, n: int, classes: int) -> np.ndarray:

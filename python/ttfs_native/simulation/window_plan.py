@@ -76,6 +76,10 @@ def build_window_plan(model: Model, window: dict) -> WindowPlan:
     if not out.is_weighted:
         raise ModelError(f"coding 'ttfs-window' reads the membrane of a weighted output layer; the output "
                          f"layer '{out.name}' is a {out.type}")
+    clipped = [s.name for s in model.layers if s.is_weighted and s.max_value is not None]
+    if clipped:
+        raise ModelError(f"coding 'ttfs-window' does not support clipped ReLU (max_value) yet: layer(s) "
+                         f"{', '.join(clipped)}")
     s0, x0 = window["input_steps"], window["input_range"]
     plan = WindowPlan(input_steps=s0, input_range=x0, signed_input=window["signed_input"],
                       zero_spikes=window["zero_spikes"], steps=dict(window["steps"]))

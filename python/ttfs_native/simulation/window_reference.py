@@ -153,3 +153,27 @@ def _collect(model, params, plan, fired_at, output_membrane, synops, spiking) ->
     return {"counts": counts, "first_spike_times": first_spike, "spike_counts": spike_counts,
             "synops_t": synops, "stop_step": np.full(n, stop, np.int32),
             "output_membrane": output_membrane.astype(np.float32)}
+
+
+class WindowReferenceEngine:
+    """:func:`simulate` behind the engines' interface (reference.ReferenceEngine's):
+    ``run(inputs, results)`` writes the rows of ``inputs`` into ``results``."""
+
+    def __init__(self, model: Model, params: SimParams, fanouts: dict, plan: WindowPlan):
+        self.model, self.params, self.fanouts, self.plan = model, params, fanouts, plan
+
+    def run(self, inputs, results) -> None:
+        if inputs.on_device or inputs.array is None:
+            raise ValueError("the reference backend takes input in host memory")
+        lo = int(inputs.sample_offset)
+        hi = lo + int(inputs.samples)
+        x = np.asarray(inputs.array).reshape((hi - lo,) + tuple(self.model.input_shape))
+        raw = simulate(self.model, x, self.params, self.fanouts, self.plan)
+        results.counts[lo:hi] = raw["counts"]
+        results.synops[lo:hi] = raw["synops_t"]
+        results.stop_step[lo:hi] = raw["stop_step"]
+        first = list(results.first_spike)
+        for j, s in enumerate(self.model.spiking_layers):
+            if first:
+                first[j][lo:hi] = raw["first_spike_times"][s.name].reshape(hi - lo, -1)
+            results.spike_counts[lo:hi, j] = raw["spike_counts"][s.name]

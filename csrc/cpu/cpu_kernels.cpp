@@ -1,0 +1,253 @@
+#include "cpu_kernels.h"
+
+#include <algorithm>
+#include <cmath>
+
+#if defined(__GNUC__) && defined(__x86_64__)
+#define TTFS_X86 1
+#include <immintrin.h>
+#endif
+
+namespace ttfs {
+namespace cpu {
+
+namespace {
+// Per-neuron flags of one step (32 bits wide, as the neuron state, so that
+// the neuron pass vectorises without packing).
+using Flags = uint32_t;
+constexpr Flags kSpiked = 1, kChanged = 2;
+
+
+// Input element j's change since the sums last saw it (false: none), which
+// it marks seen; counts the change in non-zero input elements.
+TTFS_KERNEL bool take_change(const InputChanges& c, int64_t j, InputEvent& e, int64_t& nonzero) {
+  const float a = c.signal[j], a_seen = c.seen_signal[j];
+  const float p = c.prospective[j], p_seen = c.seen_prospective[j];
+  e = InputEvent{j, a - a_seen, p - p_seen, a != a_seen, p != p_seen};
+  nonzero += int64_t(a != 0.0f) - int64_t(a_seen != 0.0f);
+  c.seen_signal[j] = a;
+  c.seen_prospective[j] = p;
+  return e.signal || e.prospective;
+}
+
+// Where a scatter takes this step's events from, in increasing input index
+// (the sums take them in that order): the changes themselves, taken as they
+// are visited (one thread), or an EventList (threads sharing the layer).
+struct ChangesAsEvents {
+  const InputChanges& c;
+  int64_t nonzero = 0;
+  size_t size() const { return c.count; }
+  TTFS_KERNEL bool get(size_t n, InputEvent& e) { return take_change(c, c.changed[n], e, nonzero); }
+};
+
+}  // namespace
+
+int64_t collect_events(const InputChanges& c, std::vector<InputEvent>& events) {
+  events.clear();
+  int64_t nonzero = 0;
+  InputEvent e;
+  for (size_t n = 0; n < c.count; ++n)
+    if (take_change(c, c.changed[n], e, nonzero)) events.push_back(e);
+  return nonzero;
+}
+
+namespace {
+
+// scatter_change, or scatter_conv_rows where the weights are in row layout.
+template <NodeKind Kind, bool Signal, bool Prospective, typename Range>
+TTFS_KERNEL void scatter_one(const Geometry& g, const LayerWeights& lw, const InputEvent& e, double* cur,
+                             double* miss, const Range& range) {
+  if (Kind == NodeKind::Conv2D && lw.rows)
+    scatter_conv_rows<Signal, Prospective>(g, lw.w, e.j, e.da, e.dp, cur, miss, range);
+  else
+    scatter_change<Kind, Signal, Prospective>(g, lw.w, e.j, e.da, e.dp, cur, miss, range);
+}
+
+// Scatters the events into the sums in `range` (one walk over the
+// connections of an element whose signal and prospective flag both changed,
+// as when it fires).
+template <NodeKind Kind, typename Source, typename Range>
+TTFS_KERNEL void scatter_kind(const Node& node, const LayerWeights& lw, Source& events, double* cur,
+                              double* miss, const Range& range) {
+  const Geometry& g = node.geom;
+  InputEvent e;
+  for (size_t n = 0; n < events.size(); ++n) {
+    if (!events.get(n, e)) continue;
+    if (e.signal && e.prospective) scatter_one<Kind, true, true>(g, lw, e, cur, miss, range);
+    else if (e.signal) scatter_one<Kind, true, false>(g, lw, e, cur, miss, range);
+    else scatter_one<Kind, false, true>(g, lw, e, cur, miss, range);
+  }
+}
+
+template <typename Source, typename Range>
+TTFS_KERNEL void scatter_dispatch(const Node& node, const LayerWeights& lw, Source& events, double* cur,
+                                  double* miss, const Range& range) {
+  switch (node.kind) {
+    case NodeKind::Dense: return scatter_kind<NodeKind::Dense>(node, lw, events, cur, miss, range);
+    case NodeKind::Conv2D: return scatter_kind<NodeKind::Conv2D>(node, lw, events, cur, miss, range);
+    case NodeKind::DepthwiseConv2D:
+      return scatter_kind<NodeKind::DepthwiseConv2D>(node, lw, events, cur, miss, range);
+    case NodeKind::AveragePooling2D:
+      return scatter_kind<NodeKind::AveragePooling2D>(node, lw, events, cur, miss, range);
+    default: return;  // not an integrating layer
+  }
+}
+
+// The synaptic scatter is most of the arithmetic: it is compiled a second
+// time for AVX2 and chosen at run time, so one binary stays portable. absorb:
+// one thread takes the changes and scatters them into all sums (returns the
+// change in non-zero input elements); scatter: a thread's share of a list.
+int64_t absorb_generic(const Node& node, const LayerWeights& lw, const InputChanges& c, double* cur,
+                       double* miss) {
+  ChangesAsEvents events{c};
+  scatter_dispatch(node, lw, events, cur, miss, AllOutputs{});
+  return events.nonzero;
+}
+void scatter_generic(const Node& node, const LayerWeights& lw, const EventList& events, double* cur,
+                     double* miss, const OutputRange& range) {
+  scatter_dispatch(node, lw, events, cur, miss, range);
+}
+#ifdef TTFS_X86
+__attribute__((target("avx2"))) int64_t absorb_avx2(const Node& node, const LayerWeights& lw,
+                                                    const InputChanges& c, double* cur, double* miss) {
+  ChangesAsEvents events{c};
+  scatter_dispatch(node, lw, events, cur, miss, AllOutputs{});
+  return events.nonzero;
+}
+__attribute__((target("avx2"))) void scatter_avx2(const Node& node, const LayerWeights& lw,
+                                                  const EventList& events, double* cur, double* miss,
+                                                  const OutputRange& range) {
+  scatter_dispatch(node, lw, events, cur, miss, range);
+}
+#endif
+
+// ttfs_neuron_step over n neurons of a layer (the arrays start at the first),
+// branch-free so that it vectorises; flags[i] says what neuron i did. `bias_dt`
+// (b * dt) and `pool_count` are given per neuron. A neuron whose refractory
+// period outlasts the run goes through it too: its membrane stays 0 below
+// threshold and nothing observable changes. HasInput: step 2, while the
+// sample's input is all zero, I = 0 (no bias either).
+template <bool AveragePool, bool HasInput>
+TTFS_KERNEL void neuron_run(const double* __restrict current_sum, const double* __restrict missing_sum,
+                            const float* __restrict bias_dt, const float* __restrict count,
+                            float* __restrict membrane, float* __restrict threshold,
+                            float* __restrict refrac_until, float* __restrict last_spike,
+                            float* __restrict prospective, float* __restrict signal,
+                            Flags* __restrict flags, int64_t n, const StepConstants k) {
+  for (int64_t i = 0; i < n; ++i) {
+    // 1-2: I and M from the running sums (average pooling divides the float32 sum)
+    float current = AveragePool ? float(current_sum[i]) / count[i] : float(current_sum[i]) + bias_dt[i];
+    if (!HasInput) current = 0.0f;
+    const float missing = AveragePool ? float(missing_sum[i]) / count[i] : float(missing_sum[i]);
+    float v = membrane[i], theta = threshold[i], r = refrac_until[i], s = last_spike[i];
+    float p = prospective[i];
+    const float before_p = p;
+    const bool spiked = ttfs_neuron_step(current, missing, k, v, theta, r, s, p);
+    const float out = relu_signal(s, k.dt);
+    const bool changed = (out != signal[i]) | (before_p != p);
+    membrane[i] = v;
+    threshold[i] = theta;
+    refrac_until[i] = r;
+    last_spike[i] = s;
+    prospective[i] = p;
+    signal[i] = out;
+    flags[i] = (spiked ? kSpiked : 0) | (changed ? kChanged : 0);
+  }
+}
+
+// Appends the neurons flagged in flags[0, n) (neuron begin + i) to `out`.
+// Flags are sparse (a few percent per step), so quiet runs are skipped whole.
+TTFS_KERNEL void scan_flags_generic(const Flags* flags, int64_t begin, int64_t n, const PassOutput& out) {
+  for (int64_t i = 0; i < n; ++i) {
+    if (i + 4 <= n && (flags[i] | flags[i + 1] | flags[i + 2] | flags[i + 3]) == 0) {
+      i += 3;
+      continue;
+    }
+    if (flags[i] & kChanged) out.changed.push_back(begin + i);
+    if (flags[i] & kSpiked) out.spiked.push_back(begin + i);
+  }
+}
+#ifdef TTFS_X86
+__attribute__((target("avx2"))) TTFS_KERNEL void scan_flags_avx2(const Flags* flags, int64_t begin, int64_t n,
+                                                            const PassOutput& out) {
+  const __m256i ch = _mm256_set1_epi32(int(kChanged)), sp = _mm256_set1_epi32(int(kSpiked));
+  int64_t i = 0;
+  for (; i + 8 <= n; i += 8) {
+    const __m256i v = _mm256_loadu_si256(reinterpret_cast<const __m256i*>(flags + i));
+    if (_mm256_testz_si256(v, v)) continue;
+    const __m256i c = _mm256_cmpeq_epi32(_mm256_and_si256(v, ch), ch);
+    const __m256i f = _mm256_cmpeq_epi32(_mm256_and_si256(v, sp), sp);
+    for (uint32_t m = uint32_t(_mm256_movemask_ps(_mm256_castsi256_ps(c))); m; m &= m - 1)
+      out.changed.push_back(begin + i + __builtin_ctz(m));
+    for (uint32_t m = uint32_t(_mm256_movemask_ps(_mm256_castsi256_ps(f))); m; m &= m - 1)
+      out.spiked.push_back(begin + i + __builtin_ctz(m));
+  }
+  scan_flags_generic(flags + i, begin + i, n - i, out);
+}
+#endif
+
+// The neuron pass of a layer in blocks, each scanned for flags while they
+// are still in L1.
+constexpr int64_t kBlock = 256;
+
+template <bool AveragePool, bool HasInput, typename Scan>
+TTFS_KERNEL void pass_blocks(const LayerArrays& a, int64_t n, const StepConstants& k, const PassOutput& out,
+                        Scan scan) {
+  Flags flags[kBlock];
+  for (int64_t begin = 0; begin < n; begin += kBlock) {
+    const int64_t count = std::min(kBlock, n - begin);
+    const int64_t b = begin;
+    neuron_run<AveragePool, HasInput>(a.current_sum + b, a.missing_sum + b, a.bias_dt + b,
+                                      AveragePool ? a.pool_count + b : nullptr, a.membrane + b,
+                                      a.threshold + b, a.refrac_until + b, a.last_spike + b,
+                                      a.prospective + b, a.signal + b, flags, count, k);
+    scan(flags, begin, count, out);
+  }
+}
+
+template <typename Scan>
+TTFS_KERNEL void neuron_pass_dispatch(const LayerArrays& a, int64_t n, bool has_input, const StepConstants& k,
+                                 const PassOutput& out, Scan scan) {
+  if (a.pool_count) {
+    if (has_input) pass_blocks<true, true>(a, n, k, out, scan);
+    else pass_blocks<true, false>(a, n, k, out, scan);
+  } else {
+    if (has_input) pass_blocks<false, true>(a, n, k, out, scan);
+    else pass_blocks<false, false>(a, n, k, out, scan);
+  }
+}
+
+void neuron_pass_generic(const LayerArrays& a, int64_t n, bool has_input, const StepConstants& k,
+                         const PassOutput& out) {
+  neuron_pass_dispatch(a, n, has_input, k, out, scan_flags_generic);
+}
+
+#ifdef TTFS_X86
+__attribute__((target("avx2"))) void neuron_pass_avx2(const LayerArrays& a, int64_t n, bool has_input,
+                                                      const StepConstants& k, const PassOutput& out) {
+  struct Scan {
+    __attribute__((target("avx2"))) void operator()(const Flags* f, int64_t b, int64_t c,
+                                                    const PassOutput& o) const {
+      scan_flags_avx2(f, b, c, o);
+    }
+  };
+  neuron_pass_dispatch(a, n, has_input, k, out, Scan{});
+}
+#endif
+
+}  // namespace
+
+const CpuKernelSet& cpu_kernel_set(CpuKernels requested) {
+  static const CpuKernelSet generic{"generic", absorb_generic, scatter_generic, neuron_pass_generic};
+#ifdef TTFS_X86
+  static const CpuKernelSet avx2{"avx2", absorb_avx2, scatter_avx2, neuron_pass_avx2};
+  static const bool has_avx2 = __builtin_cpu_supports("avx2");
+  if (requested == CpuKernels::Auto && has_avx2) return avx2;
+#else
+  (void)requested;
+#endif
+  return generic;
+}
+
+}  // namespace cpu
+}  // namespace ttfs

@@ -1,0 +1,109 @@
+// The CPU engine's kernels: the event-driven synaptic scatter and the fused
+// neuron pass of a layer (cpu_kernels.cpp), compiled twice, for AVX2 and
+// portably, and chosen per engine (EngineOptions::cpu_kernels).
+#pragma once
+
+#include <cstddef>
+#include <cstdint>
+#include <vector>
+
+#include "../core/engine.h"
+#include "../core/neuron_step.h"
+#include "../core/synapse.h"
+
+// The kernels are compiled once per instruction set, inside the entry points
+// that carry the target attribute: everything they call must be inlined there.
+#if defined(__GNUC__)
+#define TTFS_KERNEL inline __attribute__((always_inline))
+#else
+#define TTFS_KERNEL inline
+#endif
+
+namespace ttfs {
+namespace cpu {
+
+// The changed elements of a layer's input, and what the layer's sums hold of it.
+struct InputChanges {
+  const float* signal;       // the inbound node's a_out and p_out now
+  const float* prospective;
+  const int64_t* changed;    // where they changed this step
+  size_t count;
+  float* seen_signal;        // what the sums hold so far
+  float* seen_prospective;
+};
+
+// One changed input element: how much its signal and prospective map moved,
+// and which of the two did.
+struct InputEvent {
+  int64_t j;
+  float da, dp;
+  bool signal, prospective;
+};
+
+// This step's input changes as a list taken before a scatter (threads sharing
+// the layer each walk all of them).
+struct EventList {
+  const InputEvent* events;
+  size_t count;
+  size_t size() const { return count; }
+  TTFS_KERNEL bool get(size_t n, InputEvent& e) const {
+    e = events[n];
+    return true;
+  }
+};
+
+// A layer's weights as its scatter reads them: the kernel in Keras layout,
+// or, where `rows`, a Conv2D's in row layout (synapse.h).
+struct LayerWeights {
+  const float* w;
+  bool rows;
+};
+
+// A layer's arrays for the neuron pass.
+struct LayerArrays {
+  const double* current_sum;
+  const double* missing_sum;
+  const float* bias_dt;     // per neuron, b * dt; all zero when the layer has no bias
+  const float* pool_count;  // per neuron for AveragePooling2D, else null
+  float* membrane;
+  float* threshold;
+  float* refrac_until;
+  float* last_spike;
+  float* prospective;
+  float* signal;
+
+  // The arrays from neuron `begin` on.
+  LayerArrays from(int64_t begin) const {
+    return LayerArrays{current_sum + begin, missing_sum + begin, bias_dt + begin,
+                       pool_count ? pool_count + begin : nullptr, membrane + begin, threshold + begin,
+                       refrac_until + begin, last_spike + begin, prospective + begin, signal + begin};
+  }
+};
+
+// Where a layer's pass puts the neurons that changed their output (signal or
+// prospective flag) and those that spiked, in increasing order.
+struct PassOutput {
+  std::vector<int64_t>& changed;
+  std::vector<int64_t>& spiked;
+};
+
+// The events of this step as a list; returns the change in non-zero input elements.
+int64_t collect_events(const InputChanges& c, std::vector<InputEvent>& events);
+
+// One instruction set's kernels. absorb: one thread takes the changes and
+// scatters them into all sums (returns the change in non-zero input
+// elements); scatter: a thread's share of a list of events; neuron_pass:
+// steps 1-11 over n neurons, listing those that changed and spiked.
+struct CpuKernelSet {
+  const char* name;  // "avx2" or "generic"
+  int64_t (*absorb)(const Node&, const LayerWeights&, const InputChanges&, double*, double*);
+  void (*scatter)(const Node&, const LayerWeights&, const EventList&, double*, double*, const OutputRange&);
+  void (*neuron_pass)(const LayerArrays&, int64_t, bool, const StepConstants&, const PassOutput&);
+};
+
+// The kernels `requested` resolves to on this CPU: AVX2 where it has them
+// (CpuKernels::Auto), else the portable ones.
+const CpuKernelSet& cpu_kernel_set(CpuKernels requested);
+
+}  // namespace cpu
+}  // namespace ttfs

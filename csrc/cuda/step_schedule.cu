@@ -1,0 +1,160 @@
+// The step loop (the default schedule): per chunk, clear the per-sample
+// flags, start the input, then replay one captured CUDA graph per time step
+// (one kernel per node, the readout, and a kernel that advances the
+// device-side step counter; step_kernels.cuh). Synaptic input is
+// event-driven: every output element that changes is stamped with the step
+// and its old values, and a layer adds only the stamped inputs of its
+// fan-in to running double sums (Conv2D and Dense layers with more than 32
+// input channels find them through per-cell lists of changed channels,
+// cell_changes_kernel). cuda_synapses = Gather instead re-gathers the whole
+// fan-in whenever the inbound node changed (the first design, kept for
+// comparison; synapse_gather.cuh).
+#include <algorithm>
+#include <stdexcept>
+
+#include "engine_impl.cuh"
+#include "step_kernels.cuh"
+
+namespace ttfs {
+
+namespace cuda {
+namespace {
+
+constexpr int kEarlyStopPoll = 8;  // steps between checks whether every sample stopped
+
+void launch_integrate(NodeKind kind, bool softmax, dim3 grid, cudaStream_t stream, const LayerArgs& a) {
+  const dim3 block(kBlock);
+  switch (kind) {
+    case NodeKind::Dense:
+      if (softmax) launch("integrate_kernel<Dense, softmax>", integrate_kernel<NodeKind::Dense, true>, grid, block, stream, a);
+      else launch("integrate_kernel<Dense>", integrate_kernel<NodeKind::Dense, false>, grid, block, stream, a);
+      return;
+    case NodeKind::Conv2D:
+      if (softmax) launch("integrate_kernel<Conv2D, softmax>", integrate_kernel<NodeKind::Conv2D, true>, grid, block, stream, a);
+      else launch("integrate_kernel<Conv2D>", integrate_kernel<NodeKind::Conv2D, false>, grid, block, stream, a);
+      return;
+    case NodeKind::DepthwiseConv2D:
+      if (softmax) launch("integrate_kernel<DepthwiseConv2D, softmax>", integrate_kernel<NodeKind::DepthwiseConv2D, true>, grid, block, stream, a);
+      else launch("integrate_kernel<DepthwiseConv2D>", integrate_kernel<NodeKind::DepthwiseConv2D, false>, grid, block, stream, a);
+      return;
+    case NodeKind::AveragePooling2D:  // never softmax (validate_node)
+      launch("integrate_kernel<AveragePooling2D>", integrate_kernel<NodeKind::AveragePooling2D, false>, grid, block, stream, a);
+      return;
+    default:
+      throw std::logic_error("launch_integrate: not an integrating layer");
+  }
+}
+
+SampleView sample_view(CudaEngine::Impl& m) {
+  return SampleView{m.batch.signal.data(), m.batch.prospective.data(), m.batch.stamp.data(),
+                    m.batch.old_signal.data(), m.batch.old_prospective.data(), m.row, m.batch.flags.data(),
+                    int(m.nodes.size()), m.flag_row, m.control.data()};
+}
+
+Recorder recorder(CudaEngine::Impl& m, const DeviceNode& d) {
+  return Recorder{m.batch.first_spike[d.slot].data(), d.fanout.data(), m.batch.partial_spikes.data(),
+                  m.batch.partial_ops.data(), d.partial_offset, m.partial_stride};
+}
+
+LayerArgs layer_args(CudaEngine::Impl& m, size_t i) {
+  const Node& node = m.net.nodes[i];
+  const DeviceNode& d = m.nodes[i];
+  LayerArgs a{};
+  a.g = node.geom;
+  a.size = d.size;
+  a.node = int(i);
+  a.inbound = node.inbound[0];
+  a.in_offset = m.nodes[node.inbound[0]].signal_offset;
+  a.out_offset = d.signal_offset;
+  a.kernel = d.kernel.data();
+  a.bias_dt = d.bias_dt.data();  // null without bias
+  a.pool_count = d.pool_count.data();
+  a.state = m.batch.state[i].data();
+  a.field_stride = m.batch.capacity * d.size;
+  a.sums = m.batch.sums[i].data();  // null unless event-driven
+  a.cell_count = m.batch.cell_count[i].data();
+  a.cell_list = m.batch.cell_list[i].data();
+  a.v = sample_view(m);
+  a.r = recorder(m, d);
+  a.p = m.params;
+  return a;
+}
+
+// The kernels of one time step for `n` samples, in node order.
+void enqueue_step(CudaEngine::Impl& m, int64_t n) {
+  cudaStream_t st = m.stream.get();
+  const SampleView v = sample_view(m);
+  for (size_t i = 1; i < m.nodes.size(); ++i) {
+    const Node& node = m.net.nodes[i];
+    const DeviceNode& d = m.nodes[i];
+    const dim3 grid(blocks_for(d.size, kBlock), unsigned(n));
+    if (node.kind == NodeKind::Gather) {
+      const GatherArgs a{d.size, int(i), d.inbound.data(), int(d.inbound.size()),
+                         d.gather_source.data(), d.signal_offset, v};
+      launch("gather_kernel", gather_kernel, grid, dim3(kBlock), st, a);
+    } else if (node.kind == NodeKind::MaxPooling2D) {
+      launch("maxpool_kernel", maxpool_kernel, grid, dim3(kBlock), st, layer_args(m, i));
+    } else {
+      const LayerArgs a = layer_args(m, i);
+      if (a.cell_count) {  // event-driven, many channels: this step's changes per input cell
+        const int cells = node.geom.in_h * node.geom.in_w;
+        const CellChangesArgs c{cells, node.geom.in_c, a.inbound, a.in_offset,
+                                m.batch.cell_count[i].data(), m.batch.cell_list[i].data(), v};
+        const int threads = std::min(kCellBlock, (node.geom.in_c + 31) / 32 * 32);
+        launch("cell_changes_kernel", cell_changes_kernel, dim3(unsigned(cells), unsigned(n)),
+               dim3(unsigned(threads)), st, c);
+      }
+      launch_integrate(node.kind, d.softmax, grid, st, a);
+      if (d.softmax) {
+        const int per_position = node.geom.out_c;
+        const SoftmaxArgs sa{d.size / per_position, per_position, d.size, int(i), d.signal_offset,
+                             a.state + kMembrane * a.field_stride, v, recorder(m, d), m.params};
+        launch("softmax_kernel", softmax_kernel, dim3(d.record_blocks, unsigned(n)), dim3(kBlock), st, sa);
+      }
+    }
+  }
+  const ReadoutArgs r{v,
+                      m.params,
+                      m.nodes.back().signal_offset,
+                      int(m.classes),
+                      m.layers,
+                      m.layer_partial_offset.data(),
+                      m.layer_partial_blocks.data(),
+                      m.batch.partial_spikes.data(),
+                      m.batch.partial_ops.data(),
+                      m.partial_stride,
+                      m.batch.spike_counts.data(),
+                      m.batch.synops.data(),
+                      m.batch.class_count.data(),
+                      m.batch.counts.data(),
+                      m.batch.stop_step.data()};
+  launch("readout_kernel", readout_kernel, dim3(unsigned(n)), dim3(kReadoutBlock), st, r);
+  launch("advance_step_kernel", advance_step_kernel, dim3(1), dim3(1), st, m.control.data());
+}
+
+}  // namespace
+}  // namespace cuda
+
+using namespace cuda;
+
+void CudaEngine::Impl::run_chunk_step(const float* x, int64_t n, int64_t sample_offset) {
+  cudaStream_t st = stream.get();
+  const cudaGraphExec_t step = graphs.get(n, st, [&] { enqueue_step(*this, n); });
+  TTFS_CUDA_CHECK(cudaMemsetAsync(batch.flags.data(), 0, size_t(n) * flag_row * sizeof(int), st));
+  const Control start{1, int(n), sample_offset};
+  TTFS_CUDA_CHECK(cudaMemcpyAsync(control.data(), &start, sizeof start, cudaMemcpyHostToDevice, st));
+  launch("input_kernel", input_kernel, dim3(blocks_for(in_size, kBlock), unsigned(n)), dim3(kBlock), st, x,
+         in_size, params.dt, sample_view(*this));
+  for (int t = 1; t <= steps; ++t) {
+    TTFS_CUDA_CHECK(cudaGraphLaunch(step, st));
+    if (early_stop && t < steps && t % kEarlyStopPoll == 0) {
+      int still_running = 0;
+      TTFS_CUDA_CHECK(cudaMemcpyAsync(&still_running, &control.data()->running, sizeof still_running,
+                                      cudaMemcpyDeviceToHost, st));
+      TTFS_CUDA_CHECK(cudaStreamSynchronize(st));
+      if (still_running == 0) break;  // every sample stopped and filled its results
+    }
+  }
+}
+
+}  // namespace ttfs
