@@ -71,8 +71,14 @@ def test_bad_settings_are_named_on_load(folder, bad, match):
 
 
 def test_the_window_coding_keeps_its_own_keys():
-    settings = check_simulation({"coding": "ttfs-window", "duration": 60, "window_steps": [12] * 5})
-    assert settings["window_steps"] == [12] * 5 and settings["duration"] == 60.0
+    window = {"input_steps": 12, "input_range": 1.0, "steps": {"c1": 12, "d1": 12}}
+    settings = check_simulation({"coding": "ttfs-window", "duration": 37, "window": window})
+    assert settings["window"]["steps"] == {"c1": 12, "d1": 12} and settings["duration"] == 37.0
+    assert settings["window"]["zero_spikes"] is True          # defaults filled in (WINDOW_SEMANTICS.md)
+    with pytest.raises(tn.ModelError, match="window_steps"):
+        check_simulation({"coding": "ttfs-window", "window": window, "window_steps": [12] * 5})
+    with pytest.raises(tn.ModelError, match="needs a 'window'"):
+        check_simulation({"coding": "ttfs-window", "duration": 60})
 
 
 def test_for_model_uses_the_settings_and_overrides_win(folder):

@@ -13,6 +13,7 @@ from .ops import apply_layer
 from .layers import (WEIGHTED_TYPES, LayerSpec, ModelError, expected_weight_shapes, infer_shape,
                      normalise_config)
 from .settings import check_simulation, describe_simulation, stored_simulation
+from .window_settings import check_window_settings
 
 FORMAT_NAME = "ttfs-native-model"
 FORMAT_VERSION = 1
@@ -43,6 +44,8 @@ class Model:
             shapes[spec.name] = spec.output_shape
         self._check_graph()
         self.weights = _check_weights(self.layers, weights)
+        if "window" in self.simulation:   # ttfs-window: one window per windowed layer of this model
+            self.simulation["window"] = check_window_settings(self.simulation["window"], self)
 
     # ----------------------------------------------------------- structure
     @property

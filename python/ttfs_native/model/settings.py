@@ -17,6 +17,7 @@ from __future__ import annotations
 import math
 
 from .layers import ModelError
+from .window_settings import WINDOW_CODING, check_window_settings
 
 CODINGS = ("ttfs-dyn-thresh", "ttfs-window")
 DEFAULT_CODING = "ttfs-dyn-thresh"
@@ -47,6 +48,14 @@ def check_simulation(settings, where: str = "simulation") -> dict:
     if "duration" in out and int(out["duration"] / out.get("dt", 1.0)) < 1:
         raise ModelError(f"'{where}': duration {out['duration']:g} / dt {out.get('dt', 1.0):g} "
                          "gives no time step")
+    if coding == WINDOW_CODING:    # its own settings: window_settings.py (names checked by Model)
+        if "window" not in out:
+            raise ModelError(f"'{where}': coding '{WINDOW_CODING}' needs a 'window' object")
+        out["window"] = check_window_settings(out["window"], where=f"{where}.window")
+        unknown = sorted(set(out) - set(COMMON_KEYS) - {"window"})
+        if unknown:
+            raise ModelError(f"'{where}': unknown key(s) {', '.join(map(repr, unknown))} for coding "
+                             f"{WINDOW_CODING!r} (known: {', '.join(COMMON_KEYS + ('window',))})")
     if coding == DEFAULT_CODING:   # the original coding has no other settings
         unknown = sorted(set(out) - set(COMMON_KEYS))
         if unknown:

@@ -7,6 +7,9 @@ from dataclasses import dataclass
 import numpy as np
 
 MAX_STEPS = 1_000_000
+# "ttfs-dyn-thresh": SNN Toolbox's coding (docs/SEMANTICS.md), the default;
+# "ttfs-window": linear time-to-first-spike in per-layer windows (docs/WINDOW_SEMANTICS.md).
+CODINGS = ("ttfs-dyn-thresh", "ttfs-window")
 
 
 def _finite(name: str, value, positive: bool = True, allow_zero: bool = False) -> float:
@@ -35,8 +38,11 @@ class SimParams:
     leak: bool = False
     seed: int = 0
     early_stop: bool = False
+    coding: str = "ttfs-dyn-thresh"
 
     def __post_init__(self):
+        if self.coding not in CODINGS:
+            raise ValueError(f"coding must be one of {list(CODINGS)}, got {self.coding!r}")
         object.__setattr__(self, "duration", _finite("duration", self.duration))
         object.__setattr__(self, "dt", _finite("dt", self.dt))
         object.__setattr__(self, "v_thresh", _finite("v_thresh", self.v_thresh))

@@ -12,12 +12,13 @@ import numpy as np
 from ..model import Model, check_input, load_model
 from ..model import connectivity
 from ..model.model import check_input_shape, input_range_warning
-from ..model.settings import DEFAULT_CODING
 from ..model.transforms import softmax_to_relu as relu_output
 from .options import EngineOptions
 from .params import SimParams
 from .metrics import input_macs, layer_accumulates
 from .reference import ReferenceEngine
+from .window_plan import plan_for
+from .window_reference import WindowReferenceEngine
 from .result import SimulationResult
 
 BACKENDS = ("auto", "cpu", "cuda", "reference")
@@ -93,7 +94,8 @@ class Simulator:
                  ops_convention: str = "exact", num_threads: int | None = None,
                  softmax_to_relu: bool = False, record_spike_times: bool = True,
                  spike_times_on_device: bool = False, cuda_memory_limit: int | None = None,
-                 options: EngineOptions | None = None):
+                 options: EngineOptions | None = None, coding: str = "ttfs-dyn-thresh",
+                 window: dict | None = None):
         if isinstance(model, (str, os.PathLike, Path)):
             model = load_model(model)
         if not isinstance(model, Model):
@@ -107,9 +109,16 @@ class Simulator:
         self.record_spike_times = bool(record_spike_times)
         self.model = model
         self.params = SimParams(duration=duration, dt=dt, v_thresh=v_thresh, tau_refrac=tau_refrac,
-                                leak=leak, seed=seed, early_stop=early_stop)
+                                leak=leak, seed=seed, early_stop=early_stop, coding=coding)
+        # ttfs-window (docs/WINDOW_SEMANTICS.md): windows from `window` or the model's settings
+        if window is not None and coding != "ttfs-window":
+            raise ValueError(f"window settings are only used by coding 'ttfs-window' (coding is {coding!r})")
+        self._window_plan = plan_for(model, window) if coding == "ttfs-window" else None
+        if self._window_plan is not None and self.params.steps < self._window_plan.read_step:
+            raise ValueError(f"coding 'ttfs-window': the output of this model is read at step "
+                             f"{self._window_plan.read_step}; duration / dt gives only {self.params.steps} steps")
         out = model.output_layer
-        if early_stop and out.is_weighted and out.activation == "softmax":
+        if early_stop and coding != "ttfs-window" and out.is_weighted and out.activation == "softmax":
             raise ValueError("early_stop needs a ReLU output layer: a softmax output fires at random "
                              "from the first step")
         if ops_convention not in connectivity.CONVENTIONS:
@@ -131,6 +140,9 @@ class Simulator:
             raise ValueError(f"num_threads must be a positive integer or None, got {num_threads!r}")
         self.num_threads = int(num_threads) if num_threads else default_threads()
         self.backend = self._pick_backend(backend)
+        if self._window_plan is not None and self.backend != "reference":
+            raise ValueError(f"coding 'ttfs-window' is not implemented by the {self.backend} backend yet; "
+                             "use backend='reference'")
         self.spike_times_on_device = bool(spike_times_on_device)
         if self.spike_times_on_device and (self.backend != "cuda" or not self.record_spike_times):
             raise ValueError("spike_times_on_device needs backend='cuda' and record_spike_times=True "
@@ -144,6 +156,8 @@ class Simulator:
     def _make_engine(self):
         """The backend's engine: ``run(inputs, results)`` on every backend."""
         if self.backend == "reference":
+            if self._window_plan is not None:
+                return WindowReferenceEngine(self.model, self.params, self.fanouts, self._window_plan)
             return ReferenceEngine(self.model, self.params, self.fanouts, self.record_spike_times)
         core = _core()
         from .plan import build_network
@@ -170,9 +184,6 @@ class Simulator:
         if "dt" in given and "duration" not in given and "duration" in settings:
             settings["duration"] = int(settings["duration"] / settings.get("dt", 1.0)) * given["dt"]
         settings.update(given)
-        coding = settings.pop("coding", DEFAULT_CODING)
-        if coding != DEFAULT_CODING:
-            raise ValueError(f"coding {coding!r} is not simulated by this version (only {DEFAULT_CODING!r})")
         return cls(model, **settings)
 
     @classmethod

@@ -1,0 +1,255 @@
+"""Conversion for the ttfs-window coding (docs/WINDOW_SEMANTICS.md, "Conversion").
+
+    model = convert_window(ann, x_calibration, max_steps=64)
+    tn.Simulator(model, coding="ttfs-window", duration=model.simulation["duration"],
+                 backend="reference").run(x_test, y_test)
+
+Steps: fold average pooling into the next weighted layer where that is exact
+(fewer windows); normalise every weighted layer so that the ``percentile``-th
+percentile of its positive activations on the calibration data is 1
+(normalise.py); the input's range X_0 is the same percentile of |x|; split the
+step budget between the windows by measuring, with the quantised-ANN
+estimator below, how much each window's quantisation moves the output;
+record the settings in ``model.simulation``.
+
+The estimator (:func:`quantised_forward`) is the ANN with every windowed
+layer's activation rounded to its window's levels, in float64: what the SNN
+computes exactly, up to float32 rounding (the SNN's levels equal it except
+where a membrane lies within float32 rounding of a half level).
+:func:`error_bound` is the derived bound on |SNN output - ANN output|.
+"""
+from __future__ import annotations
+
+import numbers
+
+import numpy as np
+
+from ..importers import import_model
+from ..model import INPUT_NAME, Model, check_input, ops
+from ..model.transforms import fold_average_pooling
+from ..model.window_settings import WINDOW_CODING, check_window_settings, total_steps, windowed_layers
+from ..simulation.window_plan import WindowPlan, build_window_plan
+from .normalise import check_percentile, normalise
+
+DEFAULT_PERCENTILE = 99.99
+U32 = 2.0 ** -24         # float32 unit roundoff
+
+
+# ------------------------------------------------------------- estimator
+def _linear(spec, x: np.ndarray, kernel: np.ndarray) -> np.ndarray:
+    """kernel * x for Dense/Conv2D/DepthwiseConv2D in float64 (no bias)."""
+    kernel = kernel.astype(np.float64)
+    if spec.type == "Dense":
+        return x @ kernel
+    if spec.type == "Conv2D":
+        return ops.conv2d(x, spec, kernel)
+    return ops.depthwise_conv2d(x, spec, kernel)
+
+
+def _pool_reduce(x: np.ndarray, spec, reduce) -> np.ndarray:
+    c = spec.config
+    out = None
+    pad = -np.inf if reduce is np.maximum else 0.0
+    for _, _, view in ops._windows(x, spec, c["pool_size"], c["strides"], (1, 1), pad_value=pad):
+        out = view.copy() if out is None else reduce(out, view)
+    return out
+
+
+def _input_levels(x: np.ndarray, plan: WindowPlan, quantise: bool) -> np.ndarray:
+    """Input in levels (ON minus OFF); exact: x / unit, as the ANN sees it."""
+    lv = x.astype(np.float64) * (np.float64(plan.input_steps) / np.float64(plan.input_range))
+    if not quantise:
+        return lv
+    on = np.clip(np.floor(lv + 0.5), 0, plan.input_steps)
+    if not plan.signed_input:
+        return on
+    return on - np.clip(np.floor(-lv + 0.5), 0, plan.input_steps)
+
+
+def quantised_forward(model: Model, x, plan: WindowPlan, quantise=None, return_all: bool = False):
+    """The ANN in level units with the nodes in ``quantise`` (default: the input
+    and every windowed layer) rounded as the SNN rounds them: level
+    clip(floor(u - theta + S), 0, S) = clip(floor(u + beta + 1/2), 0, S).
+    Unquantised nodes take the exact ReLU activation in levels.
+    Returns the output logits (N, classes) float64, or with ``return_all`` a
+    dict node -> levels (the output's entry holds the logits)."""
+    x = check_input(model, x)
+    if quantise is None:
+        quantise = [INPUT_NAME] + windowed_layers(model)
+    quantise = set(quantise)
+    vals = {INPUT_NAME: _input_levels(x, plan, INPUT_NAME in quantise)}
+    out = model.output_layer
+    for spec in model.layers:
+        ins = [vals[n] for n in spec.inbound]
+        if spec.is_structural:
+            vals[spec.name] = ops.structural(spec, ins)
+            continue
+        if spec.type == "MaxPooling2D":
+            vals[spec.name] = _pool_reduce(ins[0], spec, np.maximum)
+            continue
+        if spec is out:
+            vals[spec.name] = _linear(spec, ins[0], plan.kernel[spec.name]) + plan.out_bias.astype(np.float64)
+            break
+        steps = plan.steps[spec.name]
+        if spec.type == "AveragePooling2D":
+            u = _pool_reduce(ins[0], spec, np.add) * plan.avg_weight[spec.name].astype(np.float64)
+        else:
+            u = _linear(spec, ins[0], plan.kernel[spec.name])
+        u = u + (steps - 0.5 - plan.theta[spec.name].astype(np.float64))   # + beta (levels)
+        vals[spec.name] = np.clip(np.floor(u + 0.5), 0, steps) if spec.name in quantise else np.maximum(u, 0)
+    logits = vals[out.name].reshape(len(x), -1)
+    return vals if return_all else logits
+
+
+def error_bound(model: Model, x, plan: WindowPlan) -> np.ndarray:
+    """Per sample and class, a bound on |SNN output membrane - ANN output| (output units).
+
+    E(input) = 1/2 + saturation; a windowed layer: E_i = 1/2 + eps_i + sum_j |w_ij| E_j
+    + max(0, a_i - S) (a_i the exact activation in levels); max pooling: the
+    largest E of the window; structural layers move E as they move values;
+    output: sum_j |w_oj| E_j + eps_o. eps is the float32 term of WINDOW_SEMANTICS.md.
+    """
+    x = check_input(model, x)
+    exact = quantised_forward(model, x, plan, quantise=(), return_all=True)
+    lv = exact[INPUT_NAME]
+    s0 = plan.input_steps
+    sat = np.maximum(np.abs(lv) - s0, 0) if plan.signed_input else np.maximum(lv - s0, 0) + np.maximum(-lv, 0)
+    err = {INPUT_NAME: 0.5 + sat}
+    out = model.output_layer
+    for spec in model.layers:
+        ins = [err[n] for n in spec.inbound]
+        if spec.is_structural:
+            err[spec.name] = ops.structural(spec, ins)
+            continue
+        if spec.type == "MaxPooling2D":
+            err[spec.name] = _pool_reduce(ins[0], spec, np.maximum)
+            continue
+        if spec.type == "AveragePooling2D":
+            weight = np.abs(plan.avg_weight[spec.name].astype(np.float64))
+            carried = _pool_reduce(ins[0], spec, np.add) * weight
+            fan_weight = _pool_reduce(np.ones((1,) + spec.input_shape), spec, np.add) * weight
+        else:
+            kernel = np.abs(plan.kernel[spec.name].astype(np.float64))
+            carried = _linear(spec, ins[0], kernel)
+            fan_weight = _linear(spec, np.ones((1,) + spec.input_shape), kernel)   # A_i = sum_j |w_ij|
+        ramp_steps = plan.start[spec.name] - plan.first[spec.inbound[0]] + 1
+        if spec is out:
+            eps = 4 * U32 * (ramp_steps ** 2 * fan_weight + np.abs(plan.out_bias) + np.abs(exact[spec.name]))
+            err[spec.name] = carried + eps
+            break
+        steps = plan.steps[spec.name]
+        theta = np.abs(plan.theta[spec.name].astype(np.float64))
+        eps = 4 * U32 * (ramp_steps ** 2 * fan_weight + steps * (ramp_steps * fan_weight + steps) + theta + 1)
+        err[spec.name] = 0.5 + eps + carried + np.maximum(exact[spec.name] - steps, 0)
+    return err[out.name].reshape(len(x), -1)
+
+
+# ------------------------------------------------------------- conversion
+def _check_steps(name: str, value, low: int) -> int:
+    if isinstance(value, bool) or not isinstance(value, numbers.Integral) or value < low:
+        raise ValueError(f"{name} must be an integer >= {low}, got {value!r}")
+    return int(value)
+
+
+def window_settings(model: Model, steps: dict, input_steps: int, input_range: float,
+                    signed_input: bool = False, zero_spikes: bool = True) -> dict:
+    """A validated "window" object for ``model``."""
+    return check_window_settings({"input_steps": int(input_steps), "input_range": float(input_range),
+                                  "signed_input": bool(signed_input), "zero_spikes": bool(zero_spikes),
+                                  "steps": {k: int(v) for k, v in steps.items()}}, model)
+
+
+def _split(weights: dict, budget: int) -> dict:
+    """Integers >= 1 summing to ``budget``, proportional to ``weights`` (largest remainder)."""
+    names = list(weights)
+    w = np.array([max(weights[n], 1e-30) for n in names])
+    share = np.maximum(w / w.sum() * budget, 1.0)
+    share = share / share.sum() * budget
+    base = np.maximum(np.floor(share).astype(int), 1)
+    for i in np.argsort(-(share - base)):
+        if base.sum() >= budget:
+            break
+        base[i] += 1
+    while base.sum() > budget:          # the minimum of 1 pushed it over
+        base[np.argmax(base)] -= 1
+    return dict(zip(names, base.tolist()))
+
+
+def measure_sensitivity(model: Model, x, window: dict, probes=None) -> dict:
+    """c_n = max over the probe resolutions S of S^2 * (mean squared output error,
+    output units, when only node n is quantised to S levels), for the input and
+    every windowed layer. (Quantisation noise power falls as 1/S^2; several
+    probes guard against a resolution that happens to fit the data, such as
+    16 levels for inputs that are multiples of 1/16.)"""
+    if probes is None:
+        share = max(2, (sum(window["steps"].values()) + window["input_steps"]) // (len(window["steps"]) + 1))
+        probes = sorted({max(2, share // 2), share, 2 * share})
+    nodes = [INPUT_NAME] + list(window["steps"])
+    out = dict.fromkeys(nodes, 0.0)
+    for steps in probes:
+        plan = build_window_plan(model, dict(window, input_steps=steps, steps={n: steps for n in window["steps"]}))
+        exact = quantised_forward(model, x, plan, quantise=())
+        for node in nodes:
+            mse = float(np.mean((quantised_forward(model, x, plan, quantise=[node]) - exact) ** 2))
+            out[node] = max(out[node], mse * steps ** 2)
+    return out
+
+
+def split_steps(model: Model, x, window: dict, budget: int, sensitivity: dict | None = None) -> dict:
+    """Window steps (input first) summing to ``budget``: S_n proportional to c_n^(1/3),
+    which minimises sum_n c_n / S_n^2 (the output's quantisation noise power)
+    for a fixed sum of steps; c_n from :func:`measure_sensitivity`."""
+    sensitivity = sensitivity or measure_sensitivity(model, x, window)
+    return _split({n: c ** (1 / 3) for n, c in sensitivity.items()}, budget)
+
+
+def convert_window(model, x_calibration, max_steps: int = 64, percentile: float = DEFAULT_PERCENTILE,
+                   fold_pooling: bool = True, split: str = "measured", zero_spikes: bool = True,
+                   signed_input: bool | None = None, batch_size: int = 256) -> Model:
+    """A Model set up for coding "ttfs-window" with at most ``max_steps`` steps in all.
+
+    ``model``: a Model or an ANN file (.onnx, .h5, .keras). ``x_calibration``:
+    channels-last samples (e.g. part of the training set). ``split``:
+    "measured" (more steps where the quantisation moves the output most) or
+    "uniform". ``signed_input``: default True when the calibration data have
+    negative values. The budget counts the input's window and every windowed
+    layer as if they were in a chain (for branching nets the latency, the
+    longest path, is then at most ``max_steps``).
+    """
+    if not isinstance(model, Model):
+        model = import_model(model)
+    percentile = check_percentile(percentile)
+    if split not in ("measured", "uniform"):
+        raise ValueError(f"split must be 'measured' or 'uniform', got {split!r}")
+    x = check_input(model, x_calibration, "calibration input", allow_empty=False)
+    if fold_pooling:
+        model = fold_average_pooling(model)
+    model = normalise(model, x, percentile=percentile, batch_size=batch_size)
+    layers = windowed_layers(model)
+    max_steps = _check_steps("max_steps", max_steps, 2 * (len(layers) + 1) + 1)
+    magnitude = np.abs(x[x != 0]).astype(np.float64)
+    if magnitude.size == 0:
+        raise ValueError("the calibration input is all zeros")
+    input_range = float(np.percentile(magnitude, percentile))
+    if signed_input is None:
+        signed_input = bool(np.any(x < 0))
+    budget = max_steps - 1
+    uniform = {n: budget // (len(layers) + 1) for n in [INPUT_NAME] + layers}
+    window = window_settings(model, {n: uniform[n] for n in layers}, uniform[INPUT_NAME], input_range,
+                             signed_input, zero_spikes)
+    sensitivity = None
+    if split == "measured":
+        sensitivity = measure_sensitivity(model, x, window)
+        chosen = split_steps(model, x, window, budget, sensitivity)
+    else:
+        chosen = _split({n: 1.0 for n in uniform}, budget)
+    window = window_settings(model, {n: chosen[n] for n in layers}, chosen[INPUT_NAME], input_range,
+                             signed_input, zero_spikes)
+    metadata = dict(model.metadata)
+    metadata["window_conversion"] = {
+        "percentile": percentile, "max_steps": max_steps, "split": split, "fold_pooling": fold_pooling,
+        "calibration_samples": int(x.shape[0]), "input_range": input_range,
+        "sensitivity": sensitivity}
+    simulation = {"coding": WINDOW_CODING, "duration": float(total_steps(window, model)), "dt": 1.0,
+                  "window": window}
+    return Model(model.input_shape, [s.to_json() for s in model.layers], model.weights, metadata, simulation)
