@@ -137,3 +137,12 @@ def test_truncated_weights_file(tmp_path):
     (path / "weights.npz").write_bytes(data[: len(data) // 2])
     with pytest.raises(ModelError, match="could not be read"):
         tn.load_model(path)
+
+
+def test_a_window_far_larger_than_its_input_is_refused_not_allocated():
+    """Found by the fuzzer: dilation 28121 with 'same' padding asked for a 23.6 GiB padded input."""
+    from ttfs_native.model.layers import ModelError
+    layer = {"name": "c", "type": "Conv2D", "filters": 1, "kernel_size": 3, "padding": "same",
+             "dilation_rate": 28121}
+    with pytest.raises(ModelError, match="far beyond the input"):
+        tn.Model((5, 5, 1), [layer], {"c": {"kernel": np.ones((3, 3, 1, 1), np.float32), "bias": None}})

@@ -219,8 +219,18 @@ def same_padding(size: int, kernel: int, stride: int, dilation: int) -> tuple:
     return out, total // 2, total - total // 2
 
 
+# A window may reach past the input (padding 'same'), but not absurdly far: every
+# backend and the operation counts work on the padded input.
+MAX_WINDOW_OVERHANG = 4
+
+
 def _spatial(spec: LayerSpec, kernel: tuple, strides: tuple, dilation: tuple, padding: str):
     h, w = spec.input_shape[0], spec.input_shape[1]
+    for size, k, d, axis in ((h, kernel[0], dilation[0], "height"), (w, kernel[1], dilation[1], "width")):
+        extent = (k - 1) * d + 1
+        if extent > MAX_WINDOW_OVERHANG * size + 64:
+            raise _err(spec.name, f"window {kernel} with dilation {dilation} spans {extent} cells along the "
+                                  f"{axis}, far beyond the input's {size}; not supported")
     if padding == "same":
         oh, pt, pb = same_padding(h, kernel[0], strides[0], dilation[0])
         ow, pl, pr = same_padding(w, kernel[1], strides[1], dilation[1])
