@@ -274,3 +274,32 @@ def test_digits_cnn_at_64_steps():
     assert np.mean(est == y_test) >= np.mean(ann_pred == y_test) - 0.01
     result, _ = run(model, x_test[:60], y_test[:60])
     np.testing.assert_array_equal(result.predictions, est[:60])
+
+
+def test_convert_command_writes_a_window_folder_that_simulates_without_flags(tmp_path, capsys):
+    """`convert --coding ttfs-window` then `simulate DIR` (issue 15 item 2)."""
+    pytest.importorskip("onnx")
+    from test_convert_cli import _tiny_onnx
+    from ttfs_native.cli import main
+    from ttfs_native.model.ann import ann_predictions
+    net = _tiny_onnx(tmp_path / "net.onnx")
+    x = np.random.default_rng(3).uniform(0, 1, (40, 6, 6, 1)).astype(np.float32)
+    np.save(tmp_path / "x.npy", x)
+    out = tmp_path / "win"
+    assert main(["convert", str(net), "--coding", "ttfs-window", "--calibration", str(tmp_path / "x.npy"),
+                 "--max-steps", "48", "--out", str(out)]) == 0
+    model = tn.load_model(out)
+    assert model.simulation["coding"] == "ttfs-window"
+    assert int(model.simulation["duration"] / model.simulation["dt"]) <= 48
+    capsys.readouterr()
+    assert main(["simulate", str(out), "--input", str(tmp_path / "x.npy"), "--backend", "reference",
+                 "--out", str(tmp_path / "r.npz")]) == 0
+    predictions = np.load(tmp_path / "r.npz")["predictions"]
+    assert np.mean(predictions == ann_predictions(tn.from_onnx(net), x)) >= 0.9
+    # the Python API gives the same folder; labels belong to the other coding
+    same = tn.convert(net, x, coding="ttfs-window", max_steps=48)
+    assert same.simulation == model.simulation
+    with pytest.raises(ValueError, match="ttfs-window needs none"):
+        tn.convert(net, x, np.zeros(40, np.int64), coding="ttfs-window")
+    assert main(["convert", str(net), "--coding", "ttfs-window", "--calibration", str(tmp_path / "x.npy"),
+                 "--labels", str(tmp_path / "x.npy"), "--out", str(tmp_path / "w2")]) == 2

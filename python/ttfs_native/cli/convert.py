@@ -18,6 +18,8 @@ import numpy as np
 from ..conversion.calibrate import DEFAULT_HOLDOUT
 from ..conversion.convert import calibrated_conversion, check_calibration_layout
 from ..conversion.normalise import DEFAULT_PERCENTILE, normalise
+from ..conversion.window import DEFAULT_PERCENTILE as WINDOW_PERCENTILE, convert_window
+from ..model.settings import CODINGS
 from ..importers import import_model
 from ..model import check_input
 from ..model.ann import ann_predictions
@@ -39,6 +41,10 @@ def add_parser(subparsers):
                     "percentile of every layer's non-zero activations becomes 1, as SNN Toolbox's "
                     "normalize_parameters; no settings stored).")
     p.add_argument("model", help="trained network: .onnx, .h5 or .keras")
+    p.add_argument("--coding", choices=CODINGS, default=CODINGS[0],
+                   help="ttfs-dyn-thresh (default): SNN Toolbox's coding, exact; ttfs-window: the linear "
+                        "coding in per-layer windows (docs/WINDOW_SEMANTICS.md), its windows sized on the "
+                        "calibration data within --max-steps; both write the settings into the folder")
     p.add_argument("--calibration", required=True,
                    help="(N, height, width, channels) .npy calibration inputs, channels-last, e.g. a "
                         "validation part of the training set")
@@ -47,9 +53,10 @@ def add_parser(subparsers):
     p.add_argument("--holdout", type=float, default=DEFAULT_HOLDOUT,
                    help=f"fraction of the calibration data held out to choose the settings "
                         f"(default {DEFAULT_HOLDOUT})")
-    p.add_argument("--percentile", type=float, default=DEFAULT_PERCENTILE,
+    p.add_argument("--percentile", type=float, default=None,
                    help=f"plain conversion: percentile of the non-zero activations scaled to 1 "
-                        f"(default {DEFAULT_PERCENTILE})")
+                        f"(default {DEFAULT_PERCENTILE}; ttfs-window: its windows' range, default "
+                        f"{WINDOW_PERCENTILE})")
     p.add_argument("--softmax-to-relu", action="store_true",
                    help="plain conversion: replace a softmax output by ReLU (deterministic output, first "
                         "spike decides; always done with --labels)")
@@ -66,6 +73,9 @@ def add_parser(subparsers):
 
 
 def _convert_command(args) -> int:
+    if args.coding == "ttfs-window" and (args.labels or args.ray or args.workers):
+        raise CliError("--labels/--ray calibrate the ttfs-dyn-thresh coding; ttfs-window needs no labels (its "
+                       "conversion is exact up to the time resolution)")
     out = output_model_folder(args.out)   # checked before any work
     if args.max_steps < 1:
         raise CliError(f"--max-steps must be >= 1, got {args.max_steps}")
@@ -79,6 +89,8 @@ def _convert_command(args) -> int:
     if y is None and (args.ray or args.workers):
         raise CliError("--ray/--workers run the calibration: they need --labels")
     ann = import_model(args.model)
+    if args.coding == "ttfs-window":
+        return _window(ann, x, out, args)
     if y is not None:
         return _calibrated(ann, x, y, out, args)
     if args.softmax_to_relu:
@@ -87,7 +99,7 @@ def _convert_command(args) -> int:
         ann = fold_average_pooling(ann)
     check_calibration_layout(ann, x)
     x = check_input(ann, x, "calibration input", allow_empty=False)
-    model = normalise(ann, x, percentile=args.percentile)
+    model = normalise(ann, x, percentile=DEFAULT_PERCENTILE if args.percentile is None else args.percentile)
     agree = float(np.mean(ann_predictions(model, x) == ann_predictions(ann, x)))
     model.save(out)
     record = model.metadata["normalisation"]
@@ -123,5 +135,16 @@ def _calibrated(ann, x, y, out: Path, args) -> int:
         print(f"chosen: {result.best.setting.describe()}")
     else:
         print(describe_simulation(model.simulation))
+    print(f"model folder written to {out}")
+    return 0
+
+
+def _window(ann, x, out: Path, args) -> int:
+    check_calibration_layout(ann, x)
+    model = convert_window(softmax_to_relu(ann), x, max_steps=args.max_steps,
+                           percentile=WINDOW_PERCENTILE if args.percentile is None else args.percentile)
+    model.save(out)
+    print(model.summary())
+    print(describe_simulation(model.simulation))
     print(f"model folder written to {out}")
     return 0

@@ -25,17 +25,25 @@ import numpy as np
 
 from ..importers import import_model
 from ..model import Model, check_input
+from ..model.settings import CODINGS
 from ..model.transforms import fold_average_pooling, softmax_to_relu
 from ..simulation.simulator import check_labels
 from .calibrate import DEFAULT_HOLDOUT, CalibrationResult, calibrate
 from .normalise import DEFAULT_PERCENTILE, normalise
+from .window import DEFAULT_PERCENTILE as WINDOW_PERCENTILE, convert_window
 
 
-def convert(path, x_calibration, labels=None, percentile: float = DEFAULT_PERCENTILE, softmax_relu: bool = False,
+def convert(path, x_calibration, labels=None, percentile: float | None = None, softmax_relu: bool = False,
             fold_pooling: bool = False, batch_size: int = 256, max_steps: int = 64,
             holdout: float = DEFAULT_HOLDOUT, backend: str = "auto", num_threads: int | None = None,
-            log=None, progress=None) -> Model:
+            log=None, progress=None, coding: str = "ttfs-dyn-thresh", mapper=None) -> Model:
     """Import ``path`` and convert it.
+
+    ``coding="ttfs-window"``: the linear coding in per-layer windows
+    (docs/WINDOW_SEMANTICS.md): windows sized on ``x_calibration`` at
+    ``percentile`` (default 99.99) within ``max_steps``, the softmax output
+    replaced by ReLU, the settings stored in the Model; no labels needed.
+    Otherwise (the original coding, ``percentile`` default 99.9):
 
     Without ``labels``: optionally apply ``softmax_to_relu`` and fold average
     pooling; normalise at ``percentile``; return the Model. With ``labels``
@@ -44,9 +52,21 @@ def convert(path, x_calibration, labels=None, percentile: float = DEFAULT_PERCEN
     :func:`calibrated_conversion`) and return the calibrated Model, which
     carries its simulation settings (``Simulator.for_model``).
     """
+    if coding == "ttfs-window":
+        if labels is not None:
+            raise ValueError("labels calibrate the ttfs-dyn-thresh coding; ttfs-window needs none")
+        model = softmax_to_relu(path if isinstance(path, Model) else import_model(path))
+        check_calibration_layout(model, x_calibration)
+        return convert_window(model, x_calibration, max_steps=max_steps, batch_size=batch_size,
+                              percentile=WINDOW_PERCENTILE if percentile is None else percentile)
+    if coding != "ttfs-dyn-thresh":
+        raise ValueError(f"coding must be one of {list(CODINGS)}, got {coding!r}")
+    if percentile is None:
+        percentile = DEFAULT_PERCENTILE
     if labels is not None:
         return calibrated_conversion(path, x_calibration, labels, max_steps=max_steps, holdout=holdout,
-                                     backend=backend, num_threads=num_threads, log=log, progress=progress).model
+                                     backend=backend, num_threads=num_threads, log=log, progress=progress,
+                                     mapper=mapper).model
     model = import_model(path)
     if softmax_relu:
         model = softmax_to_relu(model)

@@ -6,10 +6,11 @@ from dataclasses import dataclass
 
 import numpy as np
 
+from ..model.settings import CODINGS
+
 MAX_STEPS = 1_000_000
 # "ttfs-dyn-thresh": SNN Toolbox's coding (docs/SEMANTICS.md), the default;
 # "ttfs-window": linear time-to-first-spike in per-layer windows (docs/WINDOW_SEMANTICS.md).
-CODINGS = ("ttfs-dyn-thresh", "ttfs-window")
 
 
 def _finite(name: str, value, positive: bool = True, allow_zero: bool = False) -> float:
