@@ -51,8 +51,13 @@ def _calibrated_dyn_thresh(ann, x, y, log):
     return calibrated_conversion(ann, x, y, max_steps=MAX_STEPS, log=log).model
 
 
-# coding -> (ANN Model, x_cal, y_cal, log) -> calibrated Model carrying its settings
-CODINGS = {"ttfs-dyn-thresh": _calibrated_dyn_thresh}
+def _window(ann, x, y, log):
+    import ttfs_native as tn
+    return tn.convert(ann, x, coding="ttfs-window", max_steps=MAX_STEPS)   # no labels needed
+
+
+# coding -> (ANN Model, x_cal, y_cal, log) -> converted Model carrying its settings
+CODINGS = {"ttfs-dyn-thresh": _calibrated_dyn_thresh, "ttfs-window": _window}
 
 
 def load_net(name: str, nets_dir: Path, mnist: Path, test: int):
@@ -74,7 +79,7 @@ def snn_row(model, x, y, **settings) -> dict:
     from ttfs_native import Simulator
     sim = Simulator.for_model(model, backend="cpu", **settings)
     r = sim.run(x, y)
-    ann_ops = model.metadata.get("ann_operations_before_folding", {}).get(r.ops_convention, r.ann_ops)
+    ann_ops = r.ann_ops   # the ANN as trained (before pooling was folded)
     return {"accuracy": float(r.accuracy), "steps": sim.steps, "latency": float(r.mean_latency_steps),
             "spikes_per_neuron": float(r.spikes_per_neuron), "synops_ratio": float(r.synops_per_sample / ann_ops),
             "undecided": int(np.sum(r.predictions < 0))}
