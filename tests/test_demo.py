@@ -129,3 +129,15 @@ def test_calibrate_command_on_the_bundled_model(tmp_path, capsys):
     text = capsys.readouterr().out
     assert "finalists on the 15 held-out samples" in text and "duration 16 (16 steps)" in text
     assert tn.load_model(out).simulation["duration"] == 16
+
+
+@pytest.mark.parametrize("dataset", ["digits", "mnist"])
+def test_demo_with_the_window_coding(dataset, capsys):
+    from ttfs_native.cli import main
+    assert main(["demo", "--coding", "ttfs-window", "--dataset", dataset, "--backend", "reference",
+                 "--num-samples", "40", "--no-progress"]) == 0
+    out = capsys.readouterr().out
+    assert "coding ttfs-window" in out and "64 steps" in out
+    acc = [line for line in out.splitlines() if line.startswith("accuracy")][0].split()
+    assert abs(float(acc[1]) - float(acc[2])) <= 0.05    # the window coding keeps the ANN's accuracy
+    assert main(["demo", "--coding", "ttfs-window", "--plain"]) == 2

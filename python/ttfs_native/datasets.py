@@ -37,9 +37,14 @@ def _check_dataset(dataset: str) -> str:
     return dataset
 
 
-def bundled_model(plain: bool = False, dataset: str = "digits") -> Model:
-    """A bundled model: calibrated, or with ``plain`` the toolbox's plain conversion."""
+def bundled_model(plain: bool = False, dataset: str = "digits", coding: str = "ttfs-dyn-thresh") -> Model:
+    """A bundled model: calibrated, or with ``plain`` the toolbox's plain conversion;
+    ``coding="ttfs-window"``: converted for the windowed coding (scripts/bundle_window.py)."""
     name = _MODELS[_check_dataset(dataset)]
+    if coding == "ttfs-window":
+        name += "_window"
+    elif coding != "ttfs-dyn-thresh":
+        raise ValueError(f"coding must be 'ttfs-dyn-thresh' or 'ttfs-window', got {coding!r}")
     with _data_path(f"{name}_plain" if plain else name) as path:
         return load_model(path)
 

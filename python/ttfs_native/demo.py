@@ -78,9 +78,14 @@ class DemoReport:
         ]
         width = max(len(r[0]) for r in rows)
         net = {"digits": "8x8-digits CNN", "mnist": "MNIST LeNet-5"}.get(self.dataset, self.dataset)
+        if s.get("coding", DEFAULT_CODING) == DEFAULT_CODING:
+            how = f"v_thresh {s['v_thresh']:g}, leak {'on' if s['leak'] else 'off'}"
+        else:
+            w = s["window"]
+            how = (f"coding {s['coding']}: input window {w['input_steps']}, layer windows "
+                   + " + ".join(str(v) for v in w["steps"].values()))
         lines = [f"{net}, {self.num_samples} test samples, {self.steps} steps "
-                 f"(duration {s['duration']:g}, dt {s['dt']:g}), v_thresh {s['v_thresh']:g}, "
-                 f"leak {'on' if s['leak'] else 'off'}, backend {self.backend}",
+                 f"(duration {s['duration']:g}, dt {s['dt']:g}), {how}, backend {self.backend}",
                  f"{'':<{width}}  {'ANN':>10}  SNN"]
         lines += [f"{name:<{width}}  {ann:>10}  {snn}" for name, ann, snn in rows]
         return "\n".join(lines)
@@ -100,14 +105,16 @@ def run_demo(num_samples: int | None = None, backend: str = "auto", duration: fl
              dt: float | None = None, v_thresh: float | None = None, leak: bool | None = None,
              plain: bool = False, batch_size: int | None = None, num_threads: int | None = None,
              early_stop: bool = False, progress: bool = False, plot_dir=None,
-             dataset: str = "digits") -> DemoReport:
+             dataset: str = "digits", coding: str = DEFAULT_CODING) -> DemoReport:
     """Simulate a bundled CNN (``dataset``) on its test images (the first ``num_samples``).
 
     Settings left as None take the calibrated defaults (``plain``: the
     toolbox's plain conversion and settings).
     Returns a :class:`DemoReport`; ``plot_dir`` also writes the plots there.
     """
-    model = bundled_model(plain, dataset)
+    if coding != DEFAULT_CODING and (plain or v_thresh is not None or leak is not None):
+        raise ValueError("plain, v_thresh and leak belong to the ttfs-dyn-thresh coding")
+    model = bundled_model(plain, dataset, coding)
     x, y = bundled_test_set(dataset)
     if num_samples is not None:
         if isinstance(num_samples, bool) or not isinstance(num_samples, (int, np.integer)) or num_samples < 1:
@@ -123,10 +130,8 @@ def run_demo(num_samples: int | None = None, backend: str = "auto", duration: fl
             settings[key] = value
     if batch_size is None:
         batch_size = 64   # small enough that the progress bar moves, large enough to keep cores busy
-    if settings.get("coding", DEFAULT_CODING) != DEFAULT_CODING:
-        raise ValueError(f"coding {settings['coding']!r} is not simulated by this version")
-    sim = Simulator(model, backend=backend, batch_size=batch_size, num_threads=num_threads,
-                    early_stop=early_stop, **{k: v for k, v in settings.items() if k != "coding"})
+    sim = Simulator.for_model(model, backend=backend, batch_size=batch_size, num_threads=num_threads,
+                              early_stop=early_stop, **settings)
     bar = Progress() if progress else None
     try:
         result = sim.run(x, y, progress=bar)

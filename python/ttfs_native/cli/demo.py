@@ -5,6 +5,7 @@ import argparse
 
 from ..datasets import DATASETS
 from ..demo import run_demo
+from ..model.settings import CODINGS
 from ..simulation import BACKENDS
 from .common import plot_folder
 
@@ -18,6 +19,9 @@ def add_parser(subparsers):
                     "accuracy, latency, spikes, operations and speed. Defaults: the settings its calibration "
                     "chose (stored with the model).")
     p.add_argument("--dataset", default="digits", choices=DATASETS, help="bundled network (default digits)")
+    p.add_argument("--coding", default="ttfs-dyn-thresh", choices=CODINGS,
+                   help="ttfs-dyn-thresh (default, SNN Toolbox's) or ttfs-window (the linear coding in per-layer "
+                        "windows, docs/WINDOW_SEMANTICS.md)")
     p.add_argument("--backend", default="auto", choices=BACKENDS)
     p.add_argument("--num-samples", type=int, default=None, help="simulate only the first N test images")
     p.add_argument("--duration", type=float, default=None, help="simulated time (default: calibrated)")
@@ -40,7 +44,7 @@ def _demo(args) -> int:
     report = run_demo(num_samples=args.num_samples, backend=args.backend, duration=args.duration, dt=args.dt,
                       v_thresh=args.v_thresh, leak=args.leak, plain=args.plain, batch_size=args.batch_size,
                       num_threads=args.threads, early_stop=args.early_stop, progress=not args.no_progress,
-                      plot_dir=plots, dataset=args.dataset)
+                      plot_dir=plots, dataset=args.dataset, coding=args.coding)
     print(report.table())
     for path in report.plots:
         print(f"plot written to {path}")
