@@ -21,7 +21,7 @@ struct WindowConfig {
   bool signed_input = false;  // ON/OFF pair per input element
   bool zero_spikes = true;    // level-0 neurons fire at the end of their window
   int read_step = 1;          // R_out: the output membrane is read at this step
-  int input_ref() const { return 1 + input_steps; }
+  TTFS_HD int input_ref() const { return 1 + input_steps; }
 };
 
 struct SimConfig {
