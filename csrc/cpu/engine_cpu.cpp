@@ -425,7 +425,7 @@ CpuEngine::CpuEngine(const Network& net, const SimConfig& config, const EngineOp
   if (options.cpu_threads < 0) throw std::invalid_argument("cpu_threads must be >= 0");
   if (options.cpu_share == CpuShare::All) share_policy_ = SharePolicy{0.0, 0};
   if (config_.coding == Coding::Window) {  // a separate code path (window_runner.cpp)
-    window_ = std::make_unique<CpuWindowPlan>(net_, config_);
+    window_ = std::make_unique<CpuWindowPlan>(net_, config_, std::string(kernels_.name) == "avx2");
     return;
   }
   shares_layers_ = std::any_of(net_.nodes.begin(), net_.nodes.end(), [&](const Node& node) {

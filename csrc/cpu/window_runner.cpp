@@ -7,8 +7,95 @@
 
 #include "../core/neuron_step.h"
 #include "../core/synapse.h"
+#include "cpu_kernels.h"
 
 namespace ttfs {
+
+namespace {
+
+// ---- the kernels: compiled for AVX2 and portably, chosen per engine (EngineOptions::cpu_kernels)
+
+// Adds the ramp weights of this step's spikes of the inbound (ON +1, OFF -1)
+// to the double accumulators (D(t) before its rounding).
+TTFS_KERNEL void scatter_spikes_impl(const Node& node, const float* rows, const SpikeLists& in, double* acc) {
+  const Geometry& g = node.geom;
+  for (int sign = 0; sign < 2; ++sign) {
+    const float a = sign ? -1.0f : 1.0f;
+    const int64_t* list = sign ? in.off : in.on;
+    const size_t count = sign ? in.off_count : in.on_count;
+    for (size_t e = 0; e < count; ++e) {
+      const int64_t j = list[e];
+      switch (node.kind) {
+        case NodeKind::Dense:
+          scatter_change<NodeKind::Dense, true, false>(g, node.kernel.data(), j, a, 0.0f, acc, acc, AllOutputs{});
+          break;
+        case NodeKind::Conv2D:
+          if (rows)
+            scatter_conv_rows<true, false>(g, rows, j, a, 0.0f, acc, acc, AllOutputs{});
+          else
+            scatter_change<NodeKind::Conv2D, true, false>(g, node.kernel.data(), j, a, 0.0f, acc, acc, AllOutputs{});
+          break;
+        case NodeKind::DepthwiseConv2D:
+          scatter_change<NodeKind::DepthwiseConv2D, true, false>(g, node.kernel.data(), j, a, 0.0f, acc, acc,
+                                                                 AllOutputs{});
+          break;
+        default:  // AveragePooling2D: counts the arrivals
+          scatter_change<NodeKind::AveragePooling2D, true, false>(g, nullptr, j, a, 0.0f, acc, acc, AllOutputs{});
+      }
+    }
+  }
+}
+
+// The fused pass of a windowed layer at step t over n neurons: D(t) rounded
+// once (before the window; acc cleared), window_neuron_step; fired[i] = 1 if
+// neuron i fires. One flat loop without calls, so that it vectorises.
+TTFS_KERNEL void window_pass_impl(const WindowPass& p, int64_t n) {
+  const bool before = p.t < p.W;
+  for (int64_t i = 0; i < n; ++i) {
+    float d = 0.0f;
+    if (before) {
+      d = p.weight ? window_pool_increment(p.acc[i], p.weight[i]) : float(p.acc[i]);
+      p.acc[i] = 0.0;
+    }
+    p.fired[i] = window_neuron_step(p.t, p.W, p.R, d, p.theta[i], p.zero_spikes, p.V[i], p.I[i], p.s[i]);
+  }
+}
+
+// The output before its read step: steps 1-2 (acc cleared).
+TTFS_KERNEL void output_pass_impl(double* acc, float* V, float* I, int64_t n) {
+  for (int64_t i = 0; i < n; ++i) {
+    const float d = float(acc[i]);
+    acc[i] = 0.0;
+    window_output_step(d, V[i], I[i]);
+  }
+}
+
+void scatter_generic(const Node& node, const float* rows, const SpikeLists& in, double* acc) {
+  scatter_spikes_impl(node, rows, in, acc);
+}
+void window_pass_generic(const WindowPass& p, int64_t n) { window_pass_impl(p, n); }
+void output_pass_generic(double* acc, float* V, float* I, int64_t n) { output_pass_impl(acc, V, I, n); }
+#if defined(__GNUC__) && (defined(__x86_64__) || defined(__i386__))
+__attribute__((target("avx2"))) void scatter_avx2(const Node& node, const float* rows, const SpikeLists& in,
+                                                  double* acc) {
+  scatter_spikes_impl(node, rows, in, acc);
+}
+__attribute__((target("avx2"))) void window_pass_avx2(const WindowPass& p, int64_t n) { window_pass_impl(p, n); }
+__attribute__((target("avx2"))) void output_pass_avx2(double* acc, float* V, float* I, int64_t n) {
+  output_pass_impl(acc, V, I, n);
+}
+#endif
+
+}  // namespace
+
+const WindowKernels& window_kernels(bool avx2) {
+  static const WindowKernels generic{scatter_generic, window_pass_generic, output_pass_generic};
+#if defined(__GNUC__) && (defined(__x86_64__) || defined(__i386__))
+  static const WindowKernels with_avx2{scatter_avx2, window_pass_avx2, output_pass_avx2};
+  if (avx2) return with_avx2;
+#endif
+  return generic;
+}
 
 namespace {
 
@@ -27,11 +114,14 @@ struct NodeRun {
 class WindowRunner {
  public:
   WindowRunner(const Network& net, const SimConfig& cfg, const std::vector<int>& slot,
-               const std::vector<CpuWindowPlan::NodeTables>& tables)
-      : net_(net), cfg_(cfg), w_(cfg.window), slot_(slot), tables_(tables), state_(net.nodes.size()) {
+               const std::vector<CpuWindowPlan::NodeTables>& tables, const WindowKernels& kernels)
+      : net_(net), cfg_(cfg), w_(cfg.window), slot_(slot), tables_(tables), state_(net.nodes.size()),
+        kernels_(kernels) {
+    int64_t largest = 0;
     for (size_t i = 0; i < net.nodes.size(); ++i) {
       const Node& node = net.nodes[i];
       NodeRun& r = state_[i];
+      largest = std::max(largest, node.size);
       if (node.integrates()) {
         r.V.resize(node.size);
         r.I.resize(node.size);
@@ -43,6 +133,7 @@ class WindowRunner {
         r.pending_off.resize(size_t(tables[i].ring));
       }
     }
+    fired_.resize(size_t(largest));
     y_.resize(size_t(net.num_classes()));
     layers_ = size_t(std::count_if(slot.begin(), slot.end(), [](int l) { return l >= 0; }));
   }
@@ -188,36 +279,6 @@ class WindowRunner {
     }
   }
 
-  // Adds the ramp weights of the inbound's spikes at this step to acc (ON +1, OFF -1).
-  void scatter(const Node& node, size_t index, NodeRun& r) {
-    const NodeRun& in = state_[size_t(node.inbound[0])];
-    const Geometry& g = node.geom;
-    const std::vector<float>& rows = tables_[index].rows;
-    double* acc = r.acc.data();
-    for (int sign = 0; sign < 2; ++sign) {
-      const float a = sign ? -1.0f : 1.0f;
-      for (const int64_t j : sign ? in.off : in.on) {
-        switch (node.kind) {
-          case NodeKind::Dense:
-            scatter_change<NodeKind::Dense, true, false>(g, node.kernel.data(), j, a, 0.0f, acc, acc, AllOutputs{});
-            break;
-          case NodeKind::Conv2D:
-            if (!rows.empty())
-              scatter_conv_rows<true, false>(g, rows.data(), j, a, 0.0f, acc, acc, AllOutputs{});
-            else
-              scatter_change<NodeKind::Conv2D, true, false>(g, node.kernel.data(), j, a, 0.0f, acc, acc, AllOutputs{});
-            break;
-          case NodeKind::DepthwiseConv2D:
-            scatter_change<NodeKind::DepthwiseConv2D, true, false>(g, node.kernel.data(), j, a, 0.0f, acc, acc,
-                                                                   AllOutputs{});
-            break;
-          default:  // AveragePooling2D: counts the arrivals
-            scatter_change<NodeKind::AveragePooling2D, true, false>(g, nullptr, j, a, 0.0f, acc, acc, AllOutputs{});
-        }
-      }
-    }
-  }
-
   // A weighted layer or average pooling: D(t) from this step's arrivals, then
   // the fused neuron pass (a windowed layer) or steps 1-2 and the read (the output).
   void layer_step(const Node& node, size_t index, NodeRun& r, int t, double& ops, int64_t* spikes) {
@@ -226,41 +287,32 @@ class WindowRunner {
     const NodeRun& in = state_[size_t(node.inbound[0])];
     const bool before = t < W;
     if (before && (!in.on.empty() || !in.off.empty())) {
-      scatter(node, index, r);
+      const std::vector<float>& rows = tables_[index].rows;
+      kernels_.scatter(node, rows.empty() ? nullptr : rows.data(),
+                       SpikeLists{in.on.data(), in.on.size(), in.off.data(), in.off.size()}, r.acc.data());
       r.active = true;
     }
     if (!before) r.active = true;
     if (!r.active) return;  // V = I = 0 and nothing arrives: nothing changes
     const int64_t n = node.size;
-    float* V = r.V.data();
-    float* I = r.I.data();
-    double* acc = r.acc.data();
     if (index + 1 == net_.nodes.size()) {  // the output: integrates, never fires, read at R_out
-      for (int64_t i = 0; i < n; ++i) {
-        const float d = float(acc[i]);
-        acc[i] = 0.0;
-        window_output_step(d, V[i], I[i]);
-      }
+      kernels_.output_pass(r.acc.data(), r.V.data(), r.I.data(), n);
       if (t == R)
         for (int64_t i = 0; i < n; ++i)
-          y_[size_t(i)] = window_output_value(V[i], node.bias.empty() ? 0.0f : node.bias[size_t(i % node.geom.out_c)]);
+          y_[size_t(i)] = window_output_value(r.V[size_t(i)],
+                                              node.bias.empty() ? 0.0f : node.bias[size_t(i % node.geom.out_c)]);
       return;
     }
-    const float* theta = tables_[index].theta.data();
-    const float* weight = node.window.weight.data();  // average pooling
-    const bool pool = node.kind == NodeKind::AveragePooling2D, zero_spikes = w_.zero_spikes;
-    int* s = r.s.data();
-    for (int64_t i = 0; i < n; ++i) {
-      float d = 0.0f;
-      if (before) {
-        d = pool ? window_pool_increment(acc[i], weight[i]) : float(acc[i]);
-        acc[i] = 0.0;
-      }
-      if (window_neuron_step(t, W, R, d, theta[i], zero_spikes, V[i], I[i], s[i])) {
+    const WindowPass p{t, W, R, w_.zero_spikes, r.acc.data(),
+                       node.kind == NodeKind::AveragePooling2D ? node.window.weight.data() : nullptr,
+                       tables_[index].theta.data(), r.V.data(), r.I.data(), r.s.data(), fired_.data()};
+    kernels_.window_pass(p, n);
+    if (before) return;  // no neuron fires before its window
+    for (int64_t i = 0; i < n; ++i)
+      if (fired_[size_t(i)]) {
         r.on.push_back(i);
         record(index, node, i, t, ops, spikes);
       }
-    }
   }
 
   const Network& net_;
@@ -269,6 +321,8 @@ class WindowRunner {
   const std::vector<int>& slot_;
   const std::vector<CpuWindowPlan::NodeTables>& tables_;
   std::vector<NodeRun> state_;
+  const WindowKernels& kernels_;
+  std::vector<uint8_t> fired_;            // a layer's pass: which neurons fired
   std::vector<float> y_;                  // the output's read-out values
   std::vector<float*> first_;             // this sample's first-spike rows per spiking layer (or null)
   size_t layers_ = 0;                     // spiking layers
@@ -277,7 +331,8 @@ class WindowRunner {
 
 }  // namespace
 
-CpuWindowPlan::CpuWindowPlan(const Network& net, const SimConfig& config) : net_(net), cfg_(config) {
+CpuWindowPlan::CpuWindowPlan(const Network& net, const SimConfig& config, bool avx2)
+    : net_(net), cfg_(config), kernels_(window_kernels(avx2)) {
   const WindowConfig& w = config.window;
   const std::vector<int> spiking = net.spiking_nodes();
   slot_.assign(net.nodes.size(), -1);
@@ -336,7 +391,7 @@ void CpuWindowPlan::run(const Input& in, const Results& out, int threads) const 
   const int used = int(std::max<int64_t>(1, std::min<int64_t>(threads, samples)));
 #pragma omp parallel num_threads(used)
   {
-    WindowRunner runner(net_, cfg_, slot_, tables_);
+    WindowRunner runner(net_, cfg_, slot_, tables_, kernels_);
 #pragma omp for schedule(dynamic, 1)
     for (int64_t n = 0; n < samples; ++n) runner.run(in.data + n * in_size, first + n, out);
   }

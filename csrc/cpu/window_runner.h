@@ -14,11 +14,40 @@
 
 namespace ttfs {
 
+// This step's spikes of a node (element indices; OFF: the signed input's).
+struct SpikeLists {
+  const int64_t* on;
+  size_t on_count;
+  const int64_t* off;
+  size_t off_count;
+};
+
+// A windowed layer's arrays for its fused pass at step t.
+struct WindowPass {
+  int t, W, R;
+  bool zero_spikes;
+  double* acc;          // D(t) in double, cleared by the pass
+  const float* weight;  // AveragePooling2D: ramp weight per neuron; else null
+  const float* theta;   // per neuron
+  float* V;
+  float* I;
+  int* s;
+  uint8_t* fired;       // out: 1 where the neuron fired
+};
+
+// The window coding's kernels for one instruction set (AVX2 or portable).
+struct WindowKernels {
+  void (*scatter)(const Node&, const float* rows, const SpikeLists&, double* acc);
+  void (*window_pass)(const WindowPass&, int64_t n);
+  void (*output_pass)(double* acc, float* V, float* I, int64_t n);
+};
+const WindowKernels& window_kernels(bool avx2);
+
 // What the engine prepares once per network for the window coding.
 class CpuWindowPlan {
  public:
   // Throws std::invalid_argument if the network lacks its window constants.
-  CpuWindowPlan(const Network& net, const SimConfig& config);
+  CpuWindowPlan(const Network& net, const SimConfig& config, bool avx2);
   // Simulates `in` into `out` on up to `threads` threads (one sample each).
   void run(const Input& in, const Results& out, int threads) const;
 
@@ -35,6 +64,7 @@ class CpuWindowPlan {
  private:
   const Network& net_;
   const SimConfig& cfg_;
+  const WindowKernels& kernels_;
   std::vector<int> slot_;           // node -> index among the spiking layers (-1: none)
   std::vector<NodeTables> tables_;
 };
