@@ -212,6 +212,7 @@ def assert_identical(got, want):
     np.testing.assert_array_equal(got.counts, want.counts)
     np.testing.assert_array_equal(got.stop_step, want.stop_step)
     np.testing.assert_array_equal(got.synops_t, want.synops_t)
+    np.testing.assert_array_equal(got.output_membrane, want.output_membrane)  # (ttfs-window; else both None)
     assert got.first_spike_times.keys() == want.first_spike_times.keys()
     for name, times in want.first_spike_times.items():
         np.testing.assert_array_equal(got.first_spike_times[name], times, err_msg=f"first spikes of {name}")

@@ -226,8 +226,6 @@ def test_bad_settings_name_the_key(tmp_path, change, message):
 def test_clear_errors():
     ann, x, _ = netgen.make("mlp", n=8)
     model = convert_window(ann, x, max_steps=30)
-    with pytest.raises(ValueError, match="not implemented by the cpu backend"):
-        tn.Simulator(model, coding="ttfs-window", backend="cpu", duration=30)
     with pytest.raises(ValueError, match="read at step"):
         tn.Simulator(model, coding="ttfs-window", backend="reference", duration=5)
     with pytest.raises(ValueError, match="needs window settings"):

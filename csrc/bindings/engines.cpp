@@ -71,6 +71,7 @@ struct PyResults {
   OutArray<int64_t> spike_counts;
   OutArray<double> synops;
   OutArray<int32_t> stop_step;
+  py::object output_membrane;  // None, or (rows, classes) float32 (the window coding's read-out)
 
   // The views for `engine`, checked against its network.
   Results views(const Engine& engine) const {
@@ -84,6 +85,12 @@ struct PyResults {
     out.spike_counts = checked(spike_counts, {rows, int64_t(spiking.size())}, "spike_counts");
     out.synops = checked(synops, {rows, steps}, "synops");
     out.stop_step = checked(stop_step, {rows}, "stop_step");
+    if (!output_membrane.is_none()) {
+      if (engine.config().coding != Coding::Window)
+        throw py::value_error("Results.output_membrane: only the window coding reads an output membrane");
+      auto a = output_membrane.cast<OutArray<float>>();
+      out.output_membrane = checked(a, {rows, net.num_classes()}, "output_membrane");
+    }
     if (py::len(first_spike) != 0 && py::len(first_spike) != spiking.size())
       throw py::value_error("Results.first_spike: one array per spiking layer, or none");
     for (size_t l = 0; l < size_t(py::len(first_spike)); ++l) {
@@ -173,18 +180,20 @@ void bind_engines(py::module_& m) {
                         "The arrays a run writes, one row per sample of the whole input: counts (rows, "
                         "classes, steps) int32, first_spike (one (rows, size) float32 array or DeviceArray "
                         "per spiking layer, or none), spike_counts (rows, layers) int64, synops (rows, "
-                        "steps) float64, stop_step (rows,) int32.")
+                        "steps) float64, stop_step (rows,) int32, output_membrane (rows, classes) float32 or None (the "
+                        "window coding's read-out values).")
       .def(py::init([](OutArray<int32_t> counts, py::list first_spike, OutArray<int64_t> spike_counts,
-                       OutArray<double> synops, OutArray<int32_t> stop_step) {
-             return PyResults{counts, first_spike, spike_counts, synops, stop_step};
+                       OutArray<double> synops, OutArray<int32_t> stop_step, py::object output_membrane) {
+             return PyResults{counts, first_spike, spike_counts, synops, stop_step, output_membrane};
            }),
            py::arg("counts"), py::arg("first_spike"), py::arg("spike_counts"), py::arg("synops"),
-           py::arg("stop_step"))
+           py::arg("stop_step"), py::arg("output_membrane") = py::none())
       .def_readonly("counts", &PyResults::counts)
       .def_readonly("first_spike", &PyResults::first_spike)
       .def_readonly("spike_counts", &PyResults::spike_counts)
       .def_readonly("synops", &PyResults::synops)
-      .def_readonly("stop_step", &PyResults::stop_step);
+      .def_readonly("stop_step", &PyResults::stop_step)
+      .def_readonly("output_membrane", &PyResults::output_membrane);
 
   py::class_<Engine>(m, "Engine", "A native engine: run(inputs, results) writes the rows of `inputs`.")
       .def("run", &run, py::arg("inputs"), py::arg("results"))

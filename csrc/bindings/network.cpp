@@ -98,17 +98,46 @@ void bind_network(py::module_& m) {
       .def("add_node", &add_node, py::arg("kind"), py::arg("name"), py::arg("inbound"), py::arg("geometry"),
            py::arg("size"), py::arg("softmax"), py::arg("kernel"), py::arg("bias"), py::arg("pool_count"),
            py::arg("gather_input"), py::arg("gather_element"), py::arg("fanout"))
+      .def("set_window",
+           [](Network& net, int index, int start, int ref, const CArray<float>& theta, const CArray<float>& weight,
+              const std::vector<int>& delay) {
+             set_window(net, index, WindowNode{start, ref, to_vector(theta), to_vector(weight), delay});
+           },
+           py::arg("index"), py::arg("start"), py::arg("ref"), py::arg("theta"), py::arg("weight"),
+           py::arg("delay"),
+           "The window coding's constants of node `index` (core/network.h WindowNode).")
       .def_property_readonly("num_nodes", [](const Network& n) { return n.nodes.size(); })
       .def_property_readonly("num_classes", &Network::num_classes);
 
+  py::enum_<Coding>(m, "Coding", "The coding a run simulates (csrc/core/sim_config.h).")
+      .value("dyn_thresh", Coding::DynThresh)
+      .value("window", Coding::Window);
+
+  py::class_<WindowConfig>(m, "WindowConfig",
+                           "Run-wide constants of the window coding (docs/WINDOW_SEMANTICS.md): input_steps "
+                           "S_0, input_gain f64(S_0) / f64(X_0), signed_input, zero_spikes, read_step R_out.")
+      .def(py::init([](int input_steps, double input_gain, bool signed_input, bool zero_spikes, int read_step) {
+             if (input_steps < 1 || !(input_gain > 0.0) || read_step < 1)
+               throw py::value_error("WindowConfig: input_steps and read_step must be >= 1, input_gain > 0");
+             return WindowConfig{input_steps, input_gain, signed_input, zero_spikes, read_step};
+           }),
+           py::kw_only(), py::arg("input_steps"), py::arg("input_gain"), py::arg("signed_input"),
+           py::arg("zero_spikes"), py::arg("read_step"))
+      .def_readonly("input_steps", &WindowConfig::input_steps)
+      .def_readonly("input_gain", &WindowConfig::input_gain)
+      .def_readonly("read_step", &WindowConfig::read_step);
+
   py::class_<SimConfig>(m, "SimConfig", "Run semantics (validated by SimParams in Python).")
       .def(py::init([](int steps, float dt, float v_thresh, float tau_refrac, bool leak, uint64_t seed,
-                       bool early_stop, bool record_spike_times) {
+                       bool early_stop, bool record_spike_times, Coding coding, const WindowConfig& window) {
              if (steps < 1) throw py::value_error("steps must be >= 1");
-             return SimConfig{steps, dt, v_thresh, tau_refrac, leak, seed, early_stop, record_spike_times};
+             return SimConfig{steps, dt, v_thresh, tau_refrac, leak, seed, early_stop, record_spike_times,
+                              coding, window};
            }),
            py::arg("steps"), py::arg("dt"), py::arg("v_thresh"), py::arg("tau_refrac"), py::arg("leak"),
-           py::arg("seed"), py::arg("early_stop"), py::arg("record_spike_times") = true);
+           py::arg("seed"), py::arg("early_stop"), py::arg("record_spike_times") = true,
+           py::arg("coding") = Coding::DynThresh, py::arg("window") = WindowConfig{})
+      .def_readonly("coding", &SimConfig::coding);
 }
 
 }  // namespace bindings

@@ -27,4 +27,19 @@ TTFS_HD float add_rn(float a, float b) {
   return a + b;
 #endif
 }
+// The same in float64 (the window coding's input levels, WINDOW_SEMANTICS.md "Input").
+TTFS_HD double dmul_rn(double a, double b) {
+#if defined(__CUDA_ARCH__)
+  return __dmul_rn(a, b);
+#else
+  return a * b;
+#endif
+}
+TTFS_HD double dadd_rn(double a, double b) {
+#if defined(__CUDA_ARCH__)
+  return __dadd_rn(a, b);
+#else
+  return a + b;
+#endif
+}
 }  // namespace ttfs

@@ -55,6 +55,7 @@ struct Results {
   int64_t* spike_counts = nullptr;          // (rows, spiking nodes)
   double* synops = nullptr;                 // (rows, steps)
   int32_t* stop_step = nullptr;             // (rows,)
+  float* output_membrane = nullptr;         // window coding, optional: (rows, classes) read-out values y
 };
 
 class Engine {

@@ -2,6 +2,7 @@
 
 #include <cmath>
 #include <stdexcept>
+#include <string>
 
 namespace ttfs {
 
@@ -90,6 +91,27 @@ void validate_node(const Network& net, const Node& node) {
   require(!node.softmax || node.kind == NodeKind::Dense || node.kind == NodeKind::Conv2D ||
               node.kind == NodeKind::DepthwiseConv2D,
           node, "softmax output on a layer without weights");
+}
+
+void set_window(Network& net, int index, const WindowNode& window) {
+  if (index < 0 || index >= int(net.nodes.size())) throw std::invalid_argument("set_window: no node " + std::to_string(index));
+  Node& node = net.nodes[size_t(index)];
+  const bool output = index + 1 == int(net.nodes.size());
+  const bool windowed = node.integrates() && !output;
+  require(window.start >= 0 && window.ref >= window.start, node, "window: start after its reference step");
+  require(int64_t(window.theta.size()) == (windowed ? int64_t(node.geom.out_c) : 0), node,
+          "window: one threshold per channel of a windowed layer, none elsewhere");
+  require(int64_t(window.weight.size()) == (windowed && node.kind == NodeKind::AveragePooling2D ? node.size : 0),
+          node, "window: one ramp weight per neuron of an average pooling, none elsewhere");
+  require(window.delay.size() == (node.kind == NodeKind::Gather ? node.inbound.size() : 0), node,
+          "window: one delay per inbound of a gather, none elsewhere");
+  for (int d : window.delay) require(d >= 0, node, "window: negative delay");
+  require(!node.softmax, node, "window: the output is read, not a softmax");
+  require(node.kind != NodeKind::Input || int64_t(node.fanout.size()) == node.size, node,
+          "window: the input spikes, so it needs its fan-outs");
+  for (double f : node.fanout)  // (as validate_node requires of the layers': exact sums in any order)
+    require(f >= 0.0 && f == std::floor(f), node, "fan-outs must be non-negative whole numbers");
+  node.window = window;
 }
 
 }  // namespace ttfs

@@ -35,6 +35,18 @@ struct Geometry {
   int64_t out_size() const { return int64_t(out_h) * out_w * out_c; }
 };
 
+// A node's part of the window coding's plan (docs/WINDOW_SEMANTICS.md,
+// "Timeline" and "Constants"; simulation/window_plan.py), unused by the
+// original coding. Steps are integers from 1.
+struct WindowNode {
+  int start = 0;              // windowed layer: W, its window's first step; output: R_out
+  int ref = 0;                // R: windowed layer, its window's last step; input, max pooling:
+                              // their level-0 step; output: R_out. The node changes nothing after it.
+  std::vector<float> theta;   // windowed weighted layer and average pooling: threshold per channel
+  std::vector<float> weight;  // AveragePooling2D: ramp weight per neuron
+  std::vector<int> delay;     // Gather: steps added to the spikes of each inbound (Concatenate)
+};
+
 struct Node {
   NodeKind kind = NodeKind::Input;
   std::string name;
@@ -47,7 +59,8 @@ struct Node {
   std::vector<float> pool_count;   // AveragePooling2D: cells per window (out_h*out_w)
   std::vector<int32_t> gather_input;    // Gather: which inbound (-1: zero padding)
   std::vector<int64_t> gather_element;  // Gather: element in that inbound
-  std::vector<double> fanout;      // spiking nodes: synaptic ops per spike
+  std::vector<double> fanout;      // spiking nodes (and the window coding's input): synaptic ops per spike
+  WindowNode window;               // the window coding's constants (Network::set_window)
 
   bool is_spiking() const {
     return kind != NodeKind::Input && kind != NodeKind::Gather;
@@ -65,6 +78,11 @@ struct Network {
     return out;
   }
 };
+
+// Sets node `index`'s window-coding constants (the kernel of a weighted
+// layer holds the ramp weights then, its bias only the output's b_o);
+// throws std::invalid_argument if they do not fit the node.
+void set_window(Network& net, int index, const WindowNode& window);
 
 // Throws std::invalid_argument if the node is inconsistent (checked once,
 // when the plan is built, so the kernels can trust the indices).

@@ -5,6 +5,8 @@
 // change a result.
 #pragma once
 
+#include <cmath>
+
 #include "common.h"
 
 namespace ttfs {
@@ -83,6 +85,42 @@ TTFS_HD bool maxpool_step(float m, float tau, float& last_spike) {
   const bool record = (m > 0.0f) != (last_spike > 0.0f);
   if (m != 0.0f) last_spike = tau;
   return record;
+}
+
+// ---- The ttfs-window coding (docs/WINDOW_SEMANTICS.md) ----
+
+// "Input": the level of input value x, k = clip(floor(f64(x) * g + 1/2), 0, S_0)
+// with g = f64(S_0) / f64(X_0), multiply then add (no fused multiply-add).
+TTFS_HD int window_input_level(float x, double gain, int input_steps) {
+  const double level = floor(dadd_rn(dmul_rn(double(x), gain), 0.5));
+  return level <= 0.0 ? 0 : level >= double(input_steps) ? input_steps : int(level);
+}
+
+// "One step of a windowed layer" for a neuron at step t: W, R its layer's
+// window start and end, d = D(t) (0 without arrivals), theta its threshold;
+// V the membrane, I the slope, s the spike step (0: not fired). Returns true
+// if it fires at t. Selects rather than branches, so the CPU loop vectorises.
+TTFS_HD bool window_neuron_step(int t, int W, int R, float d, float theta, bool zero_spikes, float& V,
+                                float& I, int& s) {
+  V = add_rn(V, I);                                   // 1
+  I = t >= W ? 1.0f : add_rn(I, d);                   // 2
+  const bool fire = (t >= W) & (s == 0) & ((V >= theta) | (zero_spikes & (t == R)));
+  s = fire ? t : s;                                   // 3
+  return fire;
+}
+
+// The output layer before its read step: steps 1-2 without slope 1 or firing.
+TTFS_HD void window_output_step(float d, float& V, float& I) {
+  V = add_rn(V, I);
+  I = add_rn(I, d);
+}
+
+// The output read at R_out (after window_output_step of that step): y = V + b_o.
+TTFS_HD float window_output_value(float V, float bias) { return add_rn(V, bias); }
+
+// D(t) of an average-pooling neuron: f32(f64(arrivals, ON minus OFF) * f64(w_i)).
+TTFS_HD float window_pool_increment(double arrivals, float weight) {
+  return float(dmul_rn(arrivals, double(weight)));
 }
 
 }  // namespace ttfs

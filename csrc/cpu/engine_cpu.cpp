@@ -424,6 +424,10 @@ CpuEngine::CpuEngine(const Network& net, const SimConfig& config, const EngineOp
     : Engine(net, config, options), kernels_(cpu::cpu_kernel_set(options.cpu_kernels)) {
   if (options.cpu_threads < 0) throw std::invalid_argument("cpu_threads must be >= 0");
   if (options.cpu_share == CpuShare::All) share_policy_ = SharePolicy{0.0, 0};
+  if (config_.coding == Coding::Window) {  // a separate code path (window_runner.cpp)
+    window_ = std::make_unique<CpuWindowPlan>(net_, config_, std::string(kernels_.name) == "avx2");
+    return;
+  }
   shares_layers_ = std::any_of(net_.nodes.begin(), net_.nodes.end(), [&](const Node& node) {
     return node.integrates() && node.size >= share_policy_.min_pass;
   });
@@ -465,6 +469,10 @@ void CpuEngine::run(const Input& in, const Results& out) const {
   const int64_t in_size = net_.nodes[0].size, samples = in.samples, first = in.sample_offset;
   const float* x = in.data;
   const int wanted = std::max(1, options_.cpu_threads > 0 ? options_.cpu_threads : max_threads());
+  if (window_) {  // one sample per thread (cpu_share does not apply to this coding)
+    window_->run(in, out, wanted);
+    return;
+  }
   // Fewer samples than threads: where the network has large layers, the
   // threads share each sample's, one sample after another.
   if (samples < wanted && shares_layers_) {

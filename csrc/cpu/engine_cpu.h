@@ -4,7 +4,10 @@
 // layers instead. The kernels are in cpu_kernels.h.
 #pragma once
 
+#include <memory>
+
 #include "../core/engine.h"
+#include "window_runner.h"
 
 namespace ttfs {
 
@@ -46,6 +49,7 @@ class CpuEngine final : public Engine {
   std::vector<CpuNodeTables> tables_;   // per node
   SharePolicy share_policy_;
   bool shares_layers_ = false;          // some layer reaches share_policy_.min_pass
+  std::unique_ptr<CpuWindowPlan> window_;  // coding == Window: that coding's runner (window_runner.h)
 };
 
 int max_threads();

@@ -72,7 +72,7 @@ void CudaEngine::Impl::assign_history_slots() {
 // The single list of per-sample buffers: visit(buffer, elements per sample).
 template <typename Visit>
 void CudaEngine::Impl::visit_batch_buffers(BatchBuffers& b, Visit&& visit) {
-  const bool step_major = !layer_major;
+  const bool step_major = !layer_major && !window;  // (the original coding's step loop)
   visit(b.x, in_size);
   visit(b.signal, step_major ? row : 0);
   visit(b.prospective, step_major ? row : 0);
@@ -90,7 +90,7 @@ void CudaEngine::Impl::visit_batch_buffers(BatchBuffers& b, Visit&& visit) {
     const Node& node = net.nodes[i];
     const DeviceNode& d = nodes[i];
     const int window_fields = windowed && node.is_spiking() ? kWindowFields : 0;
-    visit(b.state[i], int64_t(step_major ? d.state_fields : window_fields) * d.size);
+    visit(b.state[i], int64_t(step_major || window ? d.state_fields : window_fields) * d.size);
     const bool event_driven = step_major && events && node.integrates();
     const bool window_sums = windowed && node.integrates();
     visit(b.sums[i], event_driven || window_sums ? 2 * int64_t(d.size) : 0);
@@ -109,8 +109,8 @@ void CudaEngine::Impl::visit_batch_buffers(BatchBuffers& b, Visit&& visit) {
   b.first_spike.resize(spiking.size());
   for (size_t l = 0; l < spiking.size(); ++l)
     visit(b.first_spike[l], record_spike_times ? nodes[spiking[l]].size : 0);
-  visit(b.partial_spikes, step_major ? partial_stride : 0);
-  visit(b.partial_ops, step_major ? partial_stride : 0);
+  visit(b.partial_spikes, step_major || window ? partial_stride : 0);
+  visit(b.partial_ops, step_major || window ? partial_stride : 0);
   visit(b.class_count, step_major ? classes : 0);
   visit(b.first_on, layer_major ? int64_t(nodes.size()) : 0);
   visit(b.changed, layer_major ? int64_t(nodes.size()) * steps : 0);
@@ -118,6 +118,9 @@ void CudaEngine::Impl::visit_batch_buffers(BatchBuffers& b, Visit&& visit) {
   visit(b.step_spikes, layer_major ? int64_t(layers) * steps : 0);
   visit(b.step_ops, layer_major ? steps : 0);
   visit(b.done, layer_major && early_stop ? 1 : 0);
+  visit(b.fired, window ? row : 0);
+  visit(b.fired_off, window && window_config.signed_input ? row : 0);
+  visit(b.output_membrane, window ? classes : 0);
   visit(b.spike_counts, layers);
   visit(b.synops, steps);
   visit(b.counts, classes * steps);
@@ -209,6 +212,7 @@ void CudaEngine::Impl::copy_results(int64_t n, const Results& out, int64_t row0)
   copy_out(out.spike_counts + row0 * layers, batch.spike_counts, n * layers, st);
   copy_out(out.synops + row0 * steps, batch.synops, n * steps, st);
   copy_out(out.stop_step + row0, batch.stop_step, n, st);
+  if (out.output_membrane) copy_out(out.output_membrane + row0 * classes, batch.output_membrane, n * classes, st);
   TTFS_CUDA_CHECK(cudaStreamSynchronize(st));
 }
 

@@ -60,6 +60,13 @@ CudaEngine::Impl::Impl(const Network& network, const SimConfig& cfg, const Engin
   early_stop = cfg.early_stop;
   record_spike_times = cfg.record_spike_times;
   events = options.cuda_synapses == CudaSynapses::Events;
+  window = cfg.coding == Coding::Window;
+  window_config = cfg.window;
+  if (window && options.cuda_schedule == CudaSchedule::Layer)
+    throw std::invalid_argument("the ttfs-window coding runs on the step schedule only; use cuda_schedule='step'");
+  if (window && cfg.steps < cfg.window.read_step)
+    throw std::invalid_argument("window coding: the output is read at step " + std::to_string(cfg.window.read_step) +
+                                ", but the run has only " + std::to_string(cfg.steps) + " steps");
   layer_major = options.cuda_schedule == CudaSchedule::Layer && layer_major_supported(net);
   window_steps = std::min(cfg.steps, kMaxWindowSteps);
   if (cfg.early_stop) window_steps = std::min(window_steps, std::max(kMinStopWindow, (cfg.steps + 3) / 4));
@@ -127,6 +134,7 @@ void CudaEngine::Impl::upload_nodes(const SimConfig& cfg) {
       d.source_node = DeviceBuffer<int>::from_host(source_node.data(), source_node.size(), st);
       d.source_element = DeviceBuffer<int>::from_host(source_element.data(), source_element.size(), st);
     }
+    if (window) upload_window(node, d, st);
     if (node.is_spiking()) {
       d.slot = int(partial_offsets.size());
       d.fanout = DeviceBuffer<double>::from_host(node.fanout.data(), node.fanout.size(), st);
@@ -137,8 +145,41 @@ void CudaEngine::Impl::upload_nodes(const SimConfig& cfg) {
       partial_stride += d.record_blocks;
     }
   }
+  if (window) {  // the input spikes in this coding: its operations get partial sums too
+    input_partial_offset = partial_stride;
+    partial_stride += blocks_for(net.nodes[0].size, kBlock);
+  }
   layer_partial_offset = DeviceBuffer<int>::from_host(partial_offsets.data(), partial_offsets.size(), st);
   layer_partial_blocks = DeviceBuffer<int>::from_host(partial_blocks.data(), partial_blocks.size(), st);
+}
+
+// A node's constants of the window coding (Node::window), on the device.
+void CudaEngine::Impl::upload_window(const Node& node, DeviceNode& d, cudaStream_t st) {
+  const WindowNode& w = node.window;
+  if (node.is_spiking() && w.ref < 1)
+    throw std::invalid_argument("window coding: node '" + node.name + "' lacks its window constants");
+  d.window_start = w.start;
+  d.window_ref = w.ref;
+  d.theta = DeviceBuffer<float>::from_host(w.theta.data(), w.theta.size(), st);
+  d.window_weight = DeviceBuffer<float>::from_host(w.weight.data(), w.weight.size(), st);
+  if (&node == &net.nodes.back()) d.window_bias = DeviceBuffer<float>::from_host(node.bias.data(), node.bias.size(), st);
+  if (node.kind == NodeKind::Input) {
+    if (int64_t(node.fanout.size()) != node.size || w.ref != window_config.input_ref())
+      throw std::invalid_argument("window coding: the input node lacks its window constants");
+    d.fanout = DeviceBuffer<double>::from_host(node.fanout.data(), node.fanout.size(), st);
+  } else if (node.kind == NodeKind::Gather) {
+    if (w.delay.size() != node.inbound.size())
+      throw std::invalid_argument("window coding: gather '" + node.name + "' lacks its delays");
+    std::vector<int> delay(size_t(node.size), 0);
+    for (int64_t e = 0; e < node.size; ++e)
+      if (node.gather_input[size_t(e)] >= 0) delay[size_t(e)] = w.delay[size_t(node.gather_input[size_t(e)])];
+    d.gather_delay = DeviceBuffer<int>::from_host(delay.data(), delay.size(), st);
+  } else if (node.integrates() && &node != &net.nodes.back() && w.theta.size() != size_t(node.geom.out_c)) {
+    throw std::invalid_argument("window coding: node '" + node.name + "' lacks its thresholds");
+  }
+  if (&node == &net.nodes.back() && (!node.integrates() || w.ref != window_config.read_step))
+    throw std::invalid_argument("window coding: the output must be a weighted layer read at R_out");
+  d.state_fields = node.integrates() ? kWindowStateFields : 0;
 }
 
 CudaEngine::Impl::~Impl() {
@@ -156,7 +197,9 @@ void CudaEngine::Impl::run(const Input& in, const Results& out) {
     for (int64_t start = 0; start < in.samples; start += chunk) {
       const int64_t n = std::min(chunk, in.samples - start), first = in.sample_offset + start;
       const float* x = chunk_input(in.data + start * in_size, in.on_device, n);
-      if (layer_major)  // the kernels take the chunk's first sample for the softmax draws
+      if (window)
+        run_chunk_window(x, n);
+      else if (layer_major)  // the kernels take the chunk's first sample for the softmax draws
         run_chunk_layer(x, n, in.stream_offset + first);
       else
         run_chunk_step(x, n, in.stream_offset + first);

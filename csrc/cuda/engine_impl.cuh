@@ -38,6 +38,12 @@ struct DeviceNode {
   DeviceBuffer<int64_t> gather_source;   // Gather: offset in the row, -1 = zero padding
   DeviceBuffer<int> source_node, source_element;  // Gather (layer-major): inbound node (-1: padding), element
   int words = 0;                         // layer-major: words of one step's history plane
+  // The window coding (Node::window): W and R, thresholds per channel,
+  // average pooling's ramp weights, the output's bias b_o (not times dt), a
+  // Gather's delay per element.
+  int window_start = 0, window_ref = 0;
+  DeviceBuffer<float> theta, window_weight, window_bias;
+  DeviceBuffer<int> gather_delay;
 };
 
 // Everything whose size is proportional to the samples of a chunk.
@@ -74,6 +80,9 @@ struct BatchBuffers {
   DeviceBuffer<History> histories;                // per node (not per sample): where its history is
   // (and, when the run has several windows, `state` and `sums` above hold
   // each spiking node's registers between them: WindowState)
+  // The window coding (window_kernels.cuh): per element the step it spikes at
+  DeviceBuffer<int> fired, fired_off;             // [sample][row] (fired_off: signed input only)
+  DeviceBuffer<float> output_membrane;            // [sample][classes]
 };
 
 // Event-driven Conv2D and Dense layers with many input channels read their
@@ -110,6 +119,11 @@ struct CudaEngine::Impl {
   // by layer when cuda_schedule = Layer asks for it and the network is
   // supported (layer_kernels.cuh: one launch per node, state in registers).
   bool layer_major = false;
+  // The coding: the original (step_schedule.cu, layer_schedule.cu) or the
+  // window coding (step_schedule.cu's run_chunk_window, up to R_out).
+  bool window = false;
+  WindowConfig window_config{};
+  int input_partial_offset = 0;  // window coding: the input's spikes' partial sums
   // Layer-major: steps per window (layer_history.cuh). One window for the
   // whole run where the per-block totals allow (kMaxWindowSteps); with early
   // stop, windows of a quarter of the run (at least kMinStopWindow steps), so
@@ -137,6 +151,7 @@ struct CudaEngine::Impl {
   Impl(const Network& network, const SimConfig& cfg, const EngineOptions& options);
   ~Impl();
   void upload_nodes(const SimConfig& cfg);
+  void upload_window(const Node& node, cuda::DeviceNode& d, cudaStream_t stream);
   // The chunk loop of a run (the caller holds the mutex and the device).
   void run(const Input& in, const Results& out);
 
@@ -160,6 +175,9 @@ struct CudaEngine::Impl {
 
   // ---------------------------------------------------- step_schedule.cu
   void run_chunk_step(const float* x, int64_t n, int64_t sample_offset);
+
+  // The window coding's step loop (also step_schedule.cu).
+  void run_chunk_window(const float* x, int64_t n);
 
   // ---------------------------------------------------- layer_schedule.cu
   void run_chunk_layer(const float* x, int64_t n, int64_t sample_offset);

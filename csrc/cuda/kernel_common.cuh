@@ -48,6 +48,7 @@ __device__ __forceinline__ bool done_for_run(const StepParams& p, float last_spi
 
 // Float state fields of a node, each [sample][size], field after field.
 enum IntegratingField { kCurrent = 0, kMissing, kMembrane, kRefracUntil, kLastSpike, kIntegratingFields };
+enum WindowField { kWindowV = 0, kWindowI, kWindowStateFields };  // the window coding's V and I
 enum MaxPoolField { kPooled = 0, kPooledProspective, kPoolLastSpike, kPoolLastProspective, kMaxPoolFields };
 
 // Block sum in a fixed order (warp shuffles, then warps in index order), so

@@ -9,11 +9,14 @@
 // cell_changes_kernel). cuda_synapses = Gather instead re-gathers the whole
 // fan-in whenever the inbound node changed (the first design, kept for
 // comparison; synapse_gather.cuh).
+// The ttfs-window coding has a step loop of its own (run_chunk_window, at the
+// end: window_kernels.cuh), run up to the read step R_out.
 #include <algorithm>
 #include <stdexcept>
 
 #include "engine_impl.cuh"
 #include "step_kernels.cuh"
+#include "window_kernels.cuh"
 
 namespace ttfs {
 
@@ -155,6 +158,94 @@ void CudaEngine::Impl::run_chunk_step(const float* x, int64_t n, int64_t sample_
       if (still_running == 0) break;  // every sample stopped and filled its results
     }
   }
+}
+
+// ------------------------------------------------------- the window coding
+
+namespace cuda {
+namespace {
+
+FiredView fired_view(CudaEngine::Impl& m) {
+  return FiredView{m.batch.fired.data(), m.batch.fired_off.data(), m.row, m.control.data()};
+}
+
+// The kernels of one step of the window coding for `n` samples, in node order.
+void enqueue_window_step(CudaEngine::Impl& m, int64_t n) {
+  cudaStream_t st = m.stream.get();
+  const FiredView f = fired_view(m);
+  const DeviceNode& input = m.nodes[0];
+  const Recorder input_rec{nullptr, input.fanout.data(), m.batch.partial_spikes.data(), m.batch.partial_ops.data(),
+                           m.input_partial_offset, m.partial_stride};
+  launch("window_input_record_kernel", window_input_record_kernel,
+         dim3(blocks_for(m.in_size, kBlock), unsigned(n)), dim3(kBlock), st, m.in_size,
+         m.window_config.input_ref(), f, input_rec);
+  for (size_t i = 1; i < m.nodes.size(); ++i) {
+    const Node& node = m.net.nodes[i];
+    const DeviceNode& d = m.nodes[i];
+    const dim3 grid(blocks_for(d.size, kBlock), unsigned(n));
+    if (node.kind == NodeKind::Gather) {
+      const WindowGatherArgs a{d.size, d.gather_source.data(), d.gather_delay.data(), d.signal_offset, f};
+      launch("window_gather_kernel", window_gather_kernel, grid, dim3(kBlock), st, a);
+      continue;
+    }
+    WindowLayerArgs a{};
+    a.g = node.geom;
+    a.size = d.size;
+    a.start = d.window_start;
+    a.ref = d.window_ref;
+    a.output = i + 1 == m.nodes.size();
+    a.zero_spikes = m.window_config.zero_spikes;
+    a.dt = m.params.dt;
+    a.in_offset = m.nodes[node.inbound[0]].signal_offset;
+    a.out_offset = d.signal_offset;
+    a.kernel = d.kernel.data();
+    a.bias = d.window_bias.data();  // null without a bias
+    a.theta = d.theta.data();
+    a.weight = d.window_weight.data();
+    a.state = m.batch.state[i].data();
+    a.field_stride = m.batch.capacity * d.size;
+    a.y = m.batch.output_membrane.data();
+    a.f = f;
+    a.r = recorder(m, d);
+    switch (node.kind) {
+      case NodeKind::MaxPooling2D: launch("window_maxpool_kernel", window_maxpool_kernel, grid, dim3(kBlock), st, a); break;
+      case NodeKind::Dense: launch("window_layer_kernel<Dense>", window_layer_kernel<NodeKind::Dense>, grid, dim3(kBlock), st, a); break;
+      case NodeKind::Conv2D: launch("window_layer_kernel<Conv2D>", window_layer_kernel<NodeKind::Conv2D>, grid, dim3(kBlock), st, a); break;
+      case NodeKind::DepthwiseConv2D:
+        launch("window_layer_kernel<DepthwiseConv2D>", window_layer_kernel<NodeKind::DepthwiseConv2D>, grid, dim3(kBlock), st, a);
+        break;
+      case NodeKind::AveragePooling2D:
+        launch("window_layer_kernel<AveragePooling2D>", window_layer_kernel<NodeKind::AveragePooling2D>, grid, dim3(kBlock), st, a);
+        break;
+      default:
+        throw std::logic_error("enqueue_window_step: unknown node kind");
+    }
+  }
+  const WindowReadoutArgs r{m.layers, m.layer_partial_offset.data(), m.layer_partial_blocks.data(),
+                            m.input_partial_offset, blocks_for(m.in_size, kBlock), m.batch.partial_spikes.data(),
+                            m.batch.partial_ops.data(), m.partial_stride, m.steps, m.batch.spike_counts.data(),
+                            m.batch.synops.data(), m.control.data()};
+  launch("window_readout_kernel", window_readout_kernel, dim3(unsigned(n)), dim3(kReadoutBlock), st, r);
+  launch("advance_step_kernel", advance_step_kernel, dim3(1), dim3(1), st, m.control.data());
+}
+
+}  // namespace
+}  // namespace cuda
+
+// The window coding: the input's spike steps, one graph launch per step up
+// to R_out (nothing changes after it), then the decision.
+void CudaEngine::Impl::run_chunk_window(const float* x, int64_t n) {
+  cudaStream_t st = stream.get();
+  const cudaGraphExec_t step = graphs.get(n, st, [&] { enqueue_window_step(*this, n); });
+  const Control start{1, int(n), 0};
+  TTFS_CUDA_CHECK(cudaMemcpyAsync(control.data(), &start, sizeof start, cudaMemcpyHostToDevice, st));
+  launch("window_input_kernel", window_input_kernel, dim3(blocks_for(in_size, kBlock), unsigned(n)), dim3(kBlock),
+         st, x, in_size, window_config, fired_view(*this));
+  for (int t = 1; t <= window_config.read_step; ++t) TTFS_CUDA_CHECK(cudaGraphLaunch(step, st));
+  const WindowFinishArgs fin{int(classes), steps, window_config.read_step, early_stop ? window_config.read_step : steps,
+                             batch.output_membrane.data(), batch.counts.data(), batch.synops.data(),
+                             batch.stop_step.data()};
+  launch("window_finish_kernel", window_finish_kernel, dim3(unsigned(n)), dim3(kReadoutBlock), st, fin);
 }
 
 }  // namespace ttfs

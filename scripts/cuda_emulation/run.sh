@@ -41,7 +41,7 @@ for o in "${objs[@]}"; do [[ -f "$o" ]] || { echo "compile failed: $o" >&2; exit
 g++ -shared -fopenmp "${objs[@]}" -o "$emu/pkg/ttfs_native/_core$(python3-config --extension-suffix)"
 cd "$repo"
 # 66,000 samples are too slow to emulate
-PYTHONPATH="$emu/pkg" python3 -m pytest tests/test_cuda.py tests/test_concurrency.py \
+PYTHONPATH="$emu/pkg" python3 -m pytest tests/test_cuda.py tests/test_concurrency.py tests/test_window_native.py \
   tests/test_simulator_api.py::test_spike_times_can_be_left_out \
   tests/test_cli.py::test_simulate_reproduces_golden_case -q -p no:cacheprovider \
   --deselect tests/test_cuda.py::test_more_samples_than_one_launch_holds "$@"

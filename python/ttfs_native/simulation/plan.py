@@ -51,15 +51,23 @@ def gather_map(spec: LayerSpec, inbound_sizes: list) -> tuple:
     return slot, element
 
 
-def build_network(core, model: Model, fanouts: dict):
-    """A ``_core.Network`` for ``model`` with per-neuron fan-outs for synaptic-op counting."""
+def build_network(core, model: Model, fanouts: dict, weights: dict | None = None, input_spikes: bool = False,
+                  stochastic_softmax: bool = True):
+    """A ``_core.Network`` for ``model`` with per-neuron fan-outs for synaptic-op counting.
+
+    weights: per layer name, (kernel, bias or None) to hand over instead of the
+    model's (the window coding's ramp weights). input_spikes: the input node
+    carries its fan-outs (a spiking input). stochastic_softmax=False: a softmax
+    output is handed over as a plain layer (a coding that reads its membrane).
+    """
     net = core.Network()
     index = {INPUT_NAME: 0}
     size = {INPUT_NAME: model.input_size}
     ih, iw, ic = _hw_c(model.input_shape)
+    input_fanout = np.asarray(fanouts[INPUT_NAME], np.float64).reshape(-1) if input_spikes else np.zeros(0)
     net.add_node(core.NodeKind.Input, INPUT_NAME, [],
                  core.Geometry(in_h=ih, in_w=iw, in_c=ic, out_h=ih, out_w=iw, out_c=ic), model.input_size,
-                 False, _F32, _F32, _F32, np.zeros(0, np.int32), np.zeros(0, np.int64), np.zeros(0))
+                 False, _F32, _F32, _F32, np.zeros(0, np.int32), np.zeros(0, np.int64), input_fanout)
     out = model.output_layer
     for spec in model.layers:
         inbound = [index[n] for n in spec.inbound]
@@ -75,12 +83,12 @@ def build_network(core, model: Model, fanouts: dict):
             geom = core.Geometry(**geometry(spec))
             fanout = np.asarray(fanouts[spec.name], np.float64).reshape(-1)
             if spec.is_weighted:
-                w = model.weights[spec.name]
-                kernel = w["kernel"]
-                bias = w["bias"] if w["bias"] is not None else _F32
+                kernel, bias = (weights or {}).get(spec.name) or (model.weights[spec.name]["kernel"],
+                                                                   model.weights[spec.name]["bias"])
+                bias = bias if bias is not None else _F32
             if spec.type == "AveragePooling2D":
                 pool_count = ops.pool_cell_counts(spec).reshape(-1)
-        softmax = spec is out and spec.is_weighted and spec.activation == "softmax"
+        softmax = stochastic_softmax and spec is out and spec.is_weighted and spec.activation == "softmax"
         net.add_node(kind, spec.name, inbound, geom, spec.size, softmax, kernel, bias, pool_count,
                      slot, element, fanout)
         index[spec.name] = len(index)

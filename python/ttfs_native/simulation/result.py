@@ -11,7 +11,7 @@ from .metrics import LayerMetrics, Metrics
 
 # Fields of SimulationResult: what from_raw reads, the other per-sample ones
 # (arrays or dicts of arrays, first axis the sample), what from_raw derives.
-_RAW = ("counts", "synops_t", "stop_step", "first_spike_times", "spike_counts")
+_RAW = ("counts", "synops_t", "stop_step", "first_spike_times", "spike_counts", "output_membrane")
 _PER_SAMPLE = ("input_macs", "layer_acs")
 _DERIVED = ("predictions", "labels", "accuracy_t")
 
@@ -23,7 +23,8 @@ class SimulationResult:
     Attributes
     ----------
     predictions : (N,) int64, argmax of the final class counts (lowest index
-        on ties), -1 where the output never fired.
+        on ties), -1 where the output never fired; coding ttfs-window: argmax
+        of ``output_membrane`` (lowest index on ties).
     counts : (N, classes, T) int32, cumulative number of steps at which each
         output neuron's signal was non-zero.
     first_spike_times : dict layer -> (N, *layer shape) float32, time of the
@@ -41,6 +42,8 @@ class SimulationResult:
         sample, None when the input was read on the GPU.
     layer_acs : dict layer -> (N,) float64 accumulates per sample, None when
         spike times were not recorded on the host.
+    output_membrane : (N, classes) float32, coding ttfs-window only (else None):
+        the output layer's value y read at R_out (docs/WINDOW_SEMANTICS.md).
     Units and definitions: :meth:`metrics` (docs/METRICS.md).
     """
 
@@ -62,12 +65,17 @@ class SimulationResult:
     parameters: int = 0
     input_macs: np.ndarray | None = None
     layer_acs: dict | None = None
+    output_membrane: np.ndarray | None = None
 
     @classmethod
     def from_raw(cls, raw: dict, labels=None, **info) -> "SimulationResult":
         counts = raw["counts"]
         final = counts[:, :, -1]
-        predictions = np.where(final.max(axis=1) > 0, final.argmax(axis=1), -1).astype(np.int64)
+        output_membrane = raw.get("output_membrane")
+        if output_membrane is not None:   # ttfs-window: the read-out values decide (lowest index on ties)
+            predictions = output_membrane.argmax(axis=1).astype(np.int64)
+        else:
+            predictions = np.where(final.max(axis=1) > 0, final.argmax(axis=1), -1).astype(np.int64)
         accuracy_t = None
         if labels is not None:
             decided = counts.max(axis=1) > 0                       # (N, T)
@@ -76,6 +84,7 @@ class SimulationResult:
         return cls(predictions=predictions, counts=counts,
                    first_spike_times=raw["first_spike_times"], spike_counts=raw["spike_counts"],
                    synops_t=raw["synops_t"], stop_step=raw["stop_step"], labels=labels,
+                   output_membrane=output_membrane,
                    accuracy_t=accuracy_t, **info)
 
     @classmethod
@@ -176,6 +185,8 @@ class SimulationResult:
                   "ann_ops": np.float64(self.ann_ops), "ann_macs": np.float64(self.ann_macs)}
         if self.input_macs is not None:
             arrays["input_macs"] = self.input_macs
+        if self.output_membrane is not None:
+            arrays["output_membrane"] = self.output_membrane
         for name, acs in (self.layer_acs or {}).items():
             arrays[f"acs/{name}"] = acs
         if self.accuracy_t is not None:

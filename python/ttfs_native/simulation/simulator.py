@@ -140,9 +140,6 @@ class Simulator:
             raise ValueError(f"num_threads must be a positive integer or None, got {num_threads!r}")
         self.num_threads = int(num_threads) if num_threads else default_threads()
         self.backend = self._pick_backend(backend)
-        if self._window_plan is not None and self.backend != "reference":
-            raise ValueError(f"coding 'ttfs-window' is not implemented by the {self.backend} backend yet; "
-                             "use backend='reference'")
         self.spike_times_on_device = bool(spike_times_on_device)
         if self.spike_times_on_device and (self.backend != "cuda" or not self.record_spike_times):
             raise ValueError("spike_times_on_device needs backend='cuda' and record_spike_times=True "
@@ -160,12 +157,18 @@ class Simulator:
                 return WindowReferenceEngine(self.model, self.params, self.fanouts, self._window_plan)
             return ReferenceEngine(self.model, self.params, self.fanouts, self.record_spike_times)
         core = _core()
-        from .plan import build_network
-        network = build_network(core, self.model, self.fanouts)
         p = self.params
+        coding = {}
+        if self._window_plan is not None:  # docs/WINDOW_SEMANTICS.md: the plan's constants, typed
+            from .window_native import build_window_network, window_config
+            network = build_window_network(core, self.model, self.fanouts, self._window_plan)
+            coding = dict(coding=core.Coding.window, window=window_config(core, self._window_plan))
+        else:
+            from .plan import build_network
+            network = build_network(core, self.model, self.fanouts)
         config = core.SimConfig(steps=p.steps, dt=p.dt, v_thresh=p.v_thresh, tau_refrac=p.tau_refrac,
                                 leak=bool(p.leak), seed=int(p.seed), early_stop=bool(p.early_stop),
-                                record_spike_times=self.record_spike_times)
+                                record_spike_times=self.record_spike_times, **coding)
         engine_type = core.CpuEngine if self.backend == "cpu" else core.CudaEngine
         return engine_type(network, config, self.options.to_core(core, self.num_threads))  # copies all
 
@@ -298,9 +301,11 @@ class Simulator:
             first = {s.name: core.DeviceArray((n,) + s.output_shape, self._engine.device) for s in spiking}
         else:
             first = {s.name: np.zeros((n, s.size), np.float32) for s in recorded}
+        membrane = np.zeros((n, classes), np.float32) if self._window_plan is not None else None
         results = core.Results(counts=np.zeros((n, classes, steps), np.int32), first_spike=list(first.values()),
                                spike_counts=np.zeros((n, len(spiking)), np.int64),
-                               synops=np.zeros((n, steps), np.float64), stop_step=np.zeros(n, np.int32))
+                               synops=np.zeros((n, steps), np.float64), stop_step=np.zeros(n, np.int32),
+                               output_membrane=membrane)
         start = time.perf_counter()
         for lo in range(0, n, self.batch_size):
             hi = min(n, lo + self.batch_size)
@@ -313,7 +318,7 @@ class Simulator:
         else:
             spike_times = {s.name: first[s.name].reshape((n,) + s.output_shape) for s in recorded}
         raw = {"counts": results.counts, "synops_t": results.synops, "stop_step": results.stop_step,
-               "first_spike_times": spike_times,
+               "first_spike_times": spike_times, "output_membrane": membrane,
                "spike_counts": {s.name: results.spike_counts[:, j] for j, s in enumerate(spiking)}}
         return SimulationResult.from_raw(
             raw, labels=labels, ann_ops=self.ann_ops, neurons={s.name: s.size for s in spiking},

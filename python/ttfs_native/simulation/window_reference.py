@@ -172,6 +172,7 @@ class WindowReferenceEngine:
         results.counts[lo:hi] = raw["counts"]
         results.synops[lo:hi] = raw["synops_t"]
         results.stop_step[lo:hi] = raw["stop_step"]
+        results.output_membrane[lo:hi] = raw["output_membrane"].reshape(hi - lo, -1)
         first = list(results.first_spike)
         for j, s in enumerate(self.model.spiking_layers):
             if first:
