@@ -224,7 +224,8 @@ def calibrate(model_or_ann: Model, x_cal, y_cal, max_steps: int = 64,
         run(Setting(p, float(v), float(dt), bool(leak), fold_pooling=fold))
     best = max(trials.values(), key=lambda t: t.score)
 
-    weighted = [s.name for s in model_or_ann.layers if s.is_weighted]
+    # layers with a threshold of their own (a residual branch shares its Add's)
+    weighted = [s.name for s in model_or_ann.layers if (s.is_weighted and not s.is_branch) or s.is_add]
     for _ in range(layer_rounds if layer_factors else 0):
         improved = False
         for name in weighted:

@@ -28,6 +28,11 @@ Choices (the toolbox's unless stated):
   as each consuming layer sees one scale per input channel (a convolution or
   pooling after a *spatial* concatenation of differently scaled branches is
   refused with an error).
+* Add (SEMANTICS.md "Add"): its branches share one scale at the merge,
+  the Add's ``lambda`` (the percentile of its own activations, or its clip).
+  A weighted branch is rescaled like any weighted layer with that ``lambda``
+  as its own; an identity inbound of scale ``lambda_in`` gets the factor
+  ``lambda_in / lambda_add`` in the Add's ``scales``.
 * Softmax output layer: ``lambda = 1`` (only the inbound scale is undone), as
   the toolbox does, because a small percentile of softmax probabilities would
   blow up the output's weights and biases. Convert it to ReLU first
@@ -76,11 +81,13 @@ def normalise(model: Model, x_calibration, percentile: float = DEFAULT_PERCENTIL
     percentile = check_percentile(percentile)
     model = ann_view(model)   # a calibrated model's layer threshold scales are not part of its ANN
     factors = scale_factors(model, x_calibration, percentile, batch_size)
-    weights = _rescaled_weights(model, factors)
+    weights, add_scales = _rescaled_weights(model, factors)
     layers = [s.to_json() for s in model.layers]
     for d in layers:
         if d.get("max_value") is not None:
             d["max_value"] = d["max_value"] / factors[d["name"]]   # the clip in the layer's new scale
+        if d["name"] in add_scales:
+            d["scales"] = add_scales[d["name"]]
     metadata = dict(model.metadata)
     metadata.pop("calibration", None)
     record = {"method": "percentile of non-zero activations (SNN Toolbox normalize_parameters)",
@@ -129,33 +136,42 @@ def scale_factors(model: Model, x_calibration, percentile: float = DEFAULT_PERCE
             raise ValueError(f"layer '{name}' has no positive activation on the {x.shape[0]} "
                              "calibration samples; use a larger or more representative calibration set")
         factors[name] = float(np.percentile(positive.astype(np.float64), percentile))
+    for spec in model.layers:
+        if spec.is_branch:      # a residual branch lives in its Add's scale
+            factors[spec.name] = factors[spec.merge]
     return factors
 
 
 def _positive_activations(model: Model, x: np.ndarray, batch_size: int) -> dict:
-    """Flat positive activations of each weighted layer (None for a softmax output)."""
-    names = [s.name for s in model.layers if s.is_weighted and s.activation != "softmax"]
+    """Flat positive activations of each weighted layer and Add (None for a softmax
+    output; residual branches have none of their own: they take their Add's)."""
+    normalised = [s for s in model.layers if (s.is_weighted and not s.is_branch) or s.is_add]
+    names = [s.name for s in normalised if s.activation != "softmax"]
     parts: dict = {n: [] for n in names}
     for lo in range(0, x.shape[0], batch_size):
         acts = model.ann_forward(x[lo:lo + batch_size], return_all=True)
         for n in names:
             a = acts[n]
             parts[n].append(a[a > 0])
-    out = {}
-    for spec in model.layers:
-        if spec.is_weighted:
-            out[spec.name] = None if spec.activation == "softmax" else np.concatenate(parts[spec.name])
-    return out
+    return {s.name: None if s.activation == "softmax" else np.concatenate(parts[s.name]) for s in normalised}
 
 
 # ------------------------------------------------------------ applying
-def _rescaled_weights(model: Model, factors: dict) -> dict:
-    """New weights with ``kernel *= lambda_in / lambda_out``, ``bias /= lambda_out``."""
+def _rescaled_weights(model: Model, factors: dict) -> tuple:
+    """New weights with ``kernel *= lambda_in / lambda_out``, ``bias /= lambda_out``,
+    and each Add's new ``scales`` (an identity inbound: ``scale * lambda_in / lambda_add``;
+    a weighted branch's kernel already undoes its input's scale)."""
     scales = {"input": 1.0}  # scale of each layer's output: a float, or an array of its shape
-    weights = {}
+    weights, add_scales = {}, {}
     for spec in model.layers:
         ins = [scales[n] for n in spec.inbound]
-        if spec.is_weighted:
+        if spec.is_add:
+            lam = factors[spec.name]
+            add_scales[spec.name] = [
+                s if n != "input" and model.layer(n).is_branch else s * _identity_scale(spec, n, scale) / lam
+                for n, s, scale in zip(spec.inbound, spec.scales, ins)]
+            scales[spec.name] = lam
+        elif spec.is_weighted:
             lam = factors[spec.name]
             w = model.weights[spec.name]
             kernel = w["kernel"].astype(np.float64) * _kernel_input_scale(spec, ins[0]) / lam
@@ -164,7 +180,18 @@ def _rescaled_weights(model: Model, factors: dict) -> dict:
             scales[spec.name] = lam
         else:
             scales[spec.name] = _pass_scale(spec, ins)
-    return weights
+    return weights, add_scales
+
+
+def _identity_scale(spec, inbound: str, scale) -> float:
+    """The one scale of an Add's identity inbound."""
+    if not isinstance(scale, np.ndarray):
+        return float(scale)
+    flat = np.unique(scale)
+    if flat.size != 1:
+        raise ModelError(f"layer '{spec.name}': its inbound '{inbound}' concatenates branches with "
+                         "different normalisation scales, which an identity shortcut cannot undo")
+    return float(flat[0])
 
 
 def _kernel_input_scale(spec, scale):
