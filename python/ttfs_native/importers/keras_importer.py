@@ -334,6 +334,9 @@ class _KerasConverter:
         self.b.add(layer.name, layer.name, "UpSampling2D", {"size": c.get("size", 2)}, inputs,
                    name=self._name(layer))
 
+    def _layer_Add(self, layer, inputs):
+        self.b.add_tensors(layer.name, layer.name, inputs, name=self._name(layer))
+
     def _layer_Softmax(self, layer, inputs):
         axis = layer.config.get("axis", -1)
         if axis not in (-1, [-1], len(inputs[0].shape), [len(inputs[0].shape)]):

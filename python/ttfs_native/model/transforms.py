@@ -116,8 +116,8 @@ def apply_layer_scales(model: Model, layer_scales) -> Model:
     branches = {s.name for s in model.layers if s.is_branch}
     unknown = [n for n in scales if (n not in model.weights and n not in adds) or n in branches]
     if unknown:
-        raise ValueError(f"layer_scales name unknown, weightless or residual-branch layer(s): "
-                         f"{', '.join(unknown)}")
+        raise ValueError(f"layer_scales name unknown or weightless layer(s) (or residual branches, whose "
+                         f"threshold is their Add's): {', '.join(unknown)}")
     for name, k in scales.items():
         if not (math.isfinite(float(k)) and float(k) > 0):
             raise ValueError(f"layer_scales['{name}'] must be a positive number, got {k!r}")
