@@ -1,7 +1,7 @@
 """Train a small MNIST ResNet (issue 19) and export it to ONNX.
 
     pip install torch onnx                          # CPU wheels; not needed at install time
-    python scripts/train_resnet_mnist.py            # from the repository root; a few minutes on 2 cores
+    python scripts/train_resnet_mnist.py            # from the repository root; 3 epochs took 20 min on 2 busy cores
     python scripts/train_resnet_mnist.py --epochs 1 --out /tmp/nets
 
 Data: ``../shared/datasets/mnist.npz`` (``--data``), pixels scaled from
