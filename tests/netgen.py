@@ -91,6 +91,29 @@ ARCHITECTURES = {
         {"name": "mp", "type": "MaxPooling2D", "pool_size": 2},
         {"name": "flat", "type": "Flatten"},
         {"name": "out", "type": "Dense", "units": 6}]),
+    # A small ResNet: an identity block, then a strided block with a 1x1 projection shortcut.
+    "resnet_blocks": ((8, 8, 2), [
+        conv_layer("stem", 4, 3),
+        conv_layer("b1a", 4, 3),
+        conv_layer("b1b", 4, 3, activation="linear"),
+        {"name": "add1", "type": "Add", "inbound": ["b1b", "stem"]},
+        conv_layer("b2a", 6, 3, strides=2, inbound=["add1"]),
+        conv_layer("b2b", 6, 3, activation="linear"),
+        conv_layer("proj", 6, 1, strides=2, inbound=["add1"], activation="linear"),
+        {"name": "add2", "type": "Add", "inbound": ["b2b", "proj"]},
+        {"name": "gap", "type": "AveragePooling2D", "pool_size": 4},
+        {"name": "flat", "type": "Flatten"},
+        {"name": "out", "type": "Dense", "units": 5}]),
+    # Adds of the input itself (clipped), of a depthwise branch, of three dense inbounds at the output.
+    "residual_mixed": ((6, 6, 2), [
+        {"name": "dw", "type": "DepthwiseConv2D", "kernel_size": 3, "padding": "same", "activation": "linear"},
+        {"name": "add0", "type": "Add", "inbound": ["dw", "input"], "max_value": 2.0},
+        {"name": "flat", "type": "Flatten"},
+        {"name": "d1", "type": "Dense", "units": 12},
+        {"name": "d2", "type": "Dense", "units": 12, "activation": "linear"},
+        {"name": "d3", "type": "Dense", "units": 12, "activation": "linear", "inbound": ["flat"],
+         "use_bias": False},
+        {"name": "out", "type": "Add", "inbound": ["d2", "d1", "d3"], "activation": "linear"}]),
     "softmax_output": ((4, 4, 1), [
         {"name": "flat", "type": "Flatten"},
         {"name": "d1", "type": "Dense", "units": 24},

@@ -28,7 +28,9 @@ def _brute_force_fanout(model, name):
                 # (an upsampled cell reaches a window once per copy)
                 out = ops.average_pool(values, spec) * ops.pool_cell_counts(spec)
                 total[:] += np.rint(out).reshape(size, -1).sum(axis=1)
-            else:
+            elif spec.is_add:   # an identity inbound: element i reaches the Add's neuron i
+                total[:] += values.reshape(size, -1).sum(axis=1)
+            else:   # (a residual branch's connections reach its Add's neurons)
                 w = model.weights[spec.name]["kernel"]
                 out = ops.weighted(spec, values, np.ones_like(w), None)
                 total[:] += out.reshape(size, -1).sum(axis=1)

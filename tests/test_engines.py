@@ -164,7 +164,7 @@ def test_geometry_and_node_kinds_are_typed():
         net.add_node(0, "input", [], _core.Geometry(), 1, False, *[np.zeros(0, np.float32)] * 3,
                      np.zeros(0, np.int32), np.zeros(0, np.int64), np.zeros(0))
     assert [k.name for k in _core.NodeKind.__members__.values()] == [
-        "Input", "Dense", "Conv2D", "DepthwiseConv2D", "AveragePooling2D", "MaxPooling2D", "Gather"]
+        "Input", "Dense", "Conv2D", "DepthwiseConv2D", "AveragePooling2D", "MaxPooling2D", "Gather", "Add"]
 
 
 def test_fanouts_must_be_whole_numbers():

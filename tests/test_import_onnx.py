@@ -196,10 +196,11 @@ def test_max_pool_explicit_pads_on_possibly_negative_input_are_rejected():
         from_onnx(make_graph([node], {}, ["N", 1, 4, 4], ["N", 1, 3, 3]))
 
 
-def test_residual_add_is_rejected():
+def test_adding_a_layer_output_to_itself_is_rejected():
+    """(Residual adds convert: tests/test_residual.py.)"""
     nodes = [helper.make_node("Relu", ["c"], ["r"], name="relu"),
              helper.make_node("Add", ["r", "r"], ["y"], name="add")]
-    with pytest.raises(ModelError, match="'add'.*residual"):
+    with pytest.raises(ModelError, match="'add'.*reads a layer twice"):
         from_onnx(conv_net(nodes))
 
 

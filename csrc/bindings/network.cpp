@@ -18,7 +18,7 @@ std::vector<T> to_vector(const CArray<T>& a) {
 void add_node(Network& net, NodeKind kind, const std::string& name, const std::vector<int>& inbound,
               const Geometry& geometry, int64_t size, bool softmax, const CArray<float>& kernel,
               const CArray<float>& bias, const CArray<float>& pool_count, const CArray<int32_t>& gather_input,
-              const CArray<int64_t>& gather_element, const CArray<double>& fanout) {
+              const CArray<int64_t>& gather_element, const CArray<double>& fanout, bool open) {
   Node node;
   node.kind = kind;
   node.name = name;
@@ -32,6 +32,7 @@ void add_node(Network& net, NodeKind kind, const std::string& name, const std::v
   node.gather_input = to_vector(gather_input);
   node.gather_element = to_vector(gather_element);
   node.fanout = to_vector(fanout);
+  node.open = open;
   validate_node(net, node);  // throws std::invalid_argument -> ValueError
   net.nodes.push_back(std::move(node));
 }
@@ -46,7 +47,8 @@ void bind_network(py::module_& m) {
       .value("DepthwiseConv2D", NodeKind::DepthwiseConv2D)
       .value("AveragePooling2D", NodeKind::AveragePooling2D)
       .value("MaxPooling2D", NodeKind::MaxPooling2D)
-      .value("Gather", NodeKind::Gather);
+      .value("Gather", NodeKind::Gather)
+      .value("Add", NodeKind::Add);
 
   const Geometry d{};  // the defaults: one cell, one channel, a 1x1 window
   py::class_<Geometry>(m, "Geometry",
@@ -97,7 +99,9 @@ void bind_network(py::module_& m) {
       .def(py::init<>())
       .def("add_node", &add_node, py::arg("kind"), py::arg("name"), py::arg("inbound"), py::arg("geometry"),
            py::arg("size"), py::arg("softmax"), py::arg("kernel"), py::arg("bias"), py::arg("pool_count"),
-           py::arg("gather_input"), py::arg("gather_element"), py::arg("fanout"))
+           py::arg("gather_input"), py::arg("gather_element"), py::arg("fanout"), py::kw_only(),
+           py::arg("open") = false,
+           "Appends a node (checked by validate_node). open: a synapse group of the Add that reads it.")
       .def("set_window",
            [](Network& net, int index, int start, int ref, const CArray<float>& theta, const CArray<float>& weight,
               const std::vector<int>& delay) {

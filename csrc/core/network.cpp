@@ -47,10 +47,36 @@ void validate_node(const Network& net, const Node& node) {
     default:
       break;
   }
-  require(index > 0 && node.inbound.size() == 1, node, "a layer needs exactly one inbound node");
-  require(net.nodes[node.inbound[0]].size == g.in_size(), node, "input size differs from the inbound node");
+  // Only an Add reads an open node, and only one Add reads each.
+  for (int src : node.inbound) {
+    if (!net.nodes[src].open) continue;
+    require(node.kind == NodeKind::Add, node, "reads an open node (only an Add may)");
+    for (const Node& other : net.nodes)
+      for (int k : other.inbound) require(k != src, node, "reads an open node that another node reads");
+  }
+  if (node.kind == NodeKind::Add) {
+    require(!node.open && !node.inbound.empty(), node, "an Add needs inbound synapse groups");
+    for (size_t a = 0; a < node.inbound.size(); ++a) {
+      const Node& group = net.nodes[node.inbound[a]];
+      require(group.open && group.size == node.size, node, "an Add's inbound must be open nodes of its size");
+      for (size_t b = 0; b < a; ++b) require(node.inbound[b] != node.inbound[a], node, "reads a group twice");
+    }
+    require(g.in_size() == node.size && node.size == g.out_size(), node, "Add geometry");
+    require(node.kernel.empty() && node.pool_count.empty(), node, "an Add has no kernel of its own");
+    require(node.bias.empty() || int64_t(node.bias.size()) == g.out_c, node, "bias size");
+  } else {
+    require(index > 0 && node.inbound.size() == 1, node, "a layer needs exactly one inbound node");
+    require(net.nodes[node.inbound[0]].size == g.in_size(), node, "input size differs from the inbound node");
+  }
   require(node.size == g.out_size(), node, "output size differs from the geometry");
-  require(int64_t(node.fanout.size()) == node.size, node, "fan-out array has the wrong size");
+  if (node.open) {
+    require(node.kind == NodeKind::Dense || node.kind == NodeKind::Conv2D || node.kind == NodeKind::DepthwiseConv2D,
+            node, "only a weighted node can be open");
+    require(node.fanout.empty() && node.bias.empty() && !node.softmax, node,
+            "an open node has no fan-out, bias or softmax (its Add has)");
+  } else {
+    require(int64_t(node.fanout.size()) == node.size, node, "fan-out array has the wrong size");
+  }
   // Synaptic operations are sums of fan-outs that the CUDA engine adds in any
   // order: exact (so deterministic) while every fan-out is a whole number and
   // a layer's total stays below 2^53.
@@ -80,6 +106,8 @@ void validate_node(const Network& net, const Node& node) {
       [[fallthrough]];
     case NodeKind::MaxPooling2D:
       require(g.out_c == g.in_c, node, "pooling changes the channel count");
+      break;
+    case NodeKind::Add:
       break;
     default:
       require(false, node, "unknown node kind");

@@ -1,7 +1,11 @@
 // The network as the native backends see it: a list of nodes in topological
 // order, built by python/ttfs_native/plan.py. Node 0 is the input. Structural
 // layers (Flatten, Reshape, ZeroPadding2D, Concatenate) arrive as Gather
-// nodes with an index map, so the backends know only six kinds.
+// nodes with an index map. A residual Add (SEMANTICS.md "Add") arrives as
+// *open* nodes, one synapse group per inbound (a Dense, Conv2D or
+// DepthwiseConv2D node without neurons; an identity inbound as a 1x1
+// depthwise one), each read only by the Add node after them, whose neurons
+// integrate the sums of all of its groups.
 #pragma once
 
 #include <cstdint>
@@ -18,6 +22,7 @@ enum class NodeKind : int {
   AveragePooling2D = 4,
   MaxPooling2D = 5,
   Gather = 6,
+  Add = 7,
 };
 
 // Channels-last geometry of a layer with a single input. Dense acts on the
@@ -61,9 +66,12 @@ struct Node {
   std::vector<int64_t> gather_element;  // Gather: element in that inbound
   std::vector<double> fanout;      // spiking nodes (and the window coding's input): synaptic ops per spike
   WindowNode window;               // the window coding's constants (Network::set_window)
+  // A synapse group of the Add that reads it: no neurons, no output; its
+  // synaptic input goes into the Add's sums (Dense, Conv2D, DepthwiseConv2D).
+  bool open = false;
 
   bool is_spiking() const {
-    return kind != NodeKind::Input && kind != NodeKind::Gather;
+    return kind != NodeKind::Input && kind != NodeKind::Gather && !open;
   }
   bool integrates() const { return is_spiking() && kind != NodeKind::MaxPooling2D; }
 };
@@ -71,6 +79,14 @@ struct Node {
 struct Network {
   std::vector<Node> nodes;
   int64_t num_classes() const { return nodes.empty() ? 0 : nodes.back().size; }
+  // For each node: the Add that reads it if it is open, else -1.
+  std::vector<int> merge_targets() const {
+    std::vector<int> out(nodes.size(), -1);
+    for (int i = 0; i < int(nodes.size()); ++i)
+      if (nodes[i].kind == NodeKind::Add)
+        for (int src : nodes[i].inbound) out[src] = i;
+    return out;
+  }
   std::vector<int> spiking_nodes() const {
     std::vector<int> out;
     for (int i = 0; i < int(nodes.size()); ++i)

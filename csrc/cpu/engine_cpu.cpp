@@ -78,17 +78,20 @@ class SampleRunner {
                const std::vector<int>& spiking, const std::vector<int>& slot,
                const std::vector<CpuNodeTables>& tables, int threads = 1, SharePolicy policy = {})
       : net_(net), cfg_(cfg), kernels_(kernels), spiking_(spiking), slot_(slot), tables_(tables),
-        state_(net.nodes.size()), threads_(threads), policy_(policy), shares_(size_t(threads)) {
+        state_(net.nodes.size()), merge_target_(net.merge_targets()), threads_(threads), policy_(policy),
+        shares_(size_t(threads)) {
     for (size_t i = 0; i < net.nodes.size(); ++i) {
       const Node& node = net.nodes[i];
       NodeState& s = state_[i];
       s.signal.resize(node.size);
       s.prospective.resize(node.size);
       if (node.is_spiking()) s.recorded.resize(node.size);
-      if (node.integrates()) {
+      if (node.open || (node.integrates() && node.kind != NodeKind::Add)) {  // scatters its input
         const int64_t in = node.geom.in_size();
         s.seen_signal.resize(in);
         s.seen_prospective.resize(in);
+      }
+      if (node.integrates()) {
         s.current_sum.resize(node.size);
         s.missing_sum.resize(node.size);
         s.membrane.resize(node.size);
@@ -131,6 +134,10 @@ class SampleRunner {
           case NodeKind::Gather: gather_step(node, state_[i]); break;
           case NodeKind::MaxPooling2D: maxpool_step_node(node, state_[i], k); break;
           default: {
+            if (node.open) {  // a synapse group: into the sums of the Add that reads it
+              if (merge_target_[i] >= 0) absorb_input_changes(node, state_[i], state_[merge_target_[i]]);
+              break;
+            }
             StepRecord rec{out.first_spike.empty() ? nullptr : out.first_spike[slot_[i]] + row * node.size,
                            node.fanout.data(), 0, 0.0};
             if (integrate_step(node, state_[i], k, sample, t, rec)) {
@@ -219,12 +226,14 @@ class SampleRunner {
   }
 
   // Scatter what changed in the inbound signal and prospective map since the
-  // last step into the running sums of L(a_in) (without bias) and L_abs(p_in).
-  void absorb_input_changes(const Node& node, NodeState& s) {
+  // last step (`seen` holds what was scattered before) into the running sums
+  // of L(a_in) (without bias) and L_abs(p_in) in `s`: the node's own, or for
+  // an open node, its Add's (SEMANTICS.md "Add": the groups' sums add up).
+  void absorb_input_changes(const Node& node, NodeState& seen, NodeState& s) {
     const NodeState& in = state_[node.inbound[0]];
     if (in.changed_list.empty()) return;
     const InputChanges changes{in.signal.data(), in.prospective.data(), in.changed_list.data(),
-                               in.changed_list.size(), s.seen_signal.data(), s.seen_prospective.data()};
+                               in.changed_list.size(), seen.seen_signal.data(), seen.seen_prospective.data()};
     const CpuNodeTables& t = tables_[&node - net_.nodes.data()];
     const LayerWeights weights = t.rows.empty() ? LayerWeights{node.kernel.data(), false}
                                                 : LayerWeights{t.rows.data(), true};
@@ -274,7 +283,7 @@ class SampleRunner {
   // Returns true if `rec` holds this step's records (false: softmax, use record()).
   bool integrate_step(const Node& node, NodeState& s, const StepConstants& k, int64_t sample, int t,
                       StepRecord& rec) {
-    absorb_input_changes(node, s);
+    if (node.kind != NodeKind::Add) absorb_input_changes(node, s, s);  // (an Add's groups did before it)
     const std::vector<float>& bias = tables_[&node - net_.nodes.data()].bias_dt;
     s.changed = false;
     if (node.softmax) {
@@ -403,6 +412,7 @@ class SampleRunner {
   const std::vector<int>& slot_;
   const std::vector<CpuNodeTables>& tables_;
   std::vector<NodeState> state_;
+  std::vector<int> merge_target_;  // an open node's Add, else -1
   std::vector<int32_t> class_count_;
   std::vector<float> softmax_scratch_;
   std::vector<int64_t> spiked_;  // neurons of a layer that spiked this step
@@ -437,11 +447,11 @@ CpuEngine::CpuEngine(const Network& net, const SimConfig& config, const EngineOp
   tables_.resize(net_.nodes.size());
   for (size_t i = 0; i < net_.nodes.size(); ++i) {
     const Node& node = net_.nodes[i];
-    if (!node.integrates()) continue;
+    if (!node.integrates() && !node.open) continue;
     CpuNodeTables& t = tables_[i];
     // b * dt and pool cell counts per neuron, so the neuron pass is one flat loop
     const int64_t channels = node.geom.out_c;
-    t.bias_dt.assign(node.size, 0.0f);
+    if (!node.open) t.bias_dt.assign(node.size, 0.0f);
     if (!node.bias.empty())
       for (int64_t n = 0; n < node.size; ++n) t.bias_dt[n] = node.bias[n % channels] * config_.dt;
     if (node.kind == NodeKind::AveragePooling2D) {

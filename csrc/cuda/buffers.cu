@@ -94,7 +94,8 @@ void CudaEngine::Impl::visit_batch_buffers(BatchBuffers& b, Visit&& visit) {
     const bool event_driven = step_major && events && node.integrates();
     const bool window_sums = windowed && node.integrates();
     visit(b.sums[i], event_driven || window_sums ? 2 * int64_t(d.size) : 0);
-    const bool lists = event_driven && uses_cell_lists(node);
+    // (an open node scatters into its Add's sums, but reads its own input's cell lists)
+    const bool lists = (event_driven || (step_major && events && node.open)) && uses_cell_lists(node);
     visit(b.cell_count[i], lists ? int64_t(node.geom.in_h) * node.geom.in_w : 0);
     visit(b.cell_list[i], lists ? node.geom.in_size() : 0);
   }

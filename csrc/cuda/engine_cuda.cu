@@ -24,9 +24,20 @@ namespace {
 
 constexpr int kMinStopWindow = 8;  // layer-major early stop: the shortest default window
 
+// Whether the network has a residual Add: only the step loop's event-driven
+// synapses integrate one (add_group_kernel), so it runs that way whatever the
+// options ask (they choose how, never what).
+bool has_add(const Network& net) {
+  for (const Node& node : net.nodes)
+    if (node.kind == NodeKind::Add) return true;
+  return false;
+}
+
 // Whether the layer-major kernels cover this network: a softmax only as the
-// output (its history is read by no layer) with at most one block of classes.
+// output (its history is read by no layer) with at most one block of classes;
+// no Add.
 bool layer_major_supported(const Network& net) {
+  if (has_add(net)) return false;
   for (size_t i = 0; i < net.nodes.size(); ++i) {
     const Node& node = net.nodes[i];
     if (node.softmax && (i + 1 != net.nodes.size() || node.geom.out_c > 1024)) return false;
@@ -59,7 +70,7 @@ CudaEngine::Impl::Impl(const Network& network, const SimConfig& cfg, const Engin
                       cfg.steps, cfg.early_stop ? 1 : 0, cfg.seed};
   early_stop = cfg.early_stop;
   record_spike_times = cfg.record_spike_times;
-  events = options.cuda_synapses == CudaSynapses::Events;
+  events = options.cuda_synapses == CudaSynapses::Events || has_add(net);
   window = cfg.coding == Coding::Window;
   window_config = cfg.window;
   if (window && options.cuda_schedule == CudaSchedule::Layer)
@@ -108,8 +119,8 @@ void CudaEngine::Impl::upload_nodes(const SimConfig& cfg) {
     d.signal_offset = row;
     d.words = int((node.size + 31) / 32);
     row += node.size;
-    if (node.integrates()) {
-      d.state_fields = kIntegratingFields;
+    if (node.integrates() || node.open) {
+      d.state_fields = node.open ? 0 : kIntegratingFields;  // (an open node's sums are its Add's)
       d.kernel = DeviceBuffer<float>::from_host(node.kernel.data(), node.kernel.size(), st);
       std::vector<float> bias_dt;  // b * dt, as the CPU engine computes it
       for (float b : node.bias) bias_dt.push_back(b * cfg.dt);
@@ -117,6 +128,9 @@ void CudaEngine::Impl::upload_nodes(const SimConfig& cfg) {
       d.pool_count = DeviceBuffer<float>::from_host(node.pool_count.data(), node.pool_count.size(), st);
     } else if (node.kind == NodeKind::MaxPooling2D) {
       d.state_fields = kMaxPoolFields;
+    }
+    if (node.kind == NodeKind::Add) {
+      d.inbound = DeviceBuffer<int>::from_host(node.inbound.data(), node.inbound.size(), st);
     } else if (node.kind == NodeKind::Gather) {
       d.inbound = DeviceBuffer<int>::from_host(node.inbound.data(), node.inbound.size(), st);
       std::vector<int64_t> source(node.size);

@@ -34,7 +34,7 @@ struct DeviceNode {
   int partial_offset = 0;     // its first partial sum in a sample's partials
   DeviceBuffer<float> kernel, bias_dt, pool_count;
   DeviceBuffer<double> fanout;
-  DeviceBuffer<int> inbound;             // Gather: inbound node indices
+  DeviceBuffer<int> inbound;             // Gather, Add: inbound node indices
   DeviceBuffer<int64_t> gather_source;   // Gather: offset in the row, -1 = zero padding
   DeviceBuffer<int> source_node, source_element;  // Gather (layer-major): inbound node (-1: padding), element
   int words = 0;                         // layer-major: words of one step's history plane

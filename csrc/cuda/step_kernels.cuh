@@ -88,6 +88,12 @@ struct LayerArgs {
   double* sums;
   const int* cell_count;           // [sample][cells]
   const int* cell_list;            // [sample][cells][in_c]
+  // A residual Add (SEMANTICS.md "Add"): its synapse groups (open nodes, whose
+  // add_group_kernel filled `sums` before), and for an open node, whether it
+  // is its Add's first group (which starts the sums at step 1).
+  const int* groups;
+  int group_count;
+  bool first_group;
   SampleView v;
   Recorder r;
   StepParams p;
@@ -267,9 +273,22 @@ __global__ void __launch_bounds__(kBlock) integrate_kernel(const LayerArgs a) {
     float threshold = k.v0 + missing_before;
 
     float current, missing;
-    if (a.v.changed_step(s)[a.inbound] == t) {
+    bool input_changed = false, has_input = false;  // 2: the sample's input has a non-zero element
+    if constexpr (Kind == NodeKind::Add) {  // any group
+      for (int k = 0; k < a.group_count; ++k) {
+        input_changed = input_changed || a.v.changed_step(s)[a.groups[k]] == t;
+        has_input = has_input || a.v.nonzero(s)[a.groups[k]] != 0;
+      }
+    } else {
+      input_changed = a.v.changed_step(s)[a.inbound] == t;
+      has_input = a.v.nonzero(s)[a.inbound] != 0;
+    }
+    if (input_changed) {
       double current_sum = 0.0, missing_sum = 0.0;
-      if (a.sums) {  // event-driven: the running sums plus this step's input changes
+      if constexpr (Kind == NodeKind::Add) {  // the groups' kernels added this step's changes
+        current_sum = a.sums[n];
+        missing_sum = a.sums[n + a.field_stride];
+      } else if (a.sums) {  // event-driven: the running sums plus this step's input changes
         double* sums = a.sums + n;
         if (!first_step) {
           current_sum = sums[0];
@@ -290,7 +309,6 @@ __global__ void __launch_bounds__(kBlock) integrate_kernel(const LayerArgs a) {
                                     a.v.prospective_of(s, a.in_offset), current_sum, missing_sum);
       }
       // 2: no current (and no bias) until the sample's input has a non-zero element
-      const bool has_input = a.v.nonzero(s)[a.inbound] != 0;
       if constexpr (Kind == NodeKind::AveragePooling2D) {
         const float cells = a.pool_count[i / a.g.out_c];
         current = has_input ? float(current_sum) / cells : 0.0f;
@@ -307,7 +325,7 @@ __global__ void __launch_bounds__(kBlock) integrate_kernel(const LayerArgs a) {
       current = missing = 0.0f;
       *current_state = 0.0f;
       *missing_state = 0.0f;
-      if (a.sums) {
+      if (a.sums && Kind != NodeKind::Add) {  // (an Add's first group started its sums)
         a.sums[n] = 0.0;
         a.sums[n + a.field_stride] = 0.0;
       }
@@ -348,6 +366,42 @@ __global__ void __launch_bounds__(kBlock) integrate_kernel(const LayerArgs a) {
     }
   }
   if constexpr (!Softmax) write_block_partials(a.r, s, spikes, ops);
+}
+
+// One synapse group of a residual Add (an open node: Dense, Conv2D or
+// DepthwiseConv2D), before the Add's integrate_kernel: adds this step's
+// changes of its input to the Add's running sums (CPU: absorb_input_changes
+// into the Add's sums, group after group), and passes its input's flags on
+// under its own node index, where the Add reads them.
+template <NodeKind Kind>
+__global__ void __launch_bounds__(kBlock) add_group_kernel(const LayerArgs a) {
+  const int64_t s = blockIdx.y;
+  if (*a.v.done(s)) return;  // uniform over the block
+  const int t = a.v.control->step;
+  const int i = blockIdx.x * kBlock + threadIdx.x;
+  if (i >= a.size) return;
+  const bool changed = a.v.changed_step(s)[a.inbound] == t;
+  const int64_t n = s * a.size + i;
+  if (!changed) {
+    if (t == 1 && a.first_group) a.sums[n] = a.sums[n + a.field_stride] = 0.0;
+    return;
+  }
+  const bool start = t == 1 && a.first_group;
+  double current_sum = start ? 0.0 : a.sums[n], missing_sum = start ? 0.0 : a.sums[n + a.field_stride];
+  const InputEvents in{a.v.signal_of(s, a.in_offset), a.v.prospective_of(s, a.in_offset),
+                       a.v.old_signal + s * a.v.row + a.in_offset,
+                       a.v.old_prospective + s * a.v.row + a.in_offset,
+                       a.v.stamp + s * a.v.row + a.in_offset,
+                       a.cell_count ? a.cell_count + s * int64_t(a.g.in_h) * a.g.in_w : nullptr,
+                       a.cell_list ? a.cell_list + s * int64_t(a.g.in_h) * a.g.in_w * a.g.in_c : nullptr,
+                       t};
+  add_input_events<Kind>(a.g, a.kernel, i, in, current_sum, missing_sum);
+  a.sums[n] = current_sum;
+  a.sums[n + a.field_stride] = missing_sum;
+  if (i == 0) {  // (one writer per sample)
+    a.v.changed_step(s)[a.node] = t;
+    if (a.v.nonzero(s)[a.inbound]) a.v.nonzero(s)[a.node] = 1;
+  }
 }
 
 // The stochastic softmax output, after integrate_kernel<_, true>: one thread

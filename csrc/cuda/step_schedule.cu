@@ -43,8 +43,30 @@ void launch_integrate(NodeKind kind, bool softmax, dim3 grid, cudaStream_t strea
     case NodeKind::AveragePooling2D:  // never softmax (validate_node)
       launch("integrate_kernel<AveragePooling2D>", integrate_kernel<NodeKind::AveragePooling2D, false>, grid, block, stream, a);
       return;
+    case NodeKind::Add:  // never softmax (validate_node)
+      launch("integrate_kernel<Add>", integrate_kernel<NodeKind::Add, false>, grid, block, stream, a);
+      return;
     default:
       throw std::logic_error("launch_integrate: not an integrating layer");
+  }
+}
+
+// An open node: one synapse group of the Add after it (add_group_kernel).
+void launch_group(NodeKind kind, dim3 grid, cudaStream_t stream, const LayerArgs& a) {
+  const dim3 block(kBlock);
+  switch (kind) {
+    case NodeKind::Dense:
+      launch("add_group_kernel<Dense>", add_group_kernel<NodeKind::Dense>, grid, block, stream, a);
+      return;
+    case NodeKind::Conv2D:
+      launch("add_group_kernel<Conv2D>", add_group_kernel<NodeKind::Conv2D>, grid, block, stream, a);
+      return;
+    case NodeKind::DepthwiseConv2D:
+      launch("add_group_kernel<DepthwiseConv2D>", add_group_kernel<NodeKind::DepthwiseConv2D>, grid, block,
+             stream, a);
+      return;
+    default:
+      throw std::logic_error("launch_group: not a weighted node");
   }
 }
 
@@ -59,7 +81,7 @@ Recorder recorder(CudaEngine::Impl& m, const DeviceNode& d) {
                   m.batch.partial_ops.data(), d.partial_offset, m.partial_stride};
 }
 
-LayerArgs layer_args(CudaEngine::Impl& m, size_t i) {
+LayerArgs layer_args(CudaEngine::Impl& m, size_t i, int merge_target = -1) {
   const Node& node = m.net.nodes[i];
   const DeviceNode& d = m.nodes[i];
   LayerArgs a{};
@@ -75,6 +97,14 @@ LayerArgs layer_args(CudaEngine::Impl& m, size_t i) {
   a.state = m.batch.state[i].data();
   a.field_stride = m.batch.capacity * d.size;
   a.sums = m.batch.sums[i].data();  // null unless event-driven
+  if (node.open) {  // a synapse group: into its Add's sums
+    a.sums = m.batch.sums[merge_target].data();
+    a.first_group = m.net.nodes[merge_target].inbound[0] == int(i);
+  }
+  if (node.kind == NodeKind::Add) {
+    a.groups = d.inbound.data();
+    a.group_count = int(node.inbound.size());
+  }
   a.cell_count = m.batch.cell_count[i].data();
   a.cell_list = m.batch.cell_list[i].data();
   a.v = sample_view(m);
@@ -87,6 +117,7 @@ LayerArgs layer_args(CudaEngine::Impl& m, size_t i) {
 void enqueue_step(CudaEngine::Impl& m, int64_t n) {
   cudaStream_t st = m.stream.get();
   const SampleView v = sample_view(m);
+  const std::vector<int> merge_target = m.net.merge_targets();
   for (size_t i = 1; i < m.nodes.size(); ++i) {
     const Node& node = m.net.nodes[i];
     const DeviceNode& d = m.nodes[i];
@@ -97,8 +128,10 @@ void enqueue_step(CudaEngine::Impl& m, int64_t n) {
       launch("gather_kernel", gather_kernel, grid, dim3(kBlock), st, a);
     } else if (node.kind == NodeKind::MaxPooling2D) {
       launch("maxpool_kernel", maxpool_kernel, grid, dim3(kBlock), st, layer_args(m, i));
+    } else if (node.open && merge_target[i] < 0) {
+      continue;  // (read by no Add: nothing to do)
     } else {
-      const LayerArgs a = layer_args(m, i);
+      const LayerArgs a = layer_args(m, i, merge_target[i]);
       if (a.cell_count) {  // event-driven, many channels: this step's changes per input cell
         const int cells = node.geom.in_h * node.geom.in_w;
         const CellChangesArgs c{cells, node.geom.in_c, a.inbound, a.in_offset,
@@ -106,6 +139,10 @@ void enqueue_step(CudaEngine::Impl& m, int64_t n) {
         const int threads = std::min(kCellBlock, (node.geom.in_c + 31) / 32 * 32);
         launch("cell_changes_kernel", cell_changes_kernel, dim3(unsigned(cells), unsigned(n)),
                dim3(unsigned(threads)), st, c);
+      }
+      if (node.open) {
+        launch_group(node.kind, grid, st, a);
+        continue;
       }
       launch_integrate(node.kind, d.softmax, grid, st, a);
       if (d.softmax) {

@@ -401,7 +401,9 @@ def calibrate(model_or_ann: Model, x_cal, y_cal, max_steps: int = 64,
 
     # 2. per-layer threshold balancing from the best grid setting
     best = ranked[0]
-    weighted = [s.name for s in structures[best.setting.fold_pooling].layers if s.is_weighted]
+    # layers with a threshold of their own (a residual branch shares its Add's)
+    weighted = [s.name for s in structures[best.setting.fold_pooling].layers
+                if (s.is_weighted and not s.is_branch) or s.is_add]
     rounds = layer_rounds if layer_factors else 0
     bar = stage("layer thresholds", rounds * len(weighted) * search.cost(len(layer_factors) + 1, n_fit, 3 * FIRST_RUNG))
     for _ in range(rounds):

@@ -28,6 +28,11 @@ Choices (the toolbox's unless stated):
   as each consuming layer sees one scale per input channel (a convolution or
   pooling after a *spatial* concatenation of differently scaled branches is
   refused with an error).
+* Add (SEMANTICS.md "Add"): its branches share one scale at the merge,
+  the Add's ``lambda`` (the percentile of its own activations, or its clip).
+  A weighted branch is rescaled like any weighted layer with that ``lambda``
+  as its own; an identity inbound of scale ``lambda_in`` gets the factor
+  ``lambda_in / lambda_add`` in the Add's ``scales``.
 * Softmax output layer: ``lambda = 1`` (only the inbound scale is undone), as
   the toolbox does, because a small percentile of softmax probabilities would
   blow up the output's weights and biases. Convert it to ReLU first
@@ -85,11 +90,13 @@ def normalise(model: Model, x_calibration, percentile: float = DEFAULT_PERCENTIL
     elif stats.model is not model:
         raise ValueError("stats were computed for another model")
     factors = stats.factors(percentile, per_channel)
-    weights = _rescaled_weights(model, factors)
+    weights, add_scales = _rescaled_weights(model, factors)
     layers = [s.to_json() for s in model.layers]
     for d in layers:
         if d.get("max_value") is not None:
             d["max_value"] = d["max_value"] / factors[d["name"]]   # the clip in the layer's new scale
+        if d["name"] in add_scales:
+            d["scales"] = add_scales[d["name"]]
     metadata = dict(model.metadata)
     metadata.pop("calibration", None)
     record = {"method": "percentile of non-zero activations (SNN Toolbox normalize_parameters)"
@@ -138,7 +145,9 @@ class ActivationStats:
         self.model = model
         self.num_samples = int(x.shape[0])
         self.input_range = (float(x.min()), float(x.max()))
-        names = [s.name for s in model.layers if s.is_weighted and s.activation != "softmax"]
+        # weighted layers and Adds; residual branches have no activation of their own (their Add's)
+        self._normalised = [s for s in model.layers if (s.is_weighted and not s.is_branch) or s.is_add]
+        names = [s.name for s in self._normalised if s.activation != "softmax"]
         parts: dict = {n: [] for n in names}
         for lo in range(0, x.shape[0], int(batch_size)):
             acts = model.ann_forward(x[lo:lo + batch_size], return_all=True)
@@ -147,20 +156,22 @@ class ActivationStats:
                 parts[n].append(a.reshape(-1, a.shape[-1]))
         # (samples * positions, channels) per layer; None for a softmax output
         self._acts = {s.name: np.concatenate(parts[s.name]) if s.name in parts else None
-                      for s in model.layers if s.is_weighted}
+                      for s in self._normalised}
         self._cache: dict = {}
 
     def factors(self, percentile: float, per_channel: bool = False) -> dict:
         """``{weighted layer name: lambda}``: the ``percentile`` of each layer's
         positive activations (per output channel of hidden Conv2D/Dense layers
-        with ``per_channel``; a channel that is never positive takes its layer's)."""
+        with ``per_channel``; a channel that is never positive takes its layer's).
+        Residual Adds are normalised like layers; the branches feeding an Add take
+        its lambda. A network with an Add has one lambda per layer (an identity
+        shortcut carries one scale)."""
         key = (check_percentile(percentile), bool(per_channel))
         if key in self._cache:
             return dict(self._cache[key])
+        per_channel = per_channel and not any(s.is_add for s in self.model.layers)
         out = {}
-        for spec in self.model.layers:
-            if not spec.is_weighted:
-                continue
+        for spec in self._normalised:
             a = self._acts[spec.name]
             if a is None:      # softmax output: the toolbox keeps it at 1
                 out[spec.name] = 1.0
@@ -185,18 +196,29 @@ class ActivationStats:
                 out[spec.name] = lam
             else:
                 out[spec.name] = layer
+        for spec in self.model.layers:
+            if spec.is_branch:      # a residual branch lives in its Add's scale
+                out[spec.name] = out[spec.merge]
         self._cache[key] = out
         return dict(out)
 
 
 # ------------------------------------------------------------ applying
-def _rescaled_weights(model: Model, factors: dict) -> dict:
-    """New weights with ``kernel *= lambda_in / lambda_out``, ``bias /= lambda_out``."""
+def _rescaled_weights(model: Model, factors: dict) -> tuple:
+    """New weights with ``kernel *= lambda_in / lambda_out``, ``bias /= lambda_out``,
+    and each Add's new ``scales`` (an identity inbound: ``scale * lambda_in / lambda_add``;
+    a weighted branch's kernel already undoes its input's scale)."""
     scales = {"input": 1.0}  # scale of each layer's output: a float, or an array of its shape
-    weights = {}
+    weights, add_scales = {}, {}
     for spec in model.layers:
         ins = [scales[n] for n in spec.inbound]
-        if spec.is_weighted:
+        if spec.is_add:
+            lam = factors[spec.name]
+            add_scales[spec.name] = [
+                s if n != "input" and model.layer(n).is_branch else s * _identity_scale(spec, n, scale) / lam
+                for n, s, scale in zip(spec.inbound, spec.scales, ins)]
+            scales[spec.name] = lam
+        elif spec.is_weighted:
             lam = factors[spec.name]     # a float, or one per output channel (last axis)
             w = model.weights[spec.name]
             kernel = w["kernel"].astype(np.float64) * _kernel_input_scale(spec, ins[0]) / lam
@@ -206,7 +228,18 @@ def _rescaled_weights(model: Model, factors: dict) -> dict:
                 if isinstance(lam, np.ndarray) else lam
         else:
             scales[spec.name] = _pass_scale(spec, ins)
-    return weights
+    return weights, add_scales
+
+
+def _identity_scale(spec, inbound: str, scale) -> float:
+    """The one scale of an Add's identity inbound."""
+    if not isinstance(scale, np.ndarray):
+        return float(scale)
+    flat = np.unique(scale)
+    if flat.size != 1:
+        raise ModelError(f"layer '{spec.name}': its inbound '{inbound}' concatenates branches with "
+                         "different normalisation scales, which an identity shortcut cannot undo")
+    return float(flat[0])
 
 
 def _kernel_input_scale(spec, scale):

@@ -11,7 +11,11 @@ builder merges what the model format keeps implicit:
   layers that commute with ReLU (max pooling, flatten, reshape, zero
   padding, concatenation), because ``relu(maxpool(x)) == maxpool(relu(x))``;
   a ReLU on values that are already non-negative is dropped;
-* softmax becomes the activation of the output layer.
+* softmax becomes the activation of the output layer;
+* an addition of two or more layer outputs becomes an Add layer whose
+  activation is the ReLU (or clipped ReLU) after it; an addend that is the
+  raw output of a Conv/Dense read only by the addition becomes a residual
+  branch (activation linear), any other addend an identity inbound.
 
 A ReLU or batch norm may only move into an earlier layer when nothing else
 reads the values in between: every framework tensor on the way must have a
@@ -205,6 +209,32 @@ class GraphBuilder:
         self.tensors[out] = t
         return t
 
+    def add_tensors(self, node: str, out: str, inputs: list, name: Optional[str] = None) -> Tensor:
+        """``out`` = the sum of ``inputs`` (layer outputs of one shape): an Add layer
+        (SEMANTICS.md "Add") whose activation a following ReLU decides."""
+        if len(inputs) < 2:
+            raise ModelError(f"{self.what} '{node}': an addition needs two or more layer outputs")
+        orders = [t.order for t in inputs]
+        if any((o is None) != (orders[0] is None) or (o is not None and not np.array_equal(o, orders[0]))
+               for o in orders):
+            raise ModelError(f"{self.what} '{node}': adds flattened feature maps whose element orders "
+                             "differ; add them before flattening")
+        for t in inputs:
+            if t.open_layer is not None:   # a raw Conv/Dense output: a residual branch
+                self._check_movable(node, t, f"use layer '{t.open_layer}' as a residual branch")
+                self._layer_dict(t.open_layer)["activation"] = "linear"
+            elif t.relu_sources:
+                raise ModelError(f"{self.what} '{node}': an addend comes from layer(s) "
+                                 f"{sorted(t.relu_sources)} without activation through other layers; "
+                                 "only a Conv/Dense output read by the addition alone can be a residual branch")
+        t = self.add(node, out, "Add", {}, inputs, order=orders[0], name=name)
+        self.log[-1] += ": " + ", ".join(
+            f"'{i.layer}' ({'branch' if i.open_layer else 'identity'})" for i in inputs)
+        # the Add's activation is still open: a following ReLU (or Clip) merges into it
+        t = dataclasses.replace(t, relu_sources=frozenset([t.layer]), path=(out,))
+        self.tensors[out] = t
+        return t
+
     # -------------------------------------------------------------- merges
     def describe(self, t: Tensor) -> str:
         if t.layer == INPUT_NAME:
@@ -321,7 +351,7 @@ class GraphBuilder:
                              "feature map; its element order cannot be reproduced channels-last")
         linear_hidden = []
         for d in self.layers:
-            if d["type"] in WEIGHTED_TYPES and "activation" not in d:
+            if (d["type"] in WEIGHTED_TYPES or d["type"] == "Add") and "activation" not in d:
                 if d["name"] == last:
                     d["activation"] = "linear"
                 else:
@@ -329,7 +359,8 @@ class GraphBuilder:
         if linear_hidden:
             raise ModelError(f"hidden layer(s) {', '.join(map(repr, linear_hidden))} have no ReLU "
                              "after them; the model format needs a ReLU after every hidden "
-                             "Conv/Dense layer (only the output layer may be linear)")
+                             "Conv/Dense layer and addition (only the output layer, and a Conv/Dense "
+                             "read only by an addition, may be linear)")
         weights = {k: {"kernel": v["kernel"].astype(np.float32),
                        "bias": None if v["bias"] is None else v["bias"].astype(np.float32)}
                    for k, v in self.weights.items()}

@@ -407,6 +407,9 @@ class _KerasConverter:
         self.b.add(layer.name, layer.name, "UpSampling2D", {"size": c.get("size", 2)}, inputs,
                    name=self._name(layer))
 
+    def _layer_Add(self, layer, inputs):
+        self.b.add_tensors(layer.name, layer.name, inputs, name=self._name(layer))
+
     def _layer_Softmax(self, layer, inputs):
         axis, rank = layer.config.get("axis", -1), sample_rank(inputs[0])
         if axis not in (-1, [-1], rank, [rank]):

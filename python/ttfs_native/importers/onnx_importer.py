@@ -10,7 +10,8 @@ stored network then computes exactly what the original computed.
 lowered onto the 2-D layers as (1, L, C) maps with (1, k) windows (see
 ``_graph``); the model input stays (L, C).
 
-Supported operators: Conv (plain and depthwise, 2-D and 1-D), Gemm, MatMul(+Add), Relu,
+Supported operators: Conv (plain and depthwise, 2-D and 1-D), Gemm, MatMul(+Add), Add and
+Sum of layer outputs (a residual Add layer), Relu,
 BatchNormalization (folded), AveragePool, MaxPool, GlobalAveragePool,
 GlobalMaxPool, Flatten, Reshape/Squeeze that flatten, Concat, Pad (zeros),
 Softmax (output only), Dropout and Identity (removed), plus constant shape
@@ -30,7 +31,7 @@ from ._onnx_constants import BATCH, FOLDABLE, constant_node_value, fold, node_at
 from ._onnx_files import check_no_external_data, load_onnx
 from ._onnx_structural import StructuralOps, onnx_shape
 
-_LAYER_OPS = ("Conv", "Gemm", "MatMul", "Add", "Relu", "BatchNormalization", "AveragePool",
+_LAYER_OPS = ("Conv", "Gemm", "MatMul", "Add", "Sum", "Relu", "BatchNormalization", "AveragePool",
               "MaxPool", "GlobalAveragePool", "GlobalMaxPool", "Flatten", "Reshape", "Squeeze",
               "Concat", "Pad", "Softmax", "Dropout", "Identity", "Clip", "Resize", "Upsample")
 SUPPORTED_OPS = frozenset(_LAYER_OPS + FOLDABLE + ("Constant", "Shape"))
@@ -347,9 +348,9 @@ class _OnnxConverter(StructuralOps):
 
     def _op_Add(self, index, node, a):
         consts = [n in self.constants for n in node.input]
-        if not any(consts):
-            raise ModelError(f"ONNX node '{node.name}': adds two layer outputs (a residual or "
-                             "skip connection), which the model format cannot express")
+        if not any(consts):   # a residual or skip connection
+            self._op_Sum(index, node, a)
+            return
         t = self._layer_input(node, consts.index(False))
         bias = self.constants[node.input[consts.index(True)]]
         channels = t.shape[-1]
@@ -360,6 +361,17 @@ class _OnnxConverter(StructuralOps):
             raise ModelError(f"ONNX node '{node.name}': adds a constant of shape {bias.shape}, "
                              f"expected one value per channel ({channels}) to use it as a bias")
         self.b.add_bias(node.name, node.output[0], t, bias)
+
+    def _op_Sum(self, index, node, a):
+        """The sum of layer outputs of one shape (no broadcasting): an Add layer."""
+        if any(n in self.constants for n in node.input):
+            raise ModelError(f"ONNX node '{node.name}': {node.op_type} of layer outputs and constants; "
+                             "only a per-channel constant added to one layer output (a bias) is supported")
+        inputs = [self._layer_input(node, k) for k in range(len(node.input))]
+        if any(t.shape != inputs[0].shape for t in inputs):
+            raise ModelError(f"ONNX node '{node.name}': adds layer outputs of shapes "
+                             f"{[onnx_shape(t) for t in inputs]}; broadcasting is not supported")
+        self.b.add_tensors(node.name, node.output[0], inputs, name=self._name(node, index))
 
     def _op_Relu(self, index, node, a):
         self.b.activation(node.name, node.output[0], self._layer_input(node), "relu")

@@ -3,7 +3,7 @@ from __future__ import annotations
 
 import numpy as np
 
-from .ops import apply_layer, weighted
+from .ops import add, weighted
 from .model import Model
 from .transforms import ann_view
 
@@ -19,5 +19,10 @@ def ann_predictions(model: Model, x) -> np.ndarray:
     acts = model.ann_forward(x, return_all=True)
     out = model.output_layer
     w = model.weights.get(out.name)
-    logits = weighted(out, acts[out.inbound[0]], w["kernel"], w["bias"]) if out.is_weighted else acts[out.name]
+    if out.is_weighted:
+        logits = weighted(out, acts[out.inbound[0]], w["kernel"], w["bias"])
+    elif out.is_add:
+        logits = add(out, [acts[n] for n in out.inbound])
+    else:
+        logits = acts[out.name]
     return logits.reshape(len(logits), -1).argmax(axis=1)

@@ -75,6 +75,9 @@ def exact_fanouts(model: Model) -> dict:
     for spec in reversed(model.layers):  # consumers before producers
         if spec.is_structural:
             parts = _back_through(spec, fanout[spec.name])
+        elif spec.is_add:   # an identity inbound: element i reaches neuron i; a branch counts its own
+            parts = [np.zeros(spec.output_shape) if n != INPUT_NAME and by_name[n].is_branch
+                     else np.ones(spec.output_shape) for n in spec.inbound]
         else:
             parts = [input_connections(spec)]
         for src, part in zip(spec.inbound, parts):
@@ -83,8 +86,21 @@ def exact_fanouts(model: Model) -> dict:
 
 
 def exact_fanins(model: Model) -> dict:
-    """name -> total number of incoming connections of a spiking layer."""
-    return {s.name: float(input_connections(s).sum()) for s in model.spiking_layers}
+    """name -> total number of incoming connections of a spiking layer (an Add's:
+    those of its weighted branches plus one per element of each identity inbound)."""
+    out = {}
+    for s in model.spiking_layers:
+        if s.is_add:
+            out[s.name] = float(sum(input_connections(b).sum() if b is not None else s.size
+                                    for b in _add_branches(model, s)))
+        else:
+            out[s.name] = float(input_connections(s).sum())
+    return out
+
+
+def _add_branches(model: Model, spec: LayerSpec) -> list:
+    """An Add's weighted branch per inbound (None for an identity inbound)."""
+    return [model.layer(n) if n != INPUT_NAME and model.layer(n).is_branch else None for n in spec.inbound]
 
 
 # ------------------------------------------------------------- snntoolbox
@@ -92,7 +108,7 @@ def _spiking_outbound(model: Model, name: str) -> list:
     out = []
     for spec in model.layers:
         if name in spec.inbound:
-            out += [spec] if spec.is_spiking else _spiking_outbound(model, spec.name)
+            out += [spec] if spec.is_spiking or spec.is_branch else _spiking_outbound(model, spec.name)
     return out
 
 
@@ -135,7 +151,7 @@ def snntoolbox_fanouts(model: Model) -> dict:
             strided = nxt.type in ("Conv2D", "DepthwiseConv2D") and c["strides"] != (1, 1)
             if nxt.type == "Dense":
                 fanout += c["units"]
-            elif nxt.type in ("AveragePooling2D", "MaxPooling2D"):
+            elif nxt.type in ("AveragePooling2D", "MaxPooling2D") or nxt.is_add:  # (an Add: identity)
                 fanout += 1
             elif strided:
                 if len(shape) != 3:
@@ -150,15 +166,19 @@ def snntoolbox_fanouts(model: Model) -> dict:
 
 
 def snntoolbox_fanins(model: Model) -> dict:
+    def fan_in(s: LayerSpec) -> float:
+        if s.type in ("Conv2D", "DepthwiseConv2D"):
+            return float(np.prod(s.config["kernel_size"]) * s.input_shape[-1])
+        if s.type == "Dense":
+            return float(s.input_shape[0])
+        return 0.0
+
     out = {}
     for s in model.spiking_layers:
-        if s.type in ("Conv2D", "DepthwiseConv2D"):
-            out[s.name] = float(np.prod(s.config["kernel_size"]) * s.input_shape[-1])
-        elif s.type == "Dense":
-            out[s.name] = float(s.input_shape[0])
-        else:
-            out[s.name] = 0.0
-        out[s.name] *= s.size  # neurons * fan-in
+        # (an Add, which the toolbox lacks: its branches' fan-ins, 1 per identity inbound)
+        fan = sum(fan_in(b) if b is not None else 1.0 for b in _add_branches(model, s)) if s.is_add \
+            else fan_in(s)
+        out[s.name] = fan * s.size  # neurons * fan-in
     return out
 
 

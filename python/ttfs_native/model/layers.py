@@ -15,8 +15,10 @@ import numpy as np
 WEIGHTED_TYPES = ("Dense", "Conv2D", "DepthwiseConv2D")
 POOLING_TYPES = ("AveragePooling2D", "MaxPooling2D")
 STRUCTURAL_TYPES = ("Flatten", "Reshape", "ZeroPadding2D", "Concatenate", "UpSampling2D")
-LAYER_TYPES = WEIGHTED_TYPES + POOLING_TYPES + STRUCTURAL_TYPES
+MERGE_TYPES = ("Add",)
+LAYER_TYPES = WEIGHTED_TYPES + POOLING_TYPES + STRUCTURAL_TYPES + MERGE_TYPES
 ACTIVATIONS = ("relu", "softmax", "linear")
+ADD_ACTIVATIONS = ("relu", "linear")
 
 _ALLOWED_FIELDS = {
     "Dense": {"units", "use_bias", "activation", "max_value"},
@@ -31,6 +33,7 @@ _ALLOWED_FIELDS = {
     "ZeroPadding2D": {"padding"},
     "Concatenate": {"axis"},
     "UpSampling2D": {"size", "interpolation"},
+    "Add": {"activation", "max_value", "scales"},
 }
 _COMMON_FIELDS = {"name", "type", "inbound"}
 
@@ -54,15 +57,32 @@ class LayerSpec:
     output_shape: Shape = ()
     # 2-D geometry for convolutions and pooling: (top, bottom, left, right).
     pads: tuple = (0, 0, 0, 0)
+    # A weighted layer with a linear activation read only by an Add: that Add's
+    # name (the layer is a branch of it, with no neurons of its own; set by Model).
+    merge: str | None = None
 
     @property
     def is_weighted(self) -> bool:
         return self.type in WEIGHTED_TYPES
 
     @property
+    def is_branch(self) -> bool:
+        """A weighted branch of an Add: its synapses feed the Add's neurons."""
+        return self.merge is not None
+
+    @property
+    def is_add(self) -> bool:
+        return self.type == "Add"
+
+    @property
     def is_spiking(self) -> bool:
         """Has spiking neurons (integrates, or max-pools spike trains)."""
-        return self.type in WEIGHTED_TYPES or self.type in POOLING_TYPES
+        return (self.type in WEIGHTED_TYPES and not self.is_branch) or self.type in POOLING_TYPES \
+            or self.is_add
+
+    @property
+    def has_activation(self) -> bool:
+        return self.type in WEIGHTED_TYPES or self.is_add
 
     @property
     def is_structural(self) -> bool:
@@ -76,6 +96,11 @@ class LayerSpec:
     def max_value(self) -> float | None:
         """The clip of a clipped ReLU (ReLU6: 6), None for a plain one."""
         return self.config.get("max_value")
+
+    @property
+    def scales(self) -> tuple:
+        """An Add's factor per inbound (1 unless normalisation or calibration set them)."""
+        return tuple(self.config.get("scales") or (1.0,) * len(self.inbound))
 
     @property
     def input_shape(self) -> Shape:
@@ -159,6 +184,12 @@ def normalise_config(name: str, type_: str, raw: dict) -> dict:
         c["activation"] = _choice(name, "activation", raw.get("activation", "relu"), ACTIVATIONS)
         if raw.get("max_value") is not None:
             c["max_value"] = _clip(name, raw["max_value"], c["activation"])
+    if type_ == "Add":
+        c["activation"] = _choice(name, "activation", raw.get("activation", "relu"), ADD_ACTIVATIONS)
+        if raw.get("max_value") is not None:
+            c["max_value"] = _clip(name, raw["max_value"], c["activation"])
+        if raw.get("scales") is not None:
+            c["scales"] = _scales(name, raw["scales"])
     if type_ in POOLING_TYPES:
         c["pool_size"] = _pair(name, "pool_size", raw.get("pool_size", 2))
         strides = raw.get("strides")
@@ -193,6 +224,14 @@ def _clip(name: str, value: Any, activation: str) -> float:
             or not math.isfinite(value) or value <= 0:
         raise _err(name, f"'max_value' must be a positive number, got {value!r}")
     return float(value)
+
+
+def _scales(name: str, value: Any) -> tuple:
+    if not isinstance(value, (list, tuple)) or not all(
+            isinstance(v, (int, float, np.integer, np.floating)) and not isinstance(v, bool)
+            and math.isfinite(v) and v > 0 for v in value):
+        raise _err(name, f"'scales' must be a list of positive numbers (one per inbound), got {value!r}")
+    return tuple(float(v) for v in value)
 
 
 def _zero_padding(name: str, value: Any) -> tuple:
@@ -252,6 +291,8 @@ def infer_shape(spec: LayerSpec) -> Shape:
     t, c, name = spec.type, spec.config, spec.name
     if t == "Concatenate":
         return _concat_shape(spec)
+    if t == "Add":
+        return _add_shape(spec)
     if len(spec.input_shapes) != 1:
         raise _err(name, f"{t} takes exactly one inbound layer, got {len(spec.input_shapes)}")
     shape = spec.input_shape
@@ -312,6 +353,19 @@ def _concat_shape(spec: LayerSpec) -> Shape:
     out = list(first)
     out[axis] = sum(s[axis] for s in spec.input_shapes)
     return tuple(out)
+
+
+def _add_shape(spec: LayerSpec) -> Shape:
+    if len(spec.input_shapes) < 2:
+        raise _err(spec.name, f"Add needs at least two inbound layers, got {len(spec.input_shapes)}")
+    if len(set(spec.inbound)) != len(spec.inbound):
+        raise _err(spec.name, f"Add reads a layer twice ({spec.inbound}); scale it instead")
+    if any(s != spec.input_shapes[0] for s in spec.input_shapes):
+        raise _err(spec.name, f"Add needs inputs of one shape, got {spec.input_shapes}")
+    if "scales" in spec.config and len(spec.config["scales"]) != len(spec.inbound):
+        raise _err(spec.name, f"'scales' has {len(spec.config['scales'])} entries for "
+                              f"{len(spec.inbound)} inbound layers")
+    return tuple(spec.input_shapes[0])
 
 
 def expected_weight_shapes(spec: LayerSpec) -> tuple:

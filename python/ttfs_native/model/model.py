@@ -87,16 +87,28 @@ class Model:
         if INPUT_NAME not in used:
             raise ModelError("no layer reads the input")
         out = self.output_layer
+        readers: dict = {}
+        for spec in self.layers:
+            for n in spec.inbound:
+                readers.setdefault(n, []).append(spec)
         for spec in self.layers[:-1]:
-            if spec.activation != "relu" and spec.is_weighted:
-                raise ModelError(f"layer '{spec.name}': activation '{spec.activation}' is only "
-                                 f"allowed on the output layer ('{out.name}')")
+            if not spec.has_activation or spec.activation == "relu":
+                continue
+            read_by = readers[spec.name]
+            if spec.is_weighted and spec.activation == "linear" and len(read_by) == 1 and read_by[0].is_add:
+                spec.merge = read_by[0].name   # a branch of that Add (SEMANTICS.md "Add")
+                continue
+            raise ModelError(f"layer '{spec.name}': activation '{spec.activation}' is only allowed on the "
+                             f"output layer ('{out.name}')"
+                             + (" or on a weighted layer read only by an Add (a residual branch)"
+                                if spec.activation == "linear" else ""))
 
     def summary(self) -> str:
         rows = [f"input: {self.input_shape}"]
         for s in self.layers:
-            clip = f", max {s.max_value:g}" if s.is_weighted and s.max_value is not None else ""
-            extra = f" [{s.activation}{clip}]" if s.is_weighted else ""
+            clip = f", max {s.max_value:g}" if s.has_activation and s.max_value is not None else ""
+            extra = f" [{s.activation}{clip}]" if s.has_activation else ""
+            extra += f" (branch of {s.merge})" if s.is_branch else ""
             rows.append(f"{s.name}: {s.type} {s.output_shape}{extra} <- {', '.join(s.inbound)}")
         if self.simulation:
             rows.append(describe_simulation(self.simulation))
@@ -109,8 +121,9 @@ class Model:
     def ann_forward(self, x, return_all: bool = False):
         """The converted ANN's output for channels-last input ``x`` (N, *input_shape).
 
-        ReLU on hidden weighted layers, the output layer's own activation
-        (softmax, relu or linear). With ``return_all`` returns a dict of every
+        ReLU on hidden weighted layers and Adds (clipped where they have a
+        ``max_value``), none on residual branches, the output layer's own
+        activation (softmax, relu or linear). With ``return_all`` returns a dict of every
         layer's activation.
         """
         x = check_input(self, x)

@@ -108,6 +108,14 @@ def weighted(spec: LayerSpec, x: np.ndarray, kernel: np.ndarray, bias) -> np.nda
     return out
 
 
+def add(spec: LayerSpec, inputs: list) -> np.ndarray:
+    """An Add's pre-activation: sum over inbound b of ``scales[b] * input_b``, in float32, in order."""
+    out = np.zeros(inputs[0].shape, np.float32)
+    for x, scale in zip(inputs, spec.scales):
+        out += x if scale == 1.0 else x * np.float32(scale)
+    return out
+
+
 def softmax(v: np.ndarray, axis: int = -1) -> np.ndarray:
     e = np.exp(v - v.max(axis=axis, keepdims=True))
     return e / e.sum(axis=axis, keepdims=True)
@@ -122,7 +130,7 @@ def apply_layer(spec: LayerSpec, inputs: list, weights, activation: bool = True)
         return average_pool(x, spec)
     if spec.type == "MaxPooling2D":
         return max_pool(x, spec)
-    out = weighted(spec, x, weights["kernel"], weights["bias"])
+    out = add(spec, inputs) if spec.is_add else weighted(spec, x, weights["kernel"], weights["bias"])
     if not activation or spec.activation == "linear":
         return out
     if spec.activation == "softmax":

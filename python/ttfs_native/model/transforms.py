@@ -109,21 +109,27 @@ def fold_average_pooling(model: Model) -> Model:
 
 
 def apply_layer_scales(model: Model, layer_scales) -> Model:
-    """A copy of ``model`` whose weighted layers' thresholds are scaled by ``k``
-    (kernel and bias divided by ``k``)."""
+    """A copy of ``model`` whose weighted layers' and Adds' thresholds are scaled
+    by ``k`` (kernel and bias divided by ``k``; an Add's ``scales``)."""
     scales = dict(layer_scales)
-    unknown = [n for n in scales if n not in model.weights]
+    adds = {s.name for s in model.layers if s.is_add}
+    branches = {s.name for s in model.layers if s.is_branch}
+    unknown = [n for n in scales if (n not in model.weights and n not in adds) or n in branches]
     if unknown:
-        raise ValueError(f"layer_scales name unknown or weightless layer(s): {', '.join(unknown)}")
+        raise ValueError(f"layer_scales name unknown or weightless layer(s) (or residual branches, whose "
+                         f"threshold is their Add's): {', '.join(unknown)}")
+    for name, k in scales.items():
+        if not (math.isfinite(float(k)) and float(k) > 0):
+            raise ValueError(f"layer_scales['{name}'] must be a positive number, got {k!r}")
     weights = {}
     for name, w in model.weights.items():
-        k = float(scales.get(name, 1.0))
-        if not (math.isfinite(k) and k > 0):
-            raise ValueError(f"layer_scales['{name}'] must be a positive number, got {k!r}")
-        weights[name] = {"kernel": w["kernel"] / np.float32(k),
-                         "bias": None if w["bias"] is None else w["bias"] / np.float32(k)}
-    return Model(model.input_shape, [s.to_json() for s in model.layers], weights, dict(model.metadata),
-                 model.simulation)
+        k = np.float32(scales.get(name, 1.0))
+        weights[name] = {"kernel": w["kernel"] / k, "bias": None if w["bias"] is None else w["bias"] / k}
+    layers = [s.to_json() for s in model.layers]
+    for d in layers:   # an Add's threshold: every inbound's factor divided by k
+        if d["name"] in adds and d["name"] in scales:
+            d["scales"] = [s / float(scales[d["name"]]) for s in model.layer(d["name"]).scales]
+    return Model(model.input_shape, layers, weights, dict(model.metadata), model.simulation)
 
 
 def ann_view(model: Model) -> Model:

@@ -24,7 +24,9 @@ cuda_memory_limit   (none)                  None (what the GPU has free), or byt
 ==================  ======================  =================================================
 
 Bad values raise ValueError naming the option (or the environment variable)
-and the values allowed.
+and the values allowed. A network with a residual Add runs the step loop
+with event-driven synapses whatever ``cuda_schedule`` and ``cuda_synapses``
+ask (only those kernels integrate an Add; the results are the same).
 """
 from __future__ import annotations
 

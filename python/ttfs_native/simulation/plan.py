@@ -4,7 +4,10 @@ Node 0 is the input; then one node per layer, in the model's order. The
 structural layers become Gather nodes whose index map is computed here by
 applying the layer's own numpy operation to element indices, so the native
 code never needs to know what Flatten, Reshape, ZeroPadding2D or
-Concatenate mean.
+Concatenate mean. An Add becomes one *open* node per synapse group
+(model/residual.py: a weighted branch with its scaled kernel, an identity
+inbound as a 1x1 depthwise convolution by its scale), right before the Add
+node, whose neurons integrate them all.
 """
 from __future__ import annotations
 
@@ -12,6 +15,7 @@ import numpy as np
 
 from ..model import INPUT_NAME, Model, ops
 from ..model.layers import LayerSpec
+from ..model.residual import add_bias, add_groups
 
 _F32 = np.zeros(0, np.float32)
 
@@ -69,7 +73,32 @@ def build_network(core, model: Model, fanouts: dict, weights: dict | None = None
                  core.Geometry(in_h=ih, in_w=iw, in_c=ic, out_h=ih, out_w=iw, out_c=ic), model.input_size,
                  False, _F32, _F32, _F32, np.zeros(0, np.int32), np.zeros(0, np.int64), input_fanout)
     out = model.output_layer
+    empty = (_F32, _F32, np.zeros(0, np.int32), np.zeros(0, np.int64), np.zeros(0))
     for spec in model.layers:
+        if spec.is_branch:   # emitted with its Add, as an open node
+            continue
+        if spec.is_add:
+            inbound = []
+            for k, group in enumerate(add_groups(model, spec)):
+                layer, kernel = group.layer, group.kernel
+                if layer is None:   # identity: a 1x1 depthwise convolution by the scale
+                    h, w, c = _hw_c(spec.output_shape)
+                    kind, kernel = core.NodeKind.DepthwiseConv2D, kernel.reshape(1, 1, c, 1)
+                    geom = core.Geometry(in_h=h, in_w=w, in_c=c, out_h=h, out_w=w, out_c=c)
+                else:
+                    kind, geom = getattr(core.NodeKind, layer.type), core.Geometry(**geometry(layer))
+                net.add_node(kind, f"{spec.name}/{k}", [index[group.source]], geom, spec.size, False,
+                             np.ascontiguousarray(kernel, np.float32), *empty, open=True)
+                inbound.append(net.num_nodes - 1)
+            h, w, c = _hw_c(spec.output_shape)
+            bias = add_bias(model, spec)
+            net.add_node(core.NodeKind.Add, spec.name, inbound,
+                         core.Geometry(in_h=h, in_w=w, in_c=c, out_h=h, out_w=w, out_c=c), spec.size, False,
+                         _F32, _F32 if bias is None else bias, _F32, np.zeros(0, np.int32), np.zeros(0, np.int64),
+                         np.asarray(fanouts[spec.name], np.float64).reshape(-1))
+            index[spec.name] = net.num_nodes - 1
+            size[spec.name] = spec.size
+            continue
         inbound = [index[n] for n in spec.inbound]
         kernel = bias = pool_count = _F32
         slot, element = np.zeros(0, np.int32), np.zeros(0, np.int64)
@@ -91,6 +120,6 @@ def build_network(core, model: Model, fanouts: dict, weights: dict | None = None
         softmax = stochastic_softmax and spec is out and spec.is_weighted and spec.activation == "softmax"
         net.add_node(kind, spec.name, inbound, geom, spec.size, softmax, kernel, bias, pool_count,
                      slot, element, fanout)
-        index[spec.name] = len(index)
+        index[spec.name] = net.num_nodes - 1
         size[spec.name] = spec.size
     return net

@@ -10,6 +10,7 @@ import numpy as np
 
 from ..model import INPUT_NAME, Model, ops
 from ..model.layers import LayerSpec
+from ..model.residual import add_bias, add_groups
 from .params import SimParams
 from .philox import softmax_uniforms
 
@@ -45,6 +46,32 @@ def _synaptic(spec: LayerSpec, x: np.ndarray, weights, bias_dt, absolute: bool) 
     return ops.weighted(spec, x.astype(np.float64), kernel, bias_dt)
 
 
+def _group_sum(group, x: np.ndarray, absolute: bool) -> np.ndarray:
+    """One synapse group of an Add (model/residual.py) applied to ``x`` in
+    float64, not rounded: W*x (or |W|*x) of a weighted branch, scale*x of an
+    identity group."""
+    x64 = x.astype(np.float64)
+    kernel = group.kernel.astype(np.float64)
+    if absolute:
+        kernel = np.abs(kernel)
+    layer = group.layer
+    if layer is None:
+        return x64 * kernel
+    if layer.type == "Dense":
+        return x64 @ kernel
+    if layer.type == "Conv2D":
+        return ops.conv2d(x64, layer, kernel)
+    return ops.depthwise_conv2d(x64, layer, kernel)
+
+
+def _add_input(groups: list, signals: dict, bias_dt, absolute: bool) -> np.ndarray:
+    """An Add's L (or L_abs): the float64 sum over its synapse groups, rounded to
+    float32 once, plus the summed bias b*dt (SEMANTICS.md "Add")."""
+    total = sum(_group_sum(g, signals[g.source][1 if absolute else 0], absolute) for g in groups)
+    out = total.astype(np.float32)
+    return out if absolute or bias_dt is None else out + bias_dt
+
+
 def simulate(model: Model, x: np.ndarray, params: SimParams, fanouts: dict,
              sample_offset: int = 0) -> dict:
     """Run ``x`` (N, *input_shape) float32 through the SNN; returns the raw result arrays."""
@@ -58,6 +85,10 @@ def simulate(model: Model, x: np.ndarray, params: SimParams, fanouts: dict,
     state = {s.name: _Neurons(n, s, v0) for s in model.spiking_layers}
     bias_dt = {name: (w["bias"] * dt if w["bias"] is not None else None)
                for name, w in model.weights.items()}
+    groups = {s.name: add_groups(model, s) for s in model.layers if s.is_add}
+    for name in groups:
+        bias = add_bias(model, model.layer(name))
+        bias_dt[name] = None if bias is None else bias * dt
     first_spike = {s.name: np.zeros((n,) + s.output_shape, np.float32) for s in model.spiking_layers}
     spike_counts = {s.name: np.zeros(n, np.int64) for s in model.spiking_layers}
     counts = np.zeros((n, model.num_classes, steps), np.int32)
@@ -72,7 +103,10 @@ def simulate(model: Model, x: np.ndarray, params: SimParams, fanouts: dict,
         tau = params.tau32(t)
         signals = {INPUT_NAME: (x_dt, zeros_in)}
         for spec in model.layers:
-            ins = [signals[name] for name in spec.inbound]
+            if spec.is_branch:      # no neurons: its Add reads the branch's input
+                continue
+            ins = [signals[g.source] for g in groups[spec.name]] if spec.is_add \
+                else [signals[name] for name in spec.inbound]
             if spec.is_structural:
                 signals[spec.name] = (ops.structural(spec, [a for a, _ in ins]),
                                       ops.structural(spec, [p for _, p in ins]))
@@ -89,11 +123,16 @@ def simulate(model: Model, x: np.ndarray, params: SimParams, fanouts: dict,
                 p_out = np.where(st.last_prospective > 0, dt, np.float32(0))
             else:
                 weights = model.weights.get(spec.name)
-                # 1. missing impulse of the prospective inputs
-                missing = _synaptic(spec, p_in, weights, None, absolute=True)
-                # 2. input current, only for samples whose input has arrived
-                has_input = np.any(a_in.reshape(n, -1) != 0, axis=1)
-                current = _synaptic(spec, a_in, weights, bias_dt.get(spec.name), absolute=False)
+                if spec.is_add:     # an Add's neurons integrate every group (SEMANTICS.md "Add")
+                    missing = _add_input(groups[spec.name], signals, None, absolute=True)
+                    has_input = np.any([np.any(a.reshape(n, -1) != 0, axis=1) for a, _ in ins], axis=0)
+                    current = _add_input(groups[spec.name], signals, bias_dt[spec.name], absolute=False)
+                else:
+                    # 1. missing impulse of the prospective inputs
+                    missing = _synaptic(spec, p_in, weights, None, absolute=True)
+                    # 2. input current, only for samples whose input has arrived
+                    has_input = np.any(a_in.reshape(n, -1) != 0, axis=1)
+                    current = _synaptic(spec, a_in, weights, bias_dt.get(spec.name), absolute=False)
                 current = np.where(has_input.reshape((n,) + (1,) * len(spec.output_shape)),
                                    current, np.float32(0))
                 # 3.-4. refractory mask, integrate, leak

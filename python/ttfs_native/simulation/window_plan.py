@@ -76,6 +76,10 @@ def build_window_plan(model: Model, window: dict) -> WindowPlan:
     if not out.is_weighted:
         raise ModelError(f"coding 'ttfs-window' reads the membrane of a weighted output layer; the output "
                          f"layer '{out.name}' is a {out.type}")
+    adds = [s.name for s in model.layers if s.is_add]
+    if adds:
+        raise ModelError(f"coding 'ttfs-window' does not support residual Add layers yet: layer(s) "
+                         f"{', '.join(map(repr, adds))}; use coding 'ttfs-dyn-thresh'")
     clipped = [s.name for s in model.layers if s.is_weighted and s.max_value is not None]
     if clipped:
         raise ModelError(f"coding 'ttfs-window' does not support clipped ReLU (max_value) yet: layer(s) "

@@ -1,0 +1,196 @@
+"""Train a small MNIST ResNet (issue 19) and export it to ONNX.
+
+    pip install torch onnx                          # CPU wheels; not needed at install time
+    python scripts/train_resnet_mnist.py            # from the repository root; 3 epochs took 20 min on 2 busy cores
+    python scripts/train_resnet_mnist.py --epochs 1 --out /tmp/nets
+
+Data: ``../shared/datasets/mnist.npz`` (``--data``), pixels scaled from
+uint8 0-255 to float32 [0, 1]. Split, fixed: the first 55000 training
+images are trained on; the last 5000 (validation / calibration) and the
+10000 test images never are.
+
+The network (PyTorch, NCHW; cross-entropy on the logits; Adam, batch 128,
+one-cycle learning rate, fixed seeds, CPU, 2 threads):
+
+* stem: Conv 16@3x3 same - BatchNorm - ReLU (28x28);
+* identity block: Conv 16@3x3 - BN - ReLU - Conv 16@3x3 - BN, plus the
+  block's input, ReLU;
+* strided block: Conv 32@3x3 stride 2 - BN - ReLU - Conv 32@3x3 - BN, plus
+  a 1x1 stride-2 projection shortcut Conv 32 - BN, ReLU (14x14);
+* global average pooling, Linear 10 (logits).
+
+Writes ``resnet_mnist.onnx`` under ``--out`` (default
+``/work/proto/resnet_mnist``; opset 13, eval mode, dynamic batch axis, input
+``x`` (N, 1, 28, 28), output ``logits`` (N, 10)) and merges its entry into
+``accuracies.json`` there. With ttfs_native importable (``PYTHONPATH=python``)
+it checks that ``from_onnx`` converts the file and that the converted ANN
+predicts exactly what PyTorch predicts on the first 1000 test images.
+"""
+from __future__ import annotations
+
+import argparse
+import json
+import sys
+import time
+from pathlib import Path
+
+import numpy as np
+
+ROOT = Path(__file__).resolve().parents[1]
+DEFAULT_DATA = ROOT.parent / "shared" / "datasets" / "mnist.npz"
+DEFAULT_OUT = Path("/work/proto/resnet_mnist")
+NAME = "resnet_mnist"
+SEED = 0
+VALIDATION_SIZE = 5000
+BATCH = 128
+LR = 3e-3
+EPOCHS = 3
+OPSET = 13
+CHECK_IMAGES = 1000
+
+
+def load_mnist(path: Path):
+    """(x_fit, y_fit), (x_val, y_val), (x_test, y_test); x float32 (N, 1, 28, 28) in [0, 1]."""
+    d = np.load(path)
+
+    def prep(x):
+        return (x.astype(np.float32) / 255.0)[:, None]
+
+    x_train, y_train = prep(d["x_train"]), d["y_train"].astype(np.int64)
+    x_test, y_test = prep(d["x_test"]), d["y_test"].astype(np.int64)
+    n_fit = len(x_train) - VALIDATION_SIZE
+    return ((x_train[:n_fit], y_train[:n_fit]), (x_train[n_fit:], y_train[n_fit:]), (x_test, y_test))
+
+
+def build_net():
+    import torch.nn as nn
+
+    def conv_bn(cin, cout, kernel, stride=1):
+        return [nn.Conv2d(cin, cout, kernel, stride=stride, padding=kernel // 2, bias=False),
+                nn.BatchNorm2d(cout)]
+
+    class Block(nn.Module):
+        """conv-BN-ReLU-conv-BN plus a shortcut (identity or 1x1 projection), then ReLU."""
+
+        def __init__(self, cin, cout, stride):
+            super().__init__()
+            self.main = nn.Sequential(*conv_bn(cin, cout, 3, stride), nn.ReLU(), *conv_bn(cout, cout, 3))
+            self.shortcut = nn.Sequential(*conv_bn(cin, cout, 1, stride)) \
+                if stride != 1 or cin != cout else nn.Identity()
+            self.relu = nn.ReLU()
+
+        def forward(self, x):
+            return self.relu(self.main(x) + self.shortcut(x))
+
+    return nn.Sequential(*conv_bn(1, 16, 3), nn.ReLU(), Block(16, 16, 1), Block(16, 32, 2),
+                         nn.AdaptiveAvgPool2d(1), nn.Flatten(), nn.Linear(32, 10))
+
+
+def predict(net, x, batch: int = 1000):
+    import torch
+
+    net.eval()
+    with torch.no_grad():
+        return np.concatenate([net(torch.from_numpy(x[i:i + batch])).numpy() for i in range(0, len(x), batch)])
+
+
+def train(fit, epochs: int, seed: int = SEED, log=print):
+    import torch
+
+    torch.manual_seed(seed)
+    torch.use_deterministic_algorithms(True)
+    rng = np.random.default_rng(seed)
+    net = build_net()
+    opt = torch.optim.Adam(net.parameters(), lr=LR)
+    steps = epochs * ((len(fit[0]) + BATCH - 1) // BATCH)
+    sched = torch.optim.lr_scheduler.OneCycleLR(opt, max_lr=LR, total_steps=steps, pct_start=0.15)
+    loss_fn = torch.nn.CrossEntropyLoss()
+    xs, ys = torch.from_numpy(fit[0]), torch.from_numpy(fit[1])
+    for epoch in range(epochs):
+        t0 = time.perf_counter()
+        net.train()
+        order = torch.from_numpy(rng.permutation(len(xs)))
+        total = 0.0
+        for lo in range(0, len(order), BATCH):
+            idx = order[lo:lo + BATCH]
+            opt.zero_grad()
+            loss = loss_fn(net(xs[idx]), ys[idx])
+            loss.backward()
+            opt.step()
+            sched.step()
+            total += float(loss.detach()) * len(idx)
+        log(f"  {NAME} epoch {epoch + 1}/{epochs}: loss {total / len(xs):.4f} "
+            f"({time.perf_counter() - t0:.1f} s)", flush=True)
+    net.eval()
+    return net
+
+
+def export(net, path: Path):
+    import torch
+
+    torch.onnx.export(net, (torch.zeros(1, 1, 28, 28),), str(path), dynamo=False, opset_version=OPSET,
+                      input_names=["x"], output_names=["logits"],
+                      dynamic_axes={"x": {0: "batch"}, "logits": {0: "batch"}})
+
+
+def check_import(path: Path, logits: np.ndarray, x_nchw: np.ndarray) -> str:
+    """Convert with ttfs_native and compare its ANN's predictions with PyTorch's."""
+    try:
+        import ttfs_native as tn
+        model = tn.from_onnx(path)
+    except ImportError as e:
+        return f"not checked ({e})"
+    out = model.ann_forward(np.ascontiguousarray(x_nchw.transpose(0, 2, 3, 1)))
+    agree = float(np.mean(out.argmax(1) == logits.argmax(1)))
+    diff = float(np.max(np.abs(out - logits)))
+    if agree < 1.0:
+        raise SystemExit(f"error: {path.name}: ttfs_native's ANN agrees with PyTorch on {agree:.4f} only")
+    return f"ttfs_native's converted ANN predicts as PyTorch on {len(x_nchw)} test images " \
+           f"(max |logit diff| {diff:.2e})"
+
+
+def main(argv=None) -> int:
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser.add_argument("--data", type=Path, default=DEFAULT_DATA)
+    parser.add_argument("--out", type=Path, default=DEFAULT_OUT)
+    parser.add_argument("--epochs", type=int, default=EPOCHS)
+    parser.add_argument("--check-only", action="store_true",
+                        help="skip training: check the existing ONNX file against the PyTorch test "
+                             "logits saved with it")
+    args = parser.parse_args(argv)
+
+    import torch
+
+    torch.set_num_threads(2)
+    fit, val, test = load_mnist(args.data)
+    args.out.mkdir(parents=True, exist_ok=True)
+    path = args.out / f"{NAME}.onnx"
+    logits_path = args.out / f"{NAME}_test_logits.npy"
+    summary_path = args.out / "accuracies.json"
+    summary = json.loads(summary_path.read_text()) if summary_path.is_file() else {}
+    if args.check_only:
+        print(check_import(path, np.load(logits_path)[:CHECK_IMAGES], test[0][:CHECK_IMAGES]))
+        return 0
+    t0 = time.perf_counter()
+    net = train(fit, args.epochs)
+    train_s = time.perf_counter() - t0
+    test_logits, val_logits = predict(net, test[0]), predict(net, val[0])
+    acc_test = float(np.mean(test_logits.argmax(1) == test[1]))
+    acc_val = float(np.mean(val_logits.argmax(1) == val[1]))
+    export(net, path)
+    np.save(logits_path, test_logits)
+    check = check_import(path, test_logits[:CHECK_IMAGES], test[0][:CHECK_IMAGES])
+    print(f"{NAME}: test {acc_test:.4f}, validation {acc_val:.4f}, {args.epochs} epochs, {train_s:.0f} s; "
+          f"{path} ({path.stat().st_size} bytes); {check}", flush=True)
+    summary[NAME] = {"onnx": path.name, "ann_accuracy_test": acc_test, "ann_accuracy_validation": acc_val,
+                     "test_images": int(len(test[1])), "validation_images": int(len(val[1])),
+                     "validation_split": "last 5000 MNIST training images (never trained on)",
+                     "epochs": args.epochs, "train_seconds": round(train_s, 1), "seed": SEED,
+                     "torch": torch.__version__, "opset": OPSET, "import_check": check}
+    summary_path.write_text(json.dumps(summary, indent=2) + "\n")
+    print(f"wrote {summary_path}")
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())
