@@ -235,12 +235,173 @@ __attribute__((target("avx2"))) void neuron_pass_avx2(const LayerArrays& a, int6
 }
 #endif
 
+// neuron_run over `count` steps for neurons whose sums do not change (a
+// layer whose input is constant): lanes of kLanes neurons keep their state in
+// registers through all steps, and only changes of their outputs are written.
+// The state arrays are left as they were: the caller replays the outputs.
+constexpr int kLanes = 8;
+
+// After a step at time tau, a neuron of constant input changes its outputs
+// no more: it is refractory past the last step (end_tau), or it is not
+// refractory, below its (constant) threshold and its input cannot raise the
+// membrane (I <= 0; the leak only lowers it).
+TTFS_KERNEL bool trajectory_settled(float current, float v, float theta, float r, float tau, float end_tau) {
+  return (r > end_tau) | ((current <= 0.0f) & (v < theta) & (r <= tau));
+}
+
+template <bool AveragePool, bool HasInput>
+TTFS_KERNEL void trajectory_run(const LayerArrays& a, int64_t n, const StepConstants* steps, int count,
+                                int64_t first, std::vector<TrajectoryEvent>& out) {
+  for (int64_t b = 0; b < n; b += kLanes) {
+    const int lanes = int(std::min<int64_t>(kLanes, n - b));
+    float current[kLanes], missing[kLanes], v[kLanes], theta[kLanes], r[kLanes], s[kLanes], p[kLanes],
+        signal[kLanes];
+    for (int l = 0; l < kLanes; ++l) {
+      if (l < lanes) {
+        const int64_t i = b + l;
+        float c = AveragePool ? float(a.current_sum[i]) / a.pool_count[i] : float(a.current_sum[i]) + a.bias_dt[i];
+        current[l] = HasInput ? c : 0.0f;
+        missing[l] = AveragePool ? float(a.missing_sum[i]) / a.pool_count[i] : float(a.missing_sum[i]);
+        v[l] = a.membrane[i];
+        theta[l] = a.threshold[i];
+        r[l] = a.refrac_until[i];
+        s[l] = a.last_spike[i];
+        p[l] = a.prospective[i];
+        signal[l] = a.signal[i];
+      } else {  // an idle lane: no input, never reaches its threshold
+        current[l] = missing[l] = v[l] = r[l] = p[l] = signal[l] = 0.0f;
+        theta[l] = INFINITY;
+        s[l] = -1.0f;
+      }
+    }
+    for (int x = 0; x < count; ++x) {
+      const StepConstants k = steps[x];
+      Flags flags[kLanes];
+      for (int l = 0; l < kLanes; ++l) {
+        const float before_p = p[l];
+        const bool spiked = ttfs_neuron_step(current[l], missing[l], k, v[l], theta[l], r[l], s[l], p[l]);
+        const float o = relu_signal(s[l], k.dt);
+        const bool changed = (o != signal[l]) | (before_p != p[l]);
+        signal[l] = o;
+        flags[l] = (spiked ? kSpiked : 0) | (changed ? kChanged : 0);
+      }
+      Flags any = 0;
+      for (int l = 0; l < kLanes; ++l) any |= flags[l];
+      for (int l = 0; l < lanes && any; ++l)
+        if (flags[l]) out.push_back(TrajectoryEvent{first + b + l, x, (flags[l] & kSpiked) != 0, signal[l], p[l]});
+      bool settled = true;
+      for (int l = 0; l < kLanes; ++l)
+        settled = settled && trajectory_settled(current[l], v[l], theta[l], r[l], k.tau, steps[count - 1].tau);
+      if (settled) break;
+    }
+  }
+}
+
+TTFS_KERNEL void trajectory_dispatch(const LayerArrays& a, int64_t n, bool has_input, const StepConstants* steps,
+                                     int count, int64_t first, std::vector<TrajectoryEvent>& out) {
+  if (a.pool_count) {
+    if (has_input) trajectory_run<true, true>(a, n, steps, count, first, out);
+    else trajectory_run<true, false>(a, n, steps, count, first, out);
+  } else {
+    if (has_input) trajectory_run<false, true>(a, n, steps, count, first, out);
+    else trajectory_run<false, false>(a, n, steps, count, first, out);
+  }
+}
+
+#ifdef TTFS_X86
+// trajectory_run with the lanes in one AVX2 register: the same operations as
+// ttfs_neuron_step, lane by lane (ordered compares as C++'s <, <=, >, >=;
+// unordered != as C++'s !=).
+__attribute__((target("avx2"))) void trajectory_avx2_lanes(const LayerArrays& a, int64_t n, bool has_input,
+                                                           const StepConstants* steps, int count, int64_t first,
+                                                           std::vector<TrajectoryEvent>& out) {
+  const bool pool = a.pool_count != nullptr;
+  const __m256 zero = _mm256_setzero_ps(), one = _mm256_set1_ps(1.0f);
+  const __m256 end_tau = _mm256_set1_ps(steps[count - 1].tau);
+  alignas(32) float signal_out[kLanes], prospective_out[kLanes];
+  for (int64_t b = 0; b < n; b += kLanes) {
+    const int lanes = int(std::min<int64_t>(kLanes, n - b));
+    alignas(32) float lc[kLanes], lm[kLanes], lv[kLanes], lt[kLanes], lr[kLanes], ls[kLanes], lp[kLanes],
+        lo[kLanes];
+    for (int l = 0; l < kLanes; ++l) {
+      if (l < lanes) {
+        const int64_t i = b + l;
+        const float c = pool ? float(a.current_sum[i]) / a.pool_count[i] : float(a.current_sum[i]) + a.bias_dt[i];
+        lc[l] = has_input ? c : 0.0f;
+        lm[l] = pool ? float(a.missing_sum[i]) / a.pool_count[i] : float(a.missing_sum[i]);
+        lv[l] = a.membrane[i];
+        lt[l] = a.threshold[i];
+        lr[l] = a.refrac_until[i];
+        ls[l] = a.last_spike[i];
+        lp[l] = a.prospective[i];
+        lo[l] = a.signal[i];
+      } else {  // an idle lane: no input, never reaches its threshold
+        lc[l] = lm[l] = lv[l] = lr[l] = lp[l] = lo[l] = 0.0f;
+        lt[l] = INFINITY;
+        ls[l] = -1.0f;
+      }
+    }
+    const __m256 current = _mm256_load_ps(lc), missing = _mm256_load_ps(lm);
+    __m256 v = _mm256_load_ps(lv), theta = _mm256_load_ps(lt), r = _mm256_load_ps(lr), s = _mm256_load_ps(ls);
+    __m256 p = _mm256_load_ps(lp), signal = _mm256_load_ps(lo);
+    const __m256 input_on = _mm256_cmp_ps(current, zero, _CMP_GT_OQ);
+    for (int x = 0; x < count; ++x) {
+      const StepConstants& k = steps[x];
+      const __m256 tau = _mm256_set1_ps(k.tau);
+      // 3-4 (integrate)
+      v = _mm256_add_ps(v, _mm256_blendv_ps(current, zero, _mm256_cmp_ps(r, tau, _CMP_GT_OQ)));
+      if (k.leak)
+        v = _mm256_blendv_ps(v, _mm256_sub_ps(v, _mm256_set1_ps(k.leak_step)), _mm256_cmp_ps(v, zero, _CMP_GT_OQ));
+      const __m256 spiked = _mm256_cmp_ps(v, theta, _CMP_GE_OQ);  // 5
+      v = _mm256_blendv_ps(v, zero, spiked);                              // 6
+      r = _mm256_blendv_ps(r, _mm256_set1_ps(k.refrac_end), spiked);       // 7
+      s = _mm256_blendv_ps(s, tau, spiked);                                // 11
+      const __m256 before_p = p;                                           // 9
+      p = _mm256_and_ps(_mm256_and_ps(input_on, _mm256_cmp_ps(r, tau, _CMP_LE_OQ)), one);
+      theta = _mm256_add_ps(_mm256_set1_ps(k.v0), missing);                // 10
+      const __m256 o = _mm256_and_ps(_mm256_cmp_ps(s, zero, _CMP_GT_OQ), _mm256_set1_ps(k.dt));
+      const __m256 changed = _mm256_or_ps(_mm256_cmp_ps(o, signal, _CMP_NEQ_UQ),
+                                          _mm256_cmp_ps(before_p, p, _CMP_NEQ_UQ));
+      signal = o;
+      const int spiked_mask = _mm256_movemask_ps(spiked);
+      if (const int any = (spiked_mask | _mm256_movemask_ps(changed)) & ((1 << lanes) - 1)) {
+        _mm256_store_ps(signal_out, signal);
+        _mm256_store_ps(prospective_out, p);
+        for (int m = any; m; m &= m - 1) {
+          const int l = __builtin_ctz(unsigned(m));
+          out.push_back(TrajectoryEvent{first + b + l, x, ((spiked_mask >> l) & 1) != 0, signal_out[l],
+                                        prospective_out[l]});
+        }
+      }
+      const __m256 settled = _mm256_or_ps(
+          _mm256_cmp_ps(r, end_tau, _CMP_GT_OQ),
+          _mm256_and_ps(_mm256_and_ps(_mm256_cmp_ps(current, zero, _CMP_LE_OQ), _mm256_cmp_ps(v, theta, _CMP_LT_OQ)),
+                        _mm256_cmp_ps(r, tau, _CMP_LE_OQ)));
+      if (_mm256_movemask_ps(settled) == 0xff) break;
+    }
+  }
+}
+#endif
+
+void trajectory_generic(const LayerArrays& a, int64_t n, bool has_input, const StepConstants* steps, int count,
+                        int64_t first, std::vector<TrajectoryEvent>& out) {
+  trajectory_dispatch(a, n, has_input, steps, count, first, out);
+}
+#ifdef TTFS_X86
+__attribute__((target("avx2"))) void trajectory_avx2(const LayerArrays& a, int64_t n, bool has_input,
+                                                     const StepConstants* steps, int count, int64_t first,
+                                                     std::vector<TrajectoryEvent>& out) {
+  trajectory_avx2_lanes(a, n, has_input, steps, count, first, out);
+}
+#endif
+
 }  // namespace
 
 const CpuKernelSet& cpu_kernel_set(CpuKernels requested) {
-  static const CpuKernelSet generic{"generic", absorb_generic, scatter_generic, neuron_pass_generic};
+  static const CpuKernelSet generic{"generic", absorb_generic, scatter_generic, neuron_pass_generic,
+                                        trajectory_generic};
 #ifdef TTFS_X86
-  static const CpuKernelSet avx2{"avx2", absorb_avx2, scatter_avx2, neuron_pass_avx2};
+  static const CpuKernelSet avx2{"avx2", absorb_avx2, scatter_avx2, neuron_pass_avx2, trajectory_avx2};
   static const bool has_avx2 = __builtin_cpu_supports("avx2");
   if (requested == CpuKernels::Auto && has_avx2) return avx2;
 #else

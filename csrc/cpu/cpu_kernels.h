@@ -87,6 +87,15 @@ struct PassOutput {
   std::vector<int64_t>& spiked;
 };
 
+// A change of a layer's output at a later step, from trajectory(): neuron
+// `neuron` has, from step index `step` on, these outputs, and spiked if `spiked`.
+struct TrajectoryEvent {
+  int64_t neuron;
+  int32_t step;
+  bool spiked;
+  float signal, prospective;
+};
+
 // The events of this step as a list; returns the change in non-zero input elements.
 int64_t collect_events(const InputChanges& c, std::vector<InputEvent>& events);
 
@@ -99,6 +108,8 @@ struct CpuKernelSet {
   int64_t (*absorb)(const Node&, const LayerWeights&, const InputChanges&, double*, double*);
   void (*scatter)(const Node&, const LayerWeights&, const EventList&, double*, double*, const OutputRange&);
   void (*neuron_pass)(const LayerArrays&, int64_t, bool, const StepConstants&, const PassOutput&);
+  void (*trajectory)(const LayerArrays&, int64_t, bool, const StepConstants*, int, int64_t,
+                     std::vector<TrajectoryEvent>&);
 };
 
 // The kernels `requested` resolves to on this CPU: AVX2 where it has them

@@ -25,6 +25,7 @@ using cpu::InputEvent;
 using cpu::LayerArrays;
 using cpu::LayerWeights;
 using cpu::PassOutput;
+using cpu::TrajectoryEvent;
 
 int max_threads() {
 #ifdef _OPENMP
@@ -67,6 +68,11 @@ struct NodeState {
   std::vector<float> membrane, threshold, refrac_until, last_spike;
   // MaxPooling2D: pooled input and the spike time of its prospective map.
   std::vector<float> pooled, pooled_prospective, last_prospective;
+  // A layer whose input stays constant after step 1 (replays_from_step_2):
+  // its output changes at steps 2..T, computed at step 2, and where those of
+  // step t start in `replay` (t - 2; one entry more at the end).
+  std::vector<TrajectoryEvent> replay;
+  std::vector<size_t> replay_start;
 };
 
 // Simulates one sample at a time. `threads` > 1: the threads share each
@@ -104,6 +110,16 @@ class SampleRunner {
     }
     class_count_.resize(net.num_classes());
     softmax_scratch_.resize(net.nodes.back().size);
+    // Nodes whose output is constant after step 1: the input and structural
+    // layers fed only by such nodes. A layer fed by one replays (below).
+    constant_after_first_.assign(net.nodes.size(), false);
+    for (size_t i = 0; i < net.nodes.size(); ++i) {
+      const Node& node = net.nodes[i];
+      bool constant = node.kind == NodeKind::Input || node.kind == NodeKind::Gather;
+      for (int src : node.inbound) constant = constant && constant_after_first_[size_t(src)];
+      constant_after_first_[i] = constant;
+    }
+    for (int t = 2; t <= cfg.steps; ++t) later_steps_.push_back(cfg.step(t));
   }
 
   // Sample `sample` of the whole input (x: its input), into that row of `out`.
@@ -271,9 +287,67 @@ class SampleRunner {
     return sum;
   }
 
+  // A layer whose input is constant after step 1 has constant sums from then
+  // on: its neurons' whole future (steps 1-11 at steps 2..T, the same
+  // function on the same values) is computed at step 2 with their state in
+  // registers, and each later step only replays its output changes.
+  bool replays_from_step_2(const Node& node) const {
+    return !node.softmax && constant_after_first_[size_t(node.inbound[0])];
+  }
+
+  // Step 2: the layer's output changes at steps 2..T, in step order (and
+  // neuron order within a step).
+  void plan_replay(const Node& node, NodeState& s, const LayerArrays& a) {
+    const bool has_input = s.nonzero_inputs != 0;
+    const int count = int(later_steps_.size());
+    std::vector<TrajectoryEvent>& events = trajectory_;
+    events.clear();
+    if (threads_ > 1 && node.size >= policy_.min_pass) {
+      const int used = for_each_share(threads_, node.size, [&](int share, int64_t lo, int64_t hi) {
+        std::vector<TrajectoryEvent>& mine = shares_[size_t(share)].trajectory;
+        mine.clear();
+        kernels_.trajectory(a.from(lo), hi - lo, has_input, later_steps_.data(), count, lo, mine);
+      });
+      for (int share = 0; share < used; ++share)
+        events.insert(events.end(), shares_[size_t(share)].trajectory.begin(),
+                      shares_[size_t(share)].trajectory.end());
+    } else {
+      kernels_.trajectory(a, node.size, has_input, later_steps_.data(), count, 0, events);
+    }
+    // counting sort by step, stable: neuron order within a step
+    s.replay_start.assign(size_t(count) + 1, 0);
+    for (const TrajectoryEvent& e : events) ++s.replay_start[size_t(e.step) + 1];
+    for (int x = 0; x < count; ++x) s.replay_start[size_t(x) + 1] += s.replay_start[size_t(x)];
+    s.replay.resize(events.size());
+    std::vector<size_t> next(s.replay_start.begin(), s.replay_start.end() - 1);
+    for (const TrajectoryEvent& e : events) s.replay[next[size_t(e.step)]++] = e;
+  }
+
+  // Step t >= 2 of a replaying layer: its output changes and spikes of step t.
+  void replay_step(NodeState& s, int t, const StepConstants& k, StepRecord& rec) {
+    s.changed_list.clear();
+    const size_t x = size_t(t - 2);
+    for (size_t n = s.replay_start[x]; n < s.replay_start[x + 1]; ++n) {
+      const TrajectoryEvent& e = s.replay[n];
+      s.signal[size_t(e.neuron)] = e.signal;
+      s.prospective[size_t(e.neuron)] = e.prospective;
+      s.changed_list.push_back(e.neuron);
+      if (!e.spiked) continue;
+      ++rec.spikes;  // 8: spike-train record
+      rec.synops += rec.fanout[e.neuron];
+      if (rec.first_spike && rec.first_spike[e.neuron] == 0.0f) rec.first_spike[e.neuron] = k.tau;
+    }
+    s.changed = !s.changed_list.empty();
+  }
+
   // Returns true if `rec` holds this step's records (false: softmax, use record()).
   bool integrate_step(const Node& node, NodeState& s, const StepConstants& k, int64_t sample, int t,
                       StepRecord& rec) {
+    if (t >= 2 && replays_from_step_2(node)) {
+      if (t == 2) plan_replay(node, s, arrays(node, s));
+      replay_step(s, t, k, rec);
+      return true;
+    }
     absorb_input_changes(node, s);
     const std::vector<float>& bias = tables_[&node - net_.nodes.data()].bias_dt;
     s.changed = false;
@@ -281,20 +355,24 @@ class SampleRunner {
       softmax_step(node, s, bias, k, sample, t);
       return false;
     }
-    update_neurons(node, s, bias, k, rec);
+    update_neurons(node, s, k, rec);
     s.changed = !s.changed_list.empty();
     return true;
   }
 
   // The fused per-neuron pass of one layer (steps 1-11 after the synaptic
   // sums), then a scan of its flags for records and changed outputs.
-  void update_neurons(const Node& node, NodeState& s, const std::vector<float>& bias,
-                      const StepConstants& k, StepRecord& rec) {
-    const size_t index = size_t(&node - net_.nodes.data());
-    LayerArrays a{s.current_sum.data(), s.missing_sum.data(), bias.data(),
-                  node.kind == NodeKind::AveragePooling2D ? tables_[index].pool_count.data() : nullptr,
-                  s.membrane.data(), s.threshold.data(), s.refrac_until.data(),
-                  s.last_spike.data(), s.prospective.data(), s.signal.data()};
+  // A layer's arrays for the neuron pass.
+  LayerArrays arrays(const Node& node, NodeState& s) const {
+    const CpuNodeTables& t = tables_[size_t(&node - net_.nodes.data())];
+    return LayerArrays{s.current_sum.data(), s.missing_sum.data(), t.bias_dt.data(),
+                       node.kind == NodeKind::AveragePooling2D ? t.pool_count.data() : nullptr,
+                       s.membrane.data(), s.threshold.data(), s.refrac_until.data(),
+                       s.last_spike.data(), s.prospective.data(), s.signal.data()};
+  }
+
+  void update_neurons(const Node& node, NodeState& s, const StepConstants& k, StepRecord& rec) {
+    const LayerArrays a = arrays(node, s);
     s.changed_list.clear();
     spiked_.clear();
     const bool has_input = s.nonzero_inputs != 0;
@@ -412,7 +490,11 @@ class SampleRunner {
   struct PassShare {
     int64_t begin = 0;
     std::vector<int64_t> changed, spiked;
+    std::vector<TrajectoryEvent> trajectory;
   };
+  std::vector<bool> constant_after_first_;   // per node: output constant after step 1
+  std::vector<StepConstants> later_steps_;   // steps 2..T
+  std::vector<TrajectoryEvent> trajectory_;  // a replaying layer's changes, in neuron order
   int threads_;
   SharePolicy policy_;
   std::vector<PassShare> shares_;
