@@ -15,7 +15,7 @@ from ttfs_native.simulation.options import ENVIRONMENT
 
 # ------------------------------------------------------------------ options
 @pytest.mark.parametrize("option, value, message", [
-    ("cpu_kernels", "bogus", r"cpu_kernels must be one of \['auto', 'generic'\], got 'bogus'"),
+    ("cpu_kernels", "bogus", r"cpu_kernels must be one of \['auto', 'avx2', 'generic'\], got 'bogus'"),
     ("cpu_share", "most", r"cpu_share must be one of \['auto', 'all'\], got 'most'"),
     ("cuda_schedule", "layers", r"cuda_schedule must be one of \['step', 'layer'\], got 'layers'"),
     ("cuda_synapses", "gathered", r"cuda_synapses must be one of \['events', 'gather'\], got 'gathered'"),

@@ -132,7 +132,10 @@ void run(const Engine& engine, const PyInput& in, const PyResults& results) {
 
 void bind_engines(py::module_& m) {
   py::enum_<CpuShare>(m, "CpuShare").value("auto", CpuShare::Auto).value("all", CpuShare::All);
-  py::enum_<CpuKernels>(m, "CpuKernels").value("auto", CpuKernels::Auto).value("generic", CpuKernels::Generic);
+  py::enum_<CpuKernels>(m, "CpuKernels")
+      .value("auto", CpuKernels::Auto)
+      .value("generic", CpuKernels::Generic)
+      .value("avx2", CpuKernels::Avx2);
   py::enum_<CudaSchedule>(m, "CudaSchedule").value("step", CudaSchedule::Step).value("layer", CudaSchedule::Layer);
   py::enum_<CudaSynapses>(m, "CudaSynapses")
       .value("events", CudaSynapses::Events)

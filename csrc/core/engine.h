@@ -16,7 +16,8 @@ namespace ttfs {
 
 // How an engine computes (never what: every choice gives the same results).
 enum class CpuShare : int { Auto = 0, All = 1 };            // share a sample's layers: large ones / every one
-enum class CpuKernels : int { Auto = 0, Generic = 1 };      // AVX2 where the CPU has it / the portable ones
+// the best the CPU has (AVX-512, else AVX2) / the portable ones / at most AVX2
+enum class CpuKernels : int { Auto = 0, Generic = 1, Avx2 = 2 };
 enum class CudaSchedule : int { Step = 0, Layer = 1 };      // the time loop (cuda/step_schedule.cu, layer_schedule.cu)
 enum class CudaSynapses : int { Events = 0, Gather = 1 };   // step loop: event-driven input / full fan-in gather
 

@@ -6,6 +6,8 @@
 #if defined(__GNUC__) && defined(__x86_64__)
 #define TTFS_X86 1
 #include <immintrin.h>
+// The AVX-512 kernels: the same code as the AVX2 ones, compiled for 512-bit vectors.
+#define TTFS_AVX512 "avx2,fma,avx512f,avx512vl,avx512dq,avx512bw,prefer-vector-width=512"
 #endif
 
 namespace ttfs {
@@ -117,6 +119,17 @@ __attribute__((target("avx2"))) int64_t absorb_avx2(const Node& node, const Laye
 __attribute__((target("avx2"))) void scatter_avx2(const Node& node, const LayerWeights& lw,
                                                   const EventList& events, double* cur, double* miss,
                                                   const OutputRange& range) {
+  scatter_dispatch(node, lw, events, cur, miss, range);
+}
+__attribute__((target(TTFS_AVX512))) int64_t absorb_avx512(const Node& node, const LayerWeights& lw,
+                                                           const InputChanges& c, double* cur, double* miss) {
+  ChangesAsEvents events{c};
+  scatter_dispatch(node, lw, events, cur, miss, AllOutputs{});
+  return events.nonzero;
+}
+__attribute__((target(TTFS_AVX512))) void scatter_avx512(const Node& node, const LayerWeights& lw,
+                                                         const EventList& events, double* cur, double* miss,
+                                                         const OutputRange& range) {
   scatter_dispatch(node, lw, events, cur, miss, range);
 }
 #endif
@@ -233,6 +246,16 @@ __attribute__((target("avx2"))) void neuron_pass_avx2(const LayerArrays& a, int6
   };
   neuron_pass_dispatch(a, n, has_input, k, out, Scan{});
 }
+__attribute__((target(TTFS_AVX512))) void neuron_pass_avx512(const LayerArrays& a, int64_t n, bool has_input,
+                                                             const StepConstants& k, const PassOutput& out) {
+  struct Scan {
+    __attribute__((target(TTFS_AVX512))) void operator()(const Flags* f, int64_t b, int64_t c,
+                                                         const PassOutput& o) const {
+      scan_flags_avx2(f, b, c, o);
+    }
+  };
+  neuron_pass_dispatch(a, n, has_input, k, out, Scan{});
+}
 #endif
 
 // neuron_run over `count` steps for neurons whose sums do not change (a
@@ -312,9 +335,11 @@ TTFS_KERNEL void trajectory_dispatch(const LayerArrays& a, int64_t n, bool has_i
 // trajectory_run with the lanes in one AVX2 register: the same operations as
 // ttfs_neuron_step, lane by lane (ordered compares as C++'s <, <=, >, >=;
 // unordered != as C++'s !=).
-__attribute__((target("avx2"))) void trajectory_avx2_lanes(const LayerArrays& a, int64_t n, bool has_input,
-                                                           const StepConstants* steps, int count, int64_t first,
-                                                           std::vector<TrajectoryEvent>& out) {
+// (The AVX-512 kernels run it too: eight lanes are about as many as a layer's
+// neurons that stay unsettled together.)
+__attribute__((target("avx2"))) void trajectory_avx2(const LayerArrays& a, int64_t n, bool has_input,
+                                                     const StepConstants* steps, int count, int64_t first,
+                                                     std::vector<TrajectoryEvent>& out) {
   const bool pool = a.pool_count != nullptr;
   const __m256 zero = _mm256_setzero_ps(), one = _mm256_set1_ps(1.0f);
   const __m256 end_tau = _mm256_set1_ps(steps[count - 1].tau);
@@ -387,13 +412,6 @@ void trajectory_generic(const LayerArrays& a, int64_t n, bool has_input, const S
                         int64_t first, std::vector<TrajectoryEvent>& out) {
   trajectory_dispatch(a, n, has_input, steps, count, first, out);
 }
-#ifdef TTFS_X86
-__attribute__((target("avx2"))) void trajectory_avx2(const LayerArrays& a, int64_t n, bool has_input,
-                                                     const StepConstants* steps, int count, int64_t first,
-                                                     std::vector<TrajectoryEvent>& out) {
-  trajectory_avx2_lanes(a, n, has_input, steps, count, first, out);
-}
-#endif
 
 }  // namespace
 
@@ -402,8 +420,14 @@ const CpuKernelSet& cpu_kernel_set(CpuKernels requested) {
                                         trajectory_generic};
 #ifdef TTFS_X86
   static const CpuKernelSet avx2{"avx2", absorb_avx2, scatter_avx2, neuron_pass_avx2, trajectory_avx2};
+  static const CpuKernelSet avx512{"avx512", absorb_avx512, scatter_avx512, neuron_pass_avx512,
+                                   trajectory_avx2};
   static const bool has_avx2 = __builtin_cpu_supports("avx2");
-  if (requested == CpuKernels::Auto && has_avx2) return avx2;
+  static const bool has_avx512 = has_avx2 && __builtin_cpu_supports("fma") && __builtin_cpu_supports("avx512f") &&
+                                 __builtin_cpu_supports("avx512vl") && __builtin_cpu_supports("avx512dq") &&
+                                 __builtin_cpu_supports("avx512bw");
+  if (requested == CpuKernels::Auto && has_avx512) return avx512;
+  if (requested != CpuKernels::Generic && has_avx2) return avx2;
 #else
   (void)requested;
 #endif

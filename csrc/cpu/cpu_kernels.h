@@ -104,7 +104,7 @@ int64_t collect_events(const InputChanges& c, std::vector<InputEvent>& events);
 // elements); scatter: a thread's share of a list of events; neuron_pass:
 // steps 1-11 over n neurons, listing those that changed and spiked.
 struct CpuKernelSet {
-  const char* name;  // "avx2" or "generic"
+  const char* name;  // "avx512", "avx2" or "generic"
   int64_t (*absorb)(const Node&, const LayerWeights&, const InputChanges&, double*, double*);
   void (*scatter)(const Node&, const LayerWeights&, const EventList&, double*, double*, const OutputRange&);
   void (*neuron_pass)(const LayerArrays&, int64_t, bool, const StepConstants&, const PassOutput&);
@@ -112,8 +112,8 @@ struct CpuKernelSet {
                      std::vector<TrajectoryEvent>&);
 };
 
-// The kernels `requested` resolves to on this CPU: AVX2 where it has them
-// (CpuKernels::Auto), else the portable ones.
+// The kernels `requested` resolves to on this CPU: the widest vectors it has
+// (AVX-512, else AVX2; CpuKernels::Avx2: at most AVX2), else the portable ones.
 const CpuKernelSet& cpu_kernel_set(CpuKernels requested);
 
 }  // namespace cpu

@@ -9,8 +9,9 @@ option              environment variable    values (built-in default first)
 cpu_share           TTFS_CPU_SHARE          ``auto`` (threads share a sample's large layers
                                             when a batch has fewer samples than threads),
                                             ``all`` (every layer; for tests)
-cpu_kernels         TTFS_CPU_KERNELS        ``auto`` (AVX2 where the CPU has it),
-                                            ``generic`` (the portable kernels)
+cpu_kernels         TTFS_CPU_KERNELS        ``auto`` (AVX-512 where the CPU has it, else
+                                            AVX2), ``avx2`` (at most AVX2), ``generic``
+                                            (the portable kernels)
 cuda_schedule       TTFS_CUDA_SCHEDULE      ``step`` (one CUDA graph launch per step),
                                             ``layer`` (one launch per layer running all steps)
 cuda_synapses       TTFS_CUDA_SYNAPSES      ``events`` (event-driven synaptic input),
@@ -35,7 +36,7 @@ import numpy as np
 
 CHOICES = {
     "cpu_share": ("auto", "all"),
-    "cpu_kernels": ("auto", "generic"),
+    "cpu_kernels": ("auto", "avx2", "generic"),
     "cuda_schedule": ("step", "layer"),
     "cuda_synapses": ("events", "gather"),
 }
