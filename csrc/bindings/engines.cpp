@@ -136,6 +136,7 @@ void bind_engines(py::module_& m) {
       .value("auto", CpuKernels::Auto)
       .value("generic", CpuKernels::Generic)
       .value("avx2", CpuKernels::Avx2);
+  py::enum_<CpuSums>(m, "CpuSums").value("float64", CpuSums::Float64).value("float32", CpuSums::Float32);
   py::enum_<CudaSchedule>(m, "CudaSchedule").value("step", CudaSchedule::Step).value("layer", CudaSchedule::Layer);
   py::enum_<CudaSynapses>(m, "CudaSynapses")
       .value("events", CudaSynapses::Events)
@@ -147,6 +148,7 @@ void bind_engines(py::module_& m) {
       .def(py::init<>())
       .def_readwrite("cpu_share", &EngineOptions::cpu_share)
       .def_readwrite("cpu_kernels", &EngineOptions::cpu_kernels)
+      .def_readwrite("cpu_sums", &EngineOptions::cpu_sums)
       .def_readwrite("cpu_threads", &EngineOptions::cpu_threads)
       .def_readwrite("cuda_schedule", &EngineOptions::cuda_schedule)
       .def_readwrite("cuda_synapses", &EngineOptions::cuda_synapses)

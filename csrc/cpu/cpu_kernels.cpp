@@ -56,9 +56,9 @@ int64_t collect_events(const InputChanges& c, std::vector<InputEvent>& events) {
 namespace {
 
 // scatter_change, or scatter_conv_rows where the weights are in row layout.
-template <NodeKind Kind, bool Signal, bool Prospective, typename Range>
-TTFS_KERNEL void scatter_one(const Geometry& g, const LayerWeights& lw, const InputEvent& e, double* cur,
-                             double* miss, const Range& range) {
+template <NodeKind Kind, bool Signal, bool Prospective, typename Acc, typename Range>
+TTFS_KERNEL void scatter_one(const Geometry& g, const LayerWeights& lw, const InputEvent& e, Acc* cur,
+                             Acc* miss, const Range& range) {
   if (Kind == NodeKind::Conv2D && lw.rows)
     scatter_conv_rows<Signal, Prospective>(g, lw.w, e.j, e.da, e.dp, cur, miss, range);
   else
@@ -68,9 +68,9 @@ TTFS_KERNEL void scatter_one(const Geometry& g, const LayerWeights& lw, const In
 // Scatters the events into the sums in `range` (one walk over the
 // connections of an element whose signal and prospective flag both changed,
 // as when it fires).
-template <NodeKind Kind, typename Source, typename Range>
-TTFS_KERNEL void scatter_kind(const Node& node, const LayerWeights& lw, Source& events, double* cur,
-                              double* miss, const Range& range) {
+template <NodeKind Kind, typename Source, typename Acc, typename Range>
+TTFS_KERNEL void scatter_kind(const Node& node, const LayerWeights& lw, Source& events, Acc* cur,
+                              Acc* miss, const Range& range) {
   const Geometry& g = node.geom;
   InputEvent e;
   for (size_t n = 0; n < events.size(); ++n) {
@@ -81,9 +81,9 @@ TTFS_KERNEL void scatter_kind(const Node& node, const LayerWeights& lw, Source& 
   }
 }
 
-template <typename Source, typename Range>
-TTFS_KERNEL void scatter_dispatch(const Node& node, const LayerWeights& lw, Source& events, double* cur,
-                                  double* miss, const Range& range) {
+template <typename Source, typename Acc, typename Range>
+TTFS_KERNEL void scatter_dispatch(const Node& node, const LayerWeights& lw, Source& events, Acc* cur,
+                                  Acc* miss, const Range& range) {
   switch (node.kind) {
     case NodeKind::Dense: return scatter_kind<NodeKind::Dense>(node, lw, events, cur, miss, range);
     case NodeKind::Conv2D: return scatter_kind<NodeKind::Conv2D>(node, lw, events, cur, miss, range);
@@ -99,36 +99,42 @@ TTFS_KERNEL void scatter_dispatch(const Node& node, const LayerWeights& lw, Sour
 // time for AVX2 and chosen at run time, so one binary stays portable. absorb:
 // one thread takes the changes and scatters them into all sums (returns the
 // change in non-zero input elements); scatter: a thread's share of a list.
-int64_t absorb_generic(const Node& node, const LayerWeights& lw, const InputChanges& c, double* cur,
-                       double* miss) {
+template <typename Acc>
+int64_t absorb_generic(const Node& node, const LayerWeights& lw, const InputChanges& c, Acc* cur,
+                       Acc* miss) {
   ChangesAsEvents events{c};
   scatter_dispatch(node, lw, events, cur, miss, AllOutputs{});
   return events.nonzero;
 }
-void scatter_generic(const Node& node, const LayerWeights& lw, const EventList& events, double* cur,
-                     double* miss, const OutputRange& range) {
+template <typename Acc>
+void scatter_generic(const Node& node, const LayerWeights& lw, const EventList& events, Acc* cur,
+                     Acc* miss, const OutputRange& range) {
   scatter_dispatch(node, lw, events, cur, miss, range);
 }
 #ifdef TTFS_X86
+template <typename Acc>
 __attribute__((target("avx2"))) int64_t absorb_avx2(const Node& node, const LayerWeights& lw,
-                                                    const InputChanges& c, double* cur, double* miss) {
+                                                    const InputChanges& c, Acc* cur, Acc* miss) {
   ChangesAsEvents events{c};
   scatter_dispatch(node, lw, events, cur, miss, AllOutputs{});
   return events.nonzero;
 }
+template <typename Acc>
 __attribute__((target("avx2"))) void scatter_avx2(const Node& node, const LayerWeights& lw,
-                                                  const EventList& events, double* cur, double* miss,
+                                                  const EventList& events, Acc* cur, Acc* miss,
                                                   const OutputRange& range) {
   scatter_dispatch(node, lw, events, cur, miss, range);
 }
+template <typename Acc>
 __attribute__((target(TTFS_AVX512))) int64_t absorb_avx512(const Node& node, const LayerWeights& lw,
-                                                           const InputChanges& c, double* cur, double* miss) {
+                                                           const InputChanges& c, Acc* cur, Acc* miss) {
   ChangesAsEvents events{c};
   scatter_dispatch(node, lw, events, cur, miss, AllOutputs{});
   return events.nonzero;
 }
+template <typename Acc>
 __attribute__((target(TTFS_AVX512))) void scatter_avx512(const Node& node, const LayerWeights& lw,
-                                                         const EventList& events, double* cur, double* miss,
+                                                         const EventList& events, Acc* cur, Acc* miss,
                                                          const OutputRange& range) {
   scatter_dispatch(node, lw, events, cur, miss, range);
 }
@@ -140,8 +146,8 @@ __attribute__((target(TTFS_AVX512))) void scatter_avx512(const Node& node, const
 // period outlasts the run goes through it too: its membrane stays 0 below
 // threshold and nothing observable changes. HasInput: step 2, while the
 // sample's input is all zero, I = 0 (no bias either).
-template <bool AveragePool, bool HasInput>
-TTFS_KERNEL void neuron_run(const double* __restrict current_sum, const double* __restrict missing_sum,
+template <bool AveragePool, bool HasInput, typename Acc>
+TTFS_KERNEL void neuron_run(const Acc* __restrict current_sum, const Acc* __restrict missing_sum,
                             const float* __restrict bias_dt, const float* __restrict count,
                             float* __restrict membrane, float* __restrict threshold,
                             float* __restrict refrac_until, float* __restrict last_spike,
@@ -203,8 +209,8 @@ __attribute__((target("avx2"))) TTFS_KERNEL void scan_flags_avx2(const Flags* fl
 // are still in L1.
 constexpr int64_t kBlock = 256;
 
-template <bool AveragePool, bool HasInput, typename Scan>
-TTFS_KERNEL void pass_blocks(const LayerArrays& a, int64_t n, const StepConstants& k, const PassOutput& out,
+template <bool AveragePool, bool HasInput, typename Acc, typename Scan>
+TTFS_KERNEL void pass_blocks(const LayerArrays<Acc>& a, int64_t n, const StepConstants& k, const PassOutput& out,
                         Scan scan) {
   Flags flags[kBlock];
   for (int64_t begin = 0; begin < n; begin += kBlock) {
@@ -218,8 +224,8 @@ TTFS_KERNEL void pass_blocks(const LayerArrays& a, int64_t n, const StepConstant
   }
 }
 
-template <typename Scan>
-TTFS_KERNEL void neuron_pass_dispatch(const LayerArrays& a, int64_t n, bool has_input, const StepConstants& k,
+template <typename Acc, typename Scan>
+TTFS_KERNEL void neuron_pass_dispatch(const LayerArrays<Acc>& a, int64_t n, bool has_input, const StepConstants& k,
                                  const PassOutput& out, Scan scan) {
   if (a.pool_count) {
     if (has_input) pass_blocks<true, true>(a, n, k, out, scan);
@@ -230,13 +236,15 @@ TTFS_KERNEL void neuron_pass_dispatch(const LayerArrays& a, int64_t n, bool has_
   }
 }
 
-void neuron_pass_generic(const LayerArrays& a, int64_t n, bool has_input, const StepConstants& k,
+template <typename Acc>
+void neuron_pass_generic(const LayerArrays<Acc>& a, int64_t n, bool has_input, const StepConstants& k,
                          const PassOutput& out) {
   neuron_pass_dispatch(a, n, has_input, k, out, scan_flags_generic);
 }
 
 #ifdef TTFS_X86
-__attribute__((target("avx2"))) void neuron_pass_avx2(const LayerArrays& a, int64_t n, bool has_input,
+template <typename Acc>
+__attribute__((target("avx2"))) void neuron_pass_avx2(const LayerArrays<Acc>& a, int64_t n, bool has_input,
                                                       const StepConstants& k, const PassOutput& out) {
   struct Scan {
     __attribute__((target("avx2"))) void operator()(const Flags* f, int64_t b, int64_t c,
@@ -246,7 +254,8 @@ __attribute__((target("avx2"))) void neuron_pass_avx2(const LayerArrays& a, int6
   };
   neuron_pass_dispatch(a, n, has_input, k, out, Scan{});
 }
-__attribute__((target(TTFS_AVX512))) void neuron_pass_avx512(const LayerArrays& a, int64_t n, bool has_input,
+template <typename Acc>
+__attribute__((target(TTFS_AVX512))) void neuron_pass_avx512(const LayerArrays<Acc>& a, int64_t n, bool has_input,
                                                              const StepConstants& k, const PassOutput& out) {
   struct Scan {
     __attribute__((target(TTFS_AVX512))) void operator()(const Flags* f, int64_t b, int64_t c,
@@ -272,8 +281,8 @@ TTFS_KERNEL bool trajectory_settled(float current, float v, float theta, float r
   return (r > end_tau) | ((current <= 0.0f) & (v < theta) & (r <= tau));
 }
 
-template <bool AveragePool, bool HasInput>
-TTFS_KERNEL void trajectory_run(const LayerArrays& a, int64_t n, const StepConstants* steps, int count,
+template <bool AveragePool, bool HasInput, typename Acc>
+TTFS_KERNEL void trajectory_run(const LayerArrays<Acc>& a, int64_t n, const StepConstants* steps, int count,
                                 int64_t first, std::vector<TrajectoryEvent>& out) {
   for (int64_t b = 0; b < n; b += kLanes) {
     const int lanes = int(std::min<int64_t>(kLanes, n - b));
@@ -320,7 +329,8 @@ TTFS_KERNEL void trajectory_run(const LayerArrays& a, int64_t n, const StepConst
   }
 }
 
-TTFS_KERNEL void trajectory_dispatch(const LayerArrays& a, int64_t n, bool has_input, const StepConstants* steps,
+template <typename Acc>
+TTFS_KERNEL void trajectory_dispatch(const LayerArrays<Acc>& a, int64_t n, bool has_input, const StepConstants* steps,
                                      int count, int64_t first, std::vector<TrajectoryEvent>& out) {
   if (a.pool_count) {
     if (has_input) trajectory_run<true, true>(a, n, steps, count, first, out);
@@ -337,7 +347,8 @@ TTFS_KERNEL void trajectory_dispatch(const LayerArrays& a, int64_t n, bool has_i
 // unordered != as C++'s !=).
 // (The AVX-512 kernels run it too: eight lanes are about as many as a layer's
 // neurons that stay unsettled together.)
-__attribute__((target("avx2"))) void trajectory_avx2(const LayerArrays& a, int64_t n, bool has_input,
+template <typename Acc>
+__attribute__((target("avx2"))) void trajectory_avx2(const LayerArrays<Acc>& a, int64_t n, bool has_input,
                                                      const StepConstants* steps, int count, int64_t first,
                                                      std::vector<TrajectoryEvent>& out) {
   const bool pool = a.pool_count != nullptr;
@@ -408,20 +419,29 @@ __attribute__((target("avx2"))) void trajectory_avx2(const LayerArrays& a, int64
 }
 #endif
 
-void trajectory_generic(const LayerArrays& a, int64_t n, bool has_input, const StepConstants* steps, int count,
+template <typename Acc>
+void trajectory_generic(const LayerArrays<Acc>& a, int64_t n, bool has_input, const StepConstants* steps, int count,
                         int64_t first, std::vector<TrajectoryEvent>& out) {
   trajectory_dispatch(a, n, has_input, steps, count, first, out);
 }
 
 }  // namespace
 
+// The kernels of one instruction set for both types of sums.
+#define TTFS_KERNEL_SET(name, absorb, scatter, pass, trajectory)                                   \
+  CpuKernelSet {                                                                                    \
+    name, {absorb<double>, scatter<double>, pass<double>, trajectory<double>},                      \
+        {absorb<float>, scatter<float>, pass<float>, trajectory<float>}                             \
+  }
+
 const CpuKernelSet& cpu_kernel_set(CpuKernels requested) {
-  static const CpuKernelSet generic{"generic", absorb_generic, scatter_generic, neuron_pass_generic,
-                                        trajectory_generic};
+  static const CpuKernelSet generic =
+      TTFS_KERNEL_SET("generic", absorb_generic, scatter_generic, neuron_pass_generic, trajectory_generic);
 #ifdef TTFS_X86
-  static const CpuKernelSet avx2{"avx2", absorb_avx2, scatter_avx2, neuron_pass_avx2, trajectory_avx2};
-  static const CpuKernelSet avx512{"avx512", absorb_avx512, scatter_avx512, neuron_pass_avx512,
-                                   trajectory_avx2};
+  static const CpuKernelSet avx2 =
+      TTFS_KERNEL_SET("avx2", absorb_avx2, scatter_avx2, neuron_pass_avx2, trajectory_avx2);
+  static const CpuKernelSet avx512 =
+      TTFS_KERNEL_SET("avx512", absorb_avx512, scatter_avx512, neuron_pass_avx512, trajectory_avx2);
   static const bool has_avx2 = __builtin_cpu_supports("avx2");
   static const bool has_avx512 = has_avx2 && __builtin_cpu_supports("fma") && __builtin_cpu_supports("avx512f") &&
                                  __builtin_cpu_supports("avx512vl") && __builtin_cpu_supports("avx512dq") &&

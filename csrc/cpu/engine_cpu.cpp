@@ -22,7 +22,6 @@ using cpu::CpuKernelSet;
 using cpu::EventList;
 using cpu::InputChanges;
 using cpu::InputEvent;
-using cpu::LayerArrays;
 using cpu::LayerWeights;
 using cpu::PassOutput;
 using cpu::TrajectoryEvent;
@@ -56,6 +55,7 @@ struct StepRecord {
 };
 
 // State of one node for the sample a thread is simulating.
+template <typename Acc>
 struct NodeState {
   std::vector<float> signal, prospective;  // a_out, p_out
   bool changed = false;                    // did signal or prospective change this step
@@ -63,7 +63,7 @@ struct NodeState {
   std::vector<uint8_t> recorded;           // MaxPooling2D, softmax: spike-train record non-zero this step
   // Integrating layers: input already scattered, and the sums it produced.
   std::vector<float> seen_signal, seen_prospective;
-  std::vector<double> current_sum, missing_sum;
+  std::vector<Acc> current_sum, missing_sum;
   int64_t nonzero_inputs = 0;
   std::vector<float> membrane, threshold, refrac_until, last_spike;
   // MaxPooling2D: pooled input and the spike time of its prospective map.
@@ -78,12 +78,16 @@ struct NodeState {
 // Simulates one sample at a time. `threads` > 1: the threads share each
 // sample's large layers (split by output range in the scatter, by neuron
 // blocks in the neuron pass), for batches smaller than the thread count.
+template <typename Acc>
 class SampleRunner {
+  using NodeState = ttfs::NodeState<Acc>;
+  using LayerArrays = cpu::LayerArrays<Acc>;
+
  public:
   SampleRunner(const Network& net, const SimConfig& cfg, const CpuKernelSet& kernels,
                const std::vector<int>& spiking, const std::vector<int>& slot,
                const std::vector<CpuNodeTables>& tables, int threads = 1, SharePolicy policy = {})
-      : net_(net), cfg_(cfg), kernels_(kernels), spiking_(spiking), slot_(slot), tables_(tables),
+      : net_(net), cfg_(cfg), sums_(kernels.sums<Acc>()), spiking_(spiking), slot_(slot), tables_(tables),
         state_(net.nodes.size()), threads_(threads), policy_(policy), shares_(size_t(threads)) {
     for (size_t i = 0; i < net.nodes.size(); ++i) {
       const Node& node = net.nodes[i];
@@ -246,13 +250,13 @@ class SampleRunner {
                                                 : LayerWeights{t.rows.data(), true};
     const bool shared = threads_ > 1 && double(changes.count) * t.synapses_per_input >= policy_.min_scatter;
     if (!shared) {
-      s.nonzero_inputs += kernels_.absorb(node, weights, changes, s.current_sum.data(), s.missing_sum.data());
+      s.nonzero_inputs += sums_.absorb(node, weights, changes, s.current_sum.data(), s.missing_sum.data());
       return;
     }
     s.nonzero_inputs += cpu::collect_events(changes, events_);
     const EventList events{events_.data(), events_.size()};
     for_each_share(threads_, node.size, [&](int, int64_t lo, int64_t hi) {
-      kernels_.scatter(node, weights, events, s.current_sum.data(), s.missing_sum.data(), OutputRange{lo, hi});
+      sums_.scatter(node, weights, events, s.current_sum.data(), s.missing_sum.data(), OutputRange{lo, hi});
     });
   }
 
@@ -306,13 +310,13 @@ class SampleRunner {
       const int used = for_each_share(threads_, node.size, [&](int share, int64_t lo, int64_t hi) {
         std::vector<TrajectoryEvent>& mine = shares_[size_t(share)].trajectory;
         mine.clear();
-        kernels_.trajectory(a.from(lo), hi - lo, has_input, later_steps_.data(), count, lo, mine);
+        sums_.trajectory(a.from(lo), hi - lo, has_input, later_steps_.data(), count, lo, mine);
       });
       for (int share = 0; share < used; ++share)
         events.insert(events.end(), shares_[size_t(share)].trajectory.begin(),
                       shares_[size_t(share)].trajectory.end());
     } else {
-      kernels_.trajectory(a, node.size, has_input, later_steps_.data(), count, 0, events);
+      sums_.trajectory(a, node.size, has_input, later_steps_.data(), count, 0, events);
     }
     // counting sort by step, stable: neuron order within a step
     s.replay_start.assign(size_t(count) + 1, 0);
@@ -377,14 +381,14 @@ class SampleRunner {
     spiked_.clear();
     const bool has_input = s.nonzero_inputs != 0;
     if (node.size < policy_.min_pass || threads_ == 1) {
-      kernels_.neuron_pass(a, node.size, has_input, k, PassOutput{s.changed_list, spiked_});
+      sums_.neuron_pass(a, node.size, has_input, k, PassOutput{s.changed_list, spiked_});
     } else {  // each share lists its neurons, then the lists are joined in order
       const int used = for_each_share(threads_, node.size, [&](int share, int64_t lo, int64_t hi) {
         PassShare& p = shares_[size_t(share)];
         p.begin = lo;
         p.changed.clear();
         p.spiked.clear();
-        kernels_.neuron_pass(a.from(lo), hi - lo, has_input, k, PassOutput{p.changed, p.spiked});
+        sums_.neuron_pass(a.from(lo), hi - lo, has_input, k, PassOutput{p.changed, p.spiked});
       });
       for (int share = 0; share < used; ++share) {
         const PassShare& p = shares_[size_t(share)];
@@ -476,7 +480,7 @@ class SampleRunner {
 
   const Network& net_;
   const SimConfig& cfg_;
-  const CpuKernelSet& kernels_;
+  const cpu::SumKernels<Acc>& sums_;
   const std::vector<int>& spiking_;
   const std::vector<int>& slot_;
   const std::vector<CpuNodeTables>& tables_;
@@ -544,13 +548,19 @@ void CpuEngine::run(const Input& in, const Results& out) const {
   if (in.on_device || out.first_spike_on_device)
     throw std::invalid_argument("the CPU engine takes input and results in host memory");
   if (in.samples == 0) return;
+  if (options_.cpu_sums == CpuSums::Float32) run_samples<float>(in, out);
+  else run_samples<double>(in, out);
+}
+
+template <typename Acc>
+void CpuEngine::run_samples(const Input& in, const Results& out) const {
   const int64_t in_size = net_.nodes[0].size, samples = in.samples, first = in.sample_offset;
   const float* x = in.data;
   const int wanted = std::max(1, options_.cpu_threads > 0 ? options_.cpu_threads : max_threads());
   // Fewer samples than threads: where the network has large layers, the
   // threads share each sample's, one sample after another.
   if (samples < wanted && shares_layers_) {
-    SampleRunner runner(net_, config_, kernels_, spiking_, spiking_slot_, tables_, wanted, share_policy_);
+    SampleRunner<Acc> runner(net_, config_, kernels_, spiking_, spiking_slot_, tables_, wanted, share_policy_);
     for (int64_t n = 0; n < samples; ++n) runner.run(x + n * in_size, first + n, out);
     return;
   }
@@ -558,7 +568,7 @@ void CpuEngine::run(const Input& in, const Results& out) const {
   const int threads = int(std::min<int64_t>(wanted, samples));
 #pragma omp parallel num_threads(threads)
   {
-    SampleRunner runner(net_, config_, kernels_, spiking_, spiking_slot_, tables_);
+    SampleRunner<Acc> runner(net_, config_, kernels_, spiking_, spiking_slot_, tables_);
 #pragma omp for schedule(dynamic, 1)
     for (int64_t n = 0; n < samples; ++n) runner.run(x + n * in_size, first + n, out);
   }

@@ -40,6 +40,10 @@ class CpuEngine final : public Engine {
   const char* kernels() const;
 
  private:
+  // run() with running sums of type Acc (EngineOptions::cpu_sums)
+  template <typename Acc>
+  void run_samples(const Input& in, const Results& out) const;
+
   const cpu::CpuKernelSet& kernels_;
   std::vector<int> spiking_;            // node index of each spiking layer
   std::vector<int> spiking_slot_;       // node index -> slot in spiking_ (-1 if none)
