@@ -52,7 +52,8 @@ def test_bad_environment_defaults_are_refused(monkeypatch, option, variable, tex
     with pytest.raises(ValueError, match=variable):
         tn.Simulator(model, duration=4, backend="cpu")
     # an explicit option takes precedence over its environment default
-    good = {"cpu_kernels": "generic", "cpu_share": "all", "cpu_sums": "float32", "cuda_schedule": "layer", "cuda_synapses": "gather",
+    good = {"cpu_kernels": "generic", "cpu_share": "all", "cpu_sums": "float32", "cuda_schedule": "layer",
+            "cuda_synapses": "gather",
             "cuda_window": 3, "cuda_profile": False}[option]
     assert getattr(EngineOptions(**{option: good}), option) == good
 
