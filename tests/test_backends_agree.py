@@ -44,18 +44,52 @@ def test_convolution_geometry(**geometry):
     netgen.assert_meets_contract(cpu, ref)
 
 
-@pytest.mark.skipif(tn.build_info()["cpu_kernels"] != "avx2",
+@pytest.mark.skipif(tn.build_info()["cpu_kernels"] == "generic",
                     reason="this CPU runs the portable kernels already (the other tests cover them)")
 def test_portable_cpu_kernels_give_identical_results():
     """cpu_kernels='generic' forces the kernels that CPUs without AVX2 (aarch64
-    wheels) run: every result equals the AVX2 kernels' bit for bit."""
-    generic_options = tn.simulation.EngineOptions(cpu_kernels="generic")
+    wheels) run, 'avx2' at most AVX2: every kernel set this CPU has (AVX-512,
+    AVX2) gives the portable kernels' results bit for bit."""
     model, _, _ = netgen.make("mlp", n=1)
-    assert tn.Simulator(model, duration=4, backend="cpu", options=generic_options)._engine.kernels == "generic"
-    assert tn.Simulator(model, duration=4, backend="cpu")._engine.kernels == "avx2"
-    generic = netgen.case_results(options=generic_options)
-    avx2 = netgen.case_results()
-    assert sorted(generic) == sorted(avx2)
-    assert sum(k.endswith("/counts") for k in avx2) > 40
-    for key, value in avx2.items():
+    kernels = {}
+    for requested in ("generic", "avx2", "auto"):
+        options = tn.simulation.EngineOptions(cpu_kernels=requested)
+        kernels.setdefault(tn.Simulator(model, duration=4, backend="cpu", options=options)._engine.kernels,
+                           options)
+    assert "generic" in kernels and "avx2" in kernels
+    generic = netgen.case_results(options=kernels.pop("generic"))
+    assert sum(k.endswith("/counts") for k in generic) > 40
+    for name, options in kernels.items():
+        vector = netgen.case_results(options=options)
+        assert sorted(generic) == sorted(vector), name
+        for key, value in vector.items():
+            np.testing.assert_array_equal(generic[key], value, err_msg=f"{name}: {key}")
+
+
+def test_float32_sums_meet_the_agreement_contract():
+    """cpu_sums='float32' (the CPU engine's running sums in float32, opt-in):
+    on every architecture and option case, first-spike times agree with the
+    reference on at least 99.99% and with the default float64 sums on at
+    least 99.99%, predictions equal, and the vector and portable kernels
+    give the same float32 results bit for bit."""
+    float32 = tn.simulation.EngineOptions(cpu_sums="float32")
+    same_ref = same_f64 = total = 0
+    for arch in sorted(netgen.ARCHITECTURES):
+        for option in sorted(netgen.OPTIONS):
+            case = netgen.option_case(arch, option, "cpu")
+            if case is None:
+                continue
+            model, x, labels, kwargs = case
+            ref = tn.Simulator(model, backend="reference", **kwargs).run(x, labels)
+            f64 = tn.Simulator(model, backend="cpu", **kwargs).run(x, labels)
+            f32 = tn.Simulator(model, backend="cpu", options=float32, **kwargs).run(x, labels)
+            np.testing.assert_array_equal(f32.predictions, ref.predictions, err_msg=f"{arch}/{option}")
+            s, n = netgen.agreement(ref, f32)
+            same_ref, total = same_ref + s, total + n
+            same_f64 += netgen.agreement(f64, f32)[0]
+    assert total > 10_000
+    assert same_ref / total >= 0.9999 and same_f64 / total >= 0.9999, (same_ref / total, same_f64 / total)
+    generic = netgen.case_results(options=tn.simulation.EngineOptions(cpu_sums="float32", cpu_kernels="generic"))
+    vector = netgen.case_results(options=float32)
+    for key, value in vector.items():
         np.testing.assert_array_equal(generic[key], value, err_msg=key)

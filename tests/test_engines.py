@@ -15,8 +15,9 @@ from ttfs_native.simulation.options import ENVIRONMENT
 
 # ------------------------------------------------------------------ options
 @pytest.mark.parametrize("option, value, message", [
-    ("cpu_kernels", "bogus", r"cpu_kernels must be one of \['auto', 'generic'\], got 'bogus'"),
+    ("cpu_kernels", "bogus", r"cpu_kernels must be one of \['auto', 'avx2', 'generic'\], got 'bogus'"),
     ("cpu_share", "most", r"cpu_share must be one of \['auto', 'all'\], got 'most'"),
+    ("cpu_sums", "float16", r"cpu_sums must be one of \['float64', 'float32'\], got 'float16'"),
     ("cuda_schedule", "layers", r"cuda_schedule must be one of \['step', 'layer'\], got 'layers'"),
     ("cuda_synapses", "gathered", r"cuda_synapses must be one of \['events', 'gather'\], got 'gathered'"),
     ("cuda_window", 0, r"cuda_window must be None or a number of steps from 1 to 1024, got 0"),
@@ -34,6 +35,7 @@ def test_bad_option_values_are_refused(option, value, message):
 @pytest.mark.parametrize("option, variable, text", [
     ("cpu_kernels", "TTFS_CPU_KERNELS", "bogus"),
     ("cpu_share", "TTFS_CPU_SHARE", "most"),
+    ("cpu_sums", "TTFS_CPU_SUMS", "double"),
     ("cuda_schedule", "TTFS_CUDA_SCHEDULE", "layers"),
     ("cuda_synapses", "TTFS_CUDA_SYNAPSES", "gathered"),
     ("cuda_window", "TTFS_CUDA_WINDOW", "ten"),
@@ -50,7 +52,8 @@ def test_bad_environment_defaults_are_refused(monkeypatch, option, variable, tex
     with pytest.raises(ValueError, match=variable):
         tn.Simulator(model, duration=4, backend="cpu")
     # an explicit option takes precedence over its environment default
-    good = {"cpu_kernels": "generic", "cpu_share": "all", "cuda_schedule": "layer", "cuda_synapses": "gather",
+    good = {"cpu_kernels": "generic", "cpu_share": "all", "cpu_sums": "float32", "cuda_schedule": "layer",
+            "cuda_synapses": "gather",
             "cuda_window": 3, "cuda_profile": False}[option]
     assert getattr(EngineOptions(**{option: good}), option) == good
 
@@ -58,7 +61,8 @@ def test_bad_environment_defaults_are_refused(monkeypatch, option, variable, tex
 def test_environment_defaults_and_built_in_defaults(monkeypatch):
     for variable in ENVIRONMENT.values():
         monkeypatch.delenv(variable, raising=False)
-    assert EngineOptions().as_dict() == dict(cpu_share="auto", cpu_kernels="auto", cuda_schedule="step",
+    assert EngineOptions().as_dict() == dict(cpu_share="auto", cpu_kernels="auto", cpu_sums="float64",
+                                             cuda_schedule="step",
                                              cuda_synapses="events", cuda_window=None, cuda_profile=False,
                                              cuda_memory_limit=None)
     monkeypatch.setenv("TTFS_CPU_KERNELS", "generic")
@@ -92,9 +96,10 @@ def test_info_command_shows_the_options(monkeypatch):
 def test_options_reach_the_engine():
     model, x, _ = netgen.make("conv_strides_dilation", n=3)
     sim = tn.Simulator(model, duration=10, backend="cpu", num_threads=2,
-                       options=EngineOptions(cpu_kernels="generic", cpu_share="all"))
+                       options=EngineOptions(cpu_kernels="generic", cpu_share="all", cpu_sums="float32"))
     o = sim._engine.options
     assert o.cpu_kernels == _core.CpuKernels.generic and o.cpu_share == _core.CpuShare.all
+    assert o.cpu_sums == _core.CpuSums.float32
     assert o.cpu_threads == 2
     assert sim._engine.kernels == "generic"
     # the shorthand and the option are the same thing

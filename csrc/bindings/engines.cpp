@@ -141,7 +141,11 @@ void run(const Engine& engine, const PyInput& in, const PyResults& results) {
 
 void bind_engines(py::module_& m) {
   py::enum_<CpuShare>(m, "CpuShare").value("auto", CpuShare::Auto).value("all", CpuShare::All);
-  py::enum_<CpuKernels>(m, "CpuKernels").value("auto", CpuKernels::Auto).value("generic", CpuKernels::Generic);
+  py::enum_<CpuKernels>(m, "CpuKernels")
+      .value("auto", CpuKernels::Auto)
+      .value("generic", CpuKernels::Generic)
+      .value("avx2", CpuKernels::Avx2);
+  py::enum_<CpuSums>(m, "CpuSums").value("float64", CpuSums::Float64).value("float32", CpuSums::Float32);
   py::enum_<CudaSchedule>(m, "CudaSchedule").value("step", CudaSchedule::Step).value("layer", CudaSchedule::Layer);
   py::enum_<CudaSynapses>(m, "CudaSynapses")
       .value("events", CudaSynapses::Events)
@@ -153,6 +157,7 @@ void bind_engines(py::module_& m) {
       .def(py::init<>())
       .def_readwrite("cpu_share", &EngineOptions::cpu_share)
       .def_readwrite("cpu_kernels", &EngineOptions::cpu_kernels)
+      .def_readwrite("cpu_sums", &EngineOptions::cpu_sums)
       .def_readwrite("cpu_threads", &EngineOptions::cpu_threads)
       .def_readwrite("cuda_schedule", &EngineOptions::cuda_schedule)
       .def_readwrite("cuda_synapses", &EngineOptions::cuda_synapses)

@@ -14,15 +14,22 @@
 
 namespace ttfs {
 
-// How an engine computes (never what: every choice gives the same results).
+// How an engine computes (never what: every choice gives the same results, except
+// cpu_sums = Float32, which stays within the agreement contract).
 enum class CpuShare : int { Auto = 0, All = 1 };            // share a sample's layers: large ones / every one
-enum class CpuKernels : int { Auto = 0, Generic = 1 };      // AVX2 where the CPU has it / the portable ones
+// the best the CPU has (AVX-512, else AVX2) / the portable ones / at most AVX2
+enum class CpuKernels : int { Auto = 0, Generic = 1, Avx2 = 2 };
+// The CPU engine's running sums of I and M: float64 (the default, bit-identical
+// to earlier releases) or float32 (faster; results within SEMANTICS.md's
+// agreement contract, not bit-identical: the one option that changes results)
+enum class CpuSums : int { Float64 = 0, Float32 = 1 };
 enum class CudaSchedule : int { Step = 0, Layer = 1 };      // the time loop (cuda/step_schedule.cu, layer_schedule.cu)
 enum class CudaSynapses : int { Events = 0, Gather = 1 };   // step loop: event-driven input / full fan-in gather
 
 struct EngineOptions {
   CpuShare cpu_share = CpuShare::Auto;
   CpuKernels cpu_kernels = CpuKernels::Auto;
+  CpuSums cpu_sums = CpuSums::Float64;
   int cpu_threads = 0;                  // threads of a run (0: OpenMP's maximum)
   CudaSchedule cuda_schedule = CudaSchedule::Step;
   CudaSynapses cuda_synapses = CudaSynapses::Events;

@@ -59,10 +59,12 @@ struct LayerWeights {
   bool rows;
 };
 
-// A layer's arrays for the neuron pass.
+// A layer's arrays for the neuron pass; Acc: the running sums' type
+// (EngineOptions::cpu_sums).
+template <typename Acc>
 struct LayerArrays {
-  const double* current_sum;
-  const double* missing_sum;
+  const Acc* current_sum;
+  const Acc* missing_sum;
   const float* bias_dt;     // per neuron, b * dt; all zero when the layer has no bias
   const float* pool_count;  // per neuron for AveragePooling2D, else null
   float* membrane;
@@ -87,22 +89,48 @@ struct PassOutput {
   std::vector<int64_t>& spiked;
 };
 
+// A change of a layer's output at a later step, from trajectory(): neuron
+// `neuron` has, from step index `step` on, these outputs, and spiked if `spiked`.
+struct TrajectoryEvent {
+  int64_t neuron;
+  int32_t step;
+  bool spiked;
+  float signal, prospective;
+};
+
 // The events of this step as a list; returns the change in non-zero input elements.
 int64_t collect_events(const InputChanges& c, std::vector<InputEvent>& events);
 
-// One instruction set's kernels. absorb: one thread takes the changes and
-// scatters them into all sums (returns the change in non-zero input
-// elements); scatter: a thread's share of a list of events; neuron_pass:
-// steps 1-11 over n neurons, listing those that changed and spiked.
-struct CpuKernelSet {
-  const char* name;  // "avx2" or "generic"
-  int64_t (*absorb)(const Node&, const LayerWeights&, const InputChanges&, double*, double*);
-  void (*scatter)(const Node&, const LayerWeights&, const EventList&, double*, double*, const OutputRange&);
-  void (*neuron_pass)(const LayerArrays&, int64_t, bool, const StepConstants&, const PassOutput&);
+// One instruction set's kernels for running sums of type Acc. absorb: one
+// thread takes the changes and scatters them into all sums (returns the
+// change in non-zero input elements); scatter: a thread's share of a list of
+// events; neuron_pass: steps 1-11 over n neurons, listing those that changed
+// and spiked; trajectory: the same steps over n neurons whose sums stay as
+// they are, at each of `count` steps in turn, appending every change of
+// their outputs in neuron order (neuron numbers from `first`).
+template <typename Acc>
+struct SumKernels {
+  int64_t (*absorb)(const Node&, const LayerWeights&, const InputChanges&, Acc*, Acc*);
+  void (*scatter)(const Node&, const LayerWeights&, const EventList&, Acc*, Acc*, const OutputRange&);
+  void (*neuron_pass)(const LayerArrays<Acc>&, int64_t, bool, const StepConstants&, const PassOutput&);
+  void (*trajectory)(const LayerArrays<Acc>&, int64_t, bool, const StepConstants*, int, int64_t,
+                     std::vector<TrajectoryEvent>&);
 };
 
-// The kernels `requested` resolves to on this CPU: AVX2 where it has them
-// (CpuKernels::Auto), else the portable ones.
+struct CpuKernelSet {
+  const char* name;  // "avx512", "avx2" or "generic"
+  SumKernels<double> f64;
+  SumKernels<float> f32;
+  template <typename Acc>
+  const SumKernels<Acc>& sums() const;
+};
+template <>
+inline const SumKernels<double>& CpuKernelSet::sums<double>() const { return f64; }
+template <>
+inline const SumKernels<float>& CpuKernelSet::sums<float>() const { return f32; }
+
+// The kernels `requested` resolves to on this CPU: the widest vectors it has
+// (AVX-512, else AVX2; CpuKernels::Avx2: at most AVX2), else the portable ones.
 const CpuKernelSet& cpu_kernel_set(CpuKernels requested);
 
 }  // namespace cpu

@@ -22,9 +22,9 @@ using cpu::CpuKernelSet;
 using cpu::EventList;
 using cpu::InputChanges;
 using cpu::InputEvent;
-using cpu::LayerArrays;
 using cpu::LayerWeights;
 using cpu::PassOutput;
+using cpu::TrajectoryEvent;
 
 int max_threads() {
 #ifdef _OPENMP
@@ -55,6 +55,7 @@ struct StepRecord {
 };
 
 // State of one node for the sample a thread is simulating.
+template <typename Acc>
 struct NodeState {
   std::vector<float> signal, prospective;  // a_out, p_out
   bool changed = false;                    // did signal or prospective change this step
@@ -62,24 +63,32 @@ struct NodeState {
   std::vector<uint8_t> recorded;           // MaxPooling2D, softmax: spike-train record non-zero this step
   // Integrating layers: input already scattered, and the sums it produced.
   std::vector<float> seen_signal, seen_prospective;
-  std::vector<double> current_sum, missing_sum;
+  std::vector<Acc> current_sum, missing_sum;
   int64_t nonzero_inputs = 0;
   std::vector<float> membrane, threshold, refrac_until, last_spike;
   // MaxPooling2D: pooled input and the spike time of its prospective map.
   std::vector<float> pooled, pooled_prospective, last_prospective;
+  // A layer whose input stays constant after step 1 (replays_from_step_2):
+  // its output changes at steps 2..T, computed at step 2, and where those of
+  // step t start in `replay` (t - 2; one entry more at the end).
+  std::vector<TrajectoryEvent> replay;
+  std::vector<size_t> replay_start;
 };
 
 // Simulates one sample at a time. `threads` > 1: the threads share each
 // sample's large layers (split by output range in the scatter, by neuron
 // blocks in the neuron pass), for batches smaller than the thread count.
+template <typename Acc>
 class SampleRunner {
+  using NodeState = ttfs::NodeState<Acc>;
+  using LayerArrays = cpu::LayerArrays<Acc>;
+
  public:
   SampleRunner(const Network& net, const SimConfig& cfg, const CpuKernelSet& kernels,
                const std::vector<int>& spiking, const std::vector<int>& slot,
                const std::vector<CpuNodeTables>& tables, int threads = 1, SharePolicy policy = {})
-      : net_(net), cfg_(cfg), kernels_(kernels), spiking_(spiking), slot_(slot), tables_(tables),
-        state_(net.nodes.size()), merge_target_(net.merge_targets()), threads_(threads), policy_(policy),
-        shares_(size_t(threads)) {
+      : net_(net), cfg_(cfg), sums_(kernels.sums<Acc>()), spiking_(spiking), slot_(slot), tables_(tables),
+        state_(net.nodes.size()), merge_target_(net.merge_targets()), threads_(threads), policy_(policy), shares_(size_t(threads)) {
     for (size_t i = 0; i < net.nodes.size(); ++i) {
       const Node& node = net.nodes[i];
       NodeState& s = state_[i];
@@ -107,6 +116,16 @@ class SampleRunner {
     }
     class_count_.resize(net.num_classes());
     softmax_scratch_.resize(net.nodes.back().size);
+    // Nodes whose output is constant after step 1: the input and structural
+    // layers fed only by such nodes. A layer fed by one replays (below).
+    constant_after_first_.assign(net.nodes.size(), false);
+    for (size_t i = 0; i < net.nodes.size(); ++i) {
+      const Node& node = net.nodes[i];
+      bool constant = node.kind == NodeKind::Input || node.kind == NodeKind::Gather;
+      for (int src : node.inbound) constant = constant && constant_after_first_[size_t(src)];
+      constant_after_first_[i] = constant;
+    }
+    for (int t = 2; t <= cfg.steps; ++t) later_steps_.push_back(cfg.step(t));
   }
 
   // Sample `sample` of the whole input (x: its input; `sample` keys its softmax
@@ -239,13 +258,13 @@ class SampleRunner {
                                                 : LayerWeights{t.rows.data(), true};
     const bool shared = threads_ > 1 && double(changes.count) * t.synapses_per_input >= policy_.min_scatter;
     if (!shared) {
-      s.nonzero_inputs += kernels_.absorb(node, weights, changes, s.current_sum.data(), s.missing_sum.data());
+      s.nonzero_inputs += sums_.absorb(node, weights, changes, s.current_sum.data(), s.missing_sum.data());
       return;
     }
     s.nonzero_inputs += cpu::collect_events(changes, events_);
     const EventList events{events_.data(), events_.size()};
     for_each_share(threads_, node.size, [&](int, int64_t lo, int64_t hi) {
-      kernels_.scatter(node, weights, events, s.current_sum.data(), s.missing_sum.data(), OutputRange{lo, hi});
+      sums_.scatter(node, weights, events, s.current_sum.data(), s.missing_sum.data(), OutputRange{lo, hi});
     });
   }
 
@@ -280,9 +299,67 @@ class SampleRunner {
     return sum;
   }
 
+  // A layer whose input is constant after step 1 has constant sums from then
+  // on: its neurons' whole future (steps 1-11 at steps 2..T, the same
+  // function on the same values) is computed at step 2 with their state in
+  // registers, and each later step only replays its output changes.
+  bool replays_from_step_2(const Node& node) const {
+    return !node.softmax && constant_after_first_[size_t(node.inbound[0])];
+  }
+
+  // Step 2: the layer's output changes at steps 2..T, in step order (and
+  // neuron order within a step).
+  void plan_replay(const Node& node, NodeState& s, const LayerArrays& a) {
+    const bool has_input = s.nonzero_inputs != 0;
+    const int count = int(later_steps_.size());
+    std::vector<TrajectoryEvent>& events = trajectory_;
+    events.clear();
+    if (threads_ > 1 && node.size >= policy_.min_pass) {
+      const int used = for_each_share(threads_, node.size, [&](int share, int64_t lo, int64_t hi) {
+        std::vector<TrajectoryEvent>& mine = shares_[size_t(share)].trajectory;
+        mine.clear();
+        sums_.trajectory(a.from(lo), hi - lo, has_input, later_steps_.data(), count, lo, mine);
+      });
+      for (int share = 0; share < used; ++share)
+        events.insert(events.end(), shares_[size_t(share)].trajectory.begin(),
+                      shares_[size_t(share)].trajectory.end());
+    } else {
+      sums_.trajectory(a, node.size, has_input, later_steps_.data(), count, 0, events);
+    }
+    // counting sort by step, stable: neuron order within a step
+    s.replay_start.assign(size_t(count) + 1, 0);
+    for (const TrajectoryEvent& e : events) ++s.replay_start[size_t(e.step) + 1];
+    for (int x = 0; x < count; ++x) s.replay_start[size_t(x) + 1] += s.replay_start[size_t(x)];
+    s.replay.resize(events.size());
+    std::vector<size_t> next(s.replay_start.begin(), s.replay_start.end() - 1);
+    for (const TrajectoryEvent& e : events) s.replay[next[size_t(e.step)]++] = e;
+  }
+
+  // Step t >= 2 of a replaying layer: its output changes and spikes of step t.
+  void replay_step(NodeState& s, int t, const StepConstants& k, StepRecord& rec) {
+    s.changed_list.clear();
+    const size_t x = size_t(t - 2);
+    for (size_t n = s.replay_start[x]; n < s.replay_start[x + 1]; ++n) {
+      const TrajectoryEvent& e = s.replay[n];
+      s.signal[size_t(e.neuron)] = e.signal;
+      s.prospective[size_t(e.neuron)] = e.prospective;
+      s.changed_list.push_back(e.neuron);
+      if (!e.spiked) continue;
+      ++rec.spikes;  // 8: spike-train record
+      rec.synops += rec.fanout[e.neuron];
+      if (rec.first_spike && rec.first_spike[e.neuron] == 0.0f) rec.first_spike[e.neuron] = k.tau;
+    }
+    s.changed = !s.changed_list.empty();
+  }
+
   // Returns true if `rec` holds this step's records (false: softmax, use record()).
   bool integrate_step(const Node& node, NodeState& s, const StepConstants& k, int64_t sample, int t,
                       StepRecord& rec) {
+    if (t >= 2 && replays_from_step_2(node)) {
+      if (t == 2) plan_replay(node, s, arrays(node, s));
+      replay_step(s, t, k, rec);
+      return true;
+    }
     if (node.kind != NodeKind::Add) absorb_input_changes(node, s, s);  // (an Add's groups did before it)
     const std::vector<float>& bias = tables_[&node - net_.nodes.data()].bias_dt;
     s.changed = false;
@@ -290,32 +367,36 @@ class SampleRunner {
       softmax_step(node, s, bias, k, sample, t);
       return false;
     }
-    update_neurons(node, s, bias, k, rec);
+    update_neurons(node, s, k, rec);
     s.changed = !s.changed_list.empty();
     return true;
   }
 
   // The fused per-neuron pass of one layer (steps 1-11 after the synaptic
   // sums), then a scan of its flags for records and changed outputs.
-  void update_neurons(const Node& node, NodeState& s, const std::vector<float>& bias,
-                      const StepConstants& k, StepRecord& rec) {
-    const size_t index = size_t(&node - net_.nodes.data());
-    LayerArrays a{s.current_sum.data(), s.missing_sum.data(), bias.data(),
-                  node.kind == NodeKind::AveragePooling2D ? tables_[index].pool_count.data() : nullptr,
-                  s.membrane.data(), s.threshold.data(), s.refrac_until.data(),
-                  s.last_spike.data(), s.prospective.data(), s.signal.data()};
+  // A layer's arrays for the neuron pass.
+  LayerArrays arrays(const Node& node, NodeState& s) const {
+    const CpuNodeTables& t = tables_[size_t(&node - net_.nodes.data())];
+    return LayerArrays{s.current_sum.data(), s.missing_sum.data(), t.bias_dt.data(),
+                       node.kind == NodeKind::AveragePooling2D ? t.pool_count.data() : nullptr,
+                       s.membrane.data(), s.threshold.data(), s.refrac_until.data(),
+                       s.last_spike.data(), s.prospective.data(), s.signal.data()};
+  }
+
+  void update_neurons(const Node& node, NodeState& s, const StepConstants& k, StepRecord& rec) {
+    const LayerArrays a = arrays(node, s);
     s.changed_list.clear();
     spiked_.clear();
     const bool has_input = s.nonzero_inputs != 0;
     if (node.size < policy_.min_pass || threads_ == 1) {
-      kernels_.neuron_pass(a, node.size, has_input, k, PassOutput{s.changed_list, spiked_});
+      sums_.neuron_pass(a, node.size, has_input, k, PassOutput{s.changed_list, spiked_});
     } else {  // each share lists its neurons, then the lists are joined in order
       const int used = for_each_share(threads_, node.size, [&](int share, int64_t lo, int64_t hi) {
         PassShare& p = shares_[size_t(share)];
         p.begin = lo;
         p.changed.clear();
         p.spiked.clear();
-        kernels_.neuron_pass(a.from(lo), hi - lo, has_input, k, PassOutput{p.changed, p.spiked});
+        sums_.neuron_pass(a.from(lo), hi - lo, has_input, k, PassOutput{p.changed, p.spiked});
       });
       for (int share = 0; share < used; ++share) {
         const PassShare& p = shares_[size_t(share)];
@@ -407,7 +488,7 @@ class SampleRunner {
 
   const Network& net_;
   const SimConfig& cfg_;
-  const CpuKernelSet& kernels_;
+  const cpu::SumKernels<Acc>& sums_;
   const std::vector<int>& spiking_;
   const std::vector<int>& slot_;
   const std::vector<CpuNodeTables>& tables_;
@@ -422,7 +503,11 @@ class SampleRunner {
   struct PassShare {
     int64_t begin = 0;
     std::vector<int64_t> changed, spiked;
+    std::vector<TrajectoryEvent> trajectory;
   };
+  std::vector<bool> constant_after_first_;   // per node: output constant after step 1
+  std::vector<StepConstants> later_steps_;   // steps 2..T
+  std::vector<TrajectoryEvent> trajectory_;  // a replaying layer's changes, in neuron order
   int threads_;
   SharePolicy policy_;
   std::vector<PassShare> shares_;
@@ -435,7 +520,7 @@ CpuEngine::CpuEngine(const Network& net, const SimConfig& config, const EngineOp
   if (options.cpu_threads < 0) throw std::invalid_argument("cpu_threads must be >= 0");
   if (options.cpu_share == CpuShare::All) share_policy_ = SharePolicy{0.0, 0};
   if (config_.coding == Coding::Window) {  // a separate code path (window_runner.cpp)
-    window_ = std::make_unique<CpuWindowPlan>(net_, config_, std::string(kernels_.name) == "avx2");
+    window_ = std::make_unique<CpuWindowPlan>(net_, config_, std::string(kernels_.name) != "generic");
     return;
   }
   shares_layers_ = std::any_of(net_.nodes.begin(), net_.nodes.end(), [&](const Node& node) {
@@ -476,6 +561,12 @@ void CpuEngine::run(const Input& in, const Results& out) const {
   if (in.on_device || out.first_spike_on_device)
     throw std::invalid_argument("the CPU engine takes input and results in host memory");
   if (in.samples == 0) return;
+  if (options_.cpu_sums == CpuSums::Float32) run_samples<float>(in, out);
+  else run_samples<double>(in, out);
+}
+
+template <typename Acc>
+void CpuEngine::run_samples(const Input& in, const Results& out) const {
   const int64_t in_size = net_.nodes[0].size, samples = in.samples, first = in.sample_offset;
   const float* x = in.data;
   const int wanted = std::max(1, options_.cpu_threads > 0 ? options_.cpu_threads : max_threads());
@@ -486,7 +577,7 @@ void CpuEngine::run(const Input& in, const Results& out) const {
   // Fewer samples than threads: where the network has large layers, the
   // threads share each sample's, one sample after another.
   if (samples < wanted && shares_layers_) {
-    SampleRunner runner(net_, config_, kernels_, spiking_, spiking_slot_, tables_, wanted, share_policy_);
+    SampleRunner<Acc> runner(net_, config_, kernels_, spiking_, spiking_slot_, tables_, wanted, share_policy_);
     for (int64_t n = 0; n < samples; ++n) runner.run(x + n * in_size, first + n, in.stream_offset + first + n, out);
     return;
   }
@@ -494,7 +585,7 @@ void CpuEngine::run(const Input& in, const Results& out) const {
   const int threads = int(std::min<int64_t>(wanted, samples));
 #pragma omp parallel num_threads(threads)
   {
-    SampleRunner runner(net_, config_, kernels_, spiking_, spiking_slot_, tables_);
+    SampleRunner<Acc> runner(net_, config_, kernels_, spiking_, spiking_slot_, tables_);
 #pragma omp for schedule(dynamic, 1)
     for (int64_t n = 0; n < samples; ++n) runner.run(x + n * in_size, first + n, in.stream_offset + first + n, out);
   }

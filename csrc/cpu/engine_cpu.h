@@ -39,10 +39,14 @@ class CpuEngine final : public Engine {
   CpuEngine(const Network& net, const SimConfig& config, const EngineOptions& options = {});
   // Host input only; runs on options().cpu_threads threads (0: max_threads()).
   void run(const Input& in, const Results& out) const override;
-  // The kernels this engine runs: "avx2" or "generic".
+  // The kernels this engine runs: "avx512", "avx2" or "generic".
   const char* kernels() const;
 
  private:
+  // run() with running sums of type Acc (EngineOptions::cpu_sums)
+  template <typename Acc>
+  void run_samples(const Input& in, const Results& out) const;
+
   const cpu::CpuKernelSet& kernels_;
   std::vector<int> spiking_;            // node index of each spiking layer
   std::vector<int> spiking_slot_;       // node index -> slot in spiking_ (-1 if none)
@@ -53,7 +57,7 @@ class CpuEngine final : public Engine {
 };
 
 int max_threads();
-// The CPU kernels that `requested` resolves to on this CPU: "avx2" or "generic".
+// The CPU kernels that `requested` resolves to on this CPU: "avx512", "avx2" or "generic".
 const char* cpu_kernels(CpuKernels requested);
 bool openmp_enabled();
 

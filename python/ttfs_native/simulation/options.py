@@ -1,4 +1,6 @@
-"""How an engine computes: options that never change a result, only the way to it.
+"""How an engine computes: options that never change a result, only the way to it
+(except ``cpu_sums="float32"``, which keeps results within SEMANTICS.md's
+agreement contract but not bit-identical).
 
 Every option left out (None) takes its default from an environment variable
 when that is set, else the built-in default:
@@ -9,8 +11,14 @@ option              environment variable    values (built-in default first)
 cpu_share           TTFS_CPU_SHARE          ``auto`` (threads share a sample's large layers
                                             when a batch has fewer samples than threads),
                                             ``all`` (every layer; for tests)
-cpu_kernels         TTFS_CPU_KERNELS        ``auto`` (AVX2 where the CPU has it),
-                                            ``generic`` (the portable kernels)
+cpu_kernels         TTFS_CPU_KERNELS        ``auto`` (AVX-512 where the CPU has it, else
+                                            AVX2), ``avx2`` (at most AVX2), ``generic``
+                                            (the portable kernels)
+cpu_sums            TTFS_CPU_SUMS           ``float64`` (the CPU engine's running sums of
+                                            I and M; bit-identical to earlier releases),
+                                            ``float32`` (faster; first-spike times agree
+                                            with float64 on >= 99.99% in the tests, not
+                                            bit-identical)
 cuda_schedule       TTFS_CUDA_SCHEDULE      ``step`` (one CUDA graph launch per step),
                                             ``layer`` (one launch per layer running all steps)
 cuda_synapses       TTFS_CUDA_SYNAPSES      ``events`` (event-driven synaptic input),
@@ -37,13 +45,15 @@ import numpy as np
 
 CHOICES = {
     "cpu_share": ("auto", "all"),
-    "cpu_kernels": ("auto", "generic"),
+    "cpu_kernels": ("auto", "avx2", "generic"),
+    "cpu_sums": ("float64", "float32"),
     "cuda_schedule": ("step", "layer"),
     "cuda_synapses": ("events", "gather"),
 }
 ENVIRONMENT = {
     "cpu_share": "TTFS_CPU_SHARE",
     "cpu_kernels": "TTFS_CPU_KERNELS",
+    "cpu_sums": "TTFS_CPU_SUMS",
     "cuda_schedule": "TTFS_CUDA_SCHEDULE",
     "cuda_synapses": "TTFS_CUDA_SYNAPSES",
     "cuda_window": "TTFS_CUDA_WINDOW",
@@ -100,7 +110,8 @@ def _from_environment(name: str):
     return _check(name, text, source)
 
 
-_BUILT_IN = {"cpu_share": "auto", "cpu_kernels": "auto", "cuda_schedule": "step", "cuda_synapses": "events",
+_BUILT_IN = {"cpu_share": "auto", "cpu_kernels": "auto", "cpu_sums": "float64", "cuda_schedule": "step",
+             "cuda_synapses": "events",
              "cuda_window": None, "cuda_profile": False, "cuda_memory_limit": None}
 
 
@@ -113,6 +124,7 @@ class EngineOptions:
 
     cpu_share: str | None = None
     cpu_kernels: str | None = None
+    cpu_sums: str | None = None
     cuda_schedule: str | None = None
     cuda_synapses: str | None = None
     cuda_window: int | None = None
@@ -138,6 +150,7 @@ class EngineOptions:
         o = core.EngineOptions()
         o.cpu_share = getattr(core.CpuShare, self.cpu_share)
         o.cpu_kernels = getattr(core.CpuKernels, self.cpu_kernels)
+        o.cpu_sums = getattr(core.CpuSums, self.cpu_sums)
         o.cpu_threads = int(threads)
         o.cuda_schedule = getattr(core.CudaSchedule, self.cuda_schedule)
         o.cuda_synapses = getattr(core.CudaSynapses, self.cuda_synapses)
