@@ -70,7 +70,6 @@ def load_mnist(path: Path):
 
 
 def build_net(name: str):
-    import torch
     import torch.nn as nn
 
     def lenet5(bn: bool, pool):
@@ -107,16 +106,17 @@ def predict(net, x, batch: int = 1000):
         return np.concatenate([net(torch.from_numpy(x[i:i + batch])).numpy() for i in range(0, len(x), batch)])
 
 
-def train(name: str, fit, epochs: int, seed: int = SEED, log=print):
+def train(name: str, fit, epochs: int, seed: int = SEED, log=print, build=None, lr: float = LR):
+    """Train ``build_net(name)`` (or ``build()``) on ``fit``; the same recipe for every net."""
     import torch
 
     torch.manual_seed(seed)
     torch.use_deterministic_algorithms(True)
     rng = np.random.default_rng(seed)
-    net = build_net(name)
-    opt = torch.optim.Adam(net.parameters(), lr=LR)
+    net = build_net(name) if build is None else build()
+    opt = torch.optim.Adam(net.parameters(), lr=lr)
     steps = epochs * ((len(fit[0]) + BATCH - 1) // BATCH)
-    sched = torch.optim.lr_scheduler.OneCycleLR(opt, max_lr=LR, total_steps=steps, pct_start=0.15)
+    sched = torch.optim.lr_scheduler.OneCycleLR(opt, max_lr=lr, total_steps=steps, pct_start=0.15)
     loss_fn = torch.nn.CrossEntropyLoss()
     xs, ys = torch.from_numpy(fit[0]), torch.from_numpy(fit[1])
     for epoch in range(epochs):

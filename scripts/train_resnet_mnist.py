@@ -36,30 +36,21 @@ from pathlib import Path
 
 import numpy as np
 
+sys.path.insert(0, str(Path(__file__).resolve().parent))
+from train_mnist import check_import, export, load_mnist, predict  # noqa: E402  (the same recipe)
+from train_mnist import train as train_net  # noqa: E402
+
 ROOT = Path(__file__).resolve().parents[1]
 DEFAULT_DATA = ROOT.parent / "shared" / "datasets" / "mnist.npz"
 DEFAULT_OUT = Path("/work/proto/resnet_mnist")
 NAME = "resnet_mnist"
 SEED = 0
-VALIDATION_SIZE = 5000
-BATCH = 128
 LR = 3e-3
 EPOCHS = 3
 OPSET = 13
 CHECK_IMAGES = 1000
 
 
-def load_mnist(path: Path):
-    """(x_fit, y_fit), (x_val, y_val), (x_test, y_test); x float32 (N, 1, 28, 28) in [0, 1]."""
-    d = np.load(path)
-
-    def prep(x):
-        return (x.astype(np.float32) / 255.0)[:, None]
-
-    x_train, y_train = prep(d["x_train"]), d["y_train"].astype(np.int64)
-    x_test, y_test = prep(d["x_test"]), d["y_test"].astype(np.int64)
-    n_fit = len(x_train) - VALIDATION_SIZE
-    return ((x_train[:n_fit], y_train[:n_fit]), (x_train[n_fit:], y_train[n_fit:]), (x_test, y_test))
 
 
 def build_net():
@@ -86,67 +77,12 @@ def build_net():
                          nn.AdaptiveAvgPool2d(1), nn.Flatten(), nn.Linear(32, 10))
 
 
-def predict(net, x, batch: int = 1000):
-    import torch
-
-    net.eval()
-    with torch.no_grad():
-        return np.concatenate([net(torch.from_numpy(x[i:i + batch])).numpy() for i in range(0, len(x), batch)])
 
 
-def train(fit, epochs: int, seed: int = SEED, log=print):
-    import torch
-
-    torch.manual_seed(seed)
-    torch.use_deterministic_algorithms(True)
-    rng = np.random.default_rng(seed)
-    net = build_net()
-    opt = torch.optim.Adam(net.parameters(), lr=LR)
-    steps = epochs * ((len(fit[0]) + BATCH - 1) // BATCH)
-    sched = torch.optim.lr_scheduler.OneCycleLR(opt, max_lr=LR, total_steps=steps, pct_start=0.15)
-    loss_fn = torch.nn.CrossEntropyLoss()
-    xs, ys = torch.from_numpy(fit[0]), torch.from_numpy(fit[1])
-    for epoch in range(epochs):
-        t0 = time.perf_counter()
-        net.train()
-        order = torch.from_numpy(rng.permutation(len(xs)))
-        total = 0.0
-        for lo in range(0, len(order), BATCH):
-            idx = order[lo:lo + BATCH]
-            opt.zero_grad()
-            loss = loss_fn(net(xs[idx]), ys[idx])
-            loss.backward()
-            opt.step()
-            sched.step()
-            total += float(loss.detach()) * len(idx)
-        log(f"  {NAME} epoch {epoch + 1}/{epochs}: loss {total / len(xs):.4f} "
-            f"({time.perf_counter() - t0:.1f} s)", flush=True)
-    net.eval()
-    return net
 
 
-def export(net, path: Path):
-    import torch
-
-    torch.onnx.export(net, (torch.zeros(1, 1, 28, 28),), str(path), dynamo=False, opset_version=OPSET,
-                      input_names=["x"], output_names=["logits"],
-                      dynamic_axes={"x": {0: "batch"}, "logits": {0: "batch"}})
 
 
-def check_import(path: Path, logits: np.ndarray, x_nchw: np.ndarray) -> str:
-    """Convert with ttfs_native and compare its ANN's predictions with PyTorch's."""
-    try:
-        import ttfs_native as tn
-        model = tn.from_onnx(path)
-    except ImportError as e:
-        return f"not checked ({e})"
-    out = model.ann_forward(np.ascontiguousarray(x_nchw.transpose(0, 2, 3, 1)))
-    agree = float(np.mean(out.argmax(1) == logits.argmax(1)))
-    diff = float(np.max(np.abs(out - logits)))
-    if agree < 1.0:
-        raise SystemExit(f"error: {path.name}: ttfs_native's ANN agrees with PyTorch on {agree:.4f} only")
-    return f"ttfs_native's converted ANN predicts as PyTorch on {len(x_nchw)} test images " \
-           f"(max |logit diff| {diff:.2e})"
 
 
 def main(argv=None) -> int:
@@ -172,7 +108,7 @@ def main(argv=None) -> int:
         print(check_import(path, np.load(logits_path)[:CHECK_IMAGES], test[0][:CHECK_IMAGES]))
         return 0
     t0 = time.perf_counter()
-    net = train(fit, args.epochs)
+    net = train_net(NAME, fit, args.epochs, build=build_net, lr=LR)
     train_s = time.perf_counter() - t0
     test_logits, val_logits = predict(net, test[0]), predict(net, val[0])
     acc_test = float(np.mean(test_logits.argmax(1) == test[1]))
