@@ -64,3 +64,15 @@ def test_simulate_command_writes_plots(run, tmp_path, capsys):
     assert main(["simulate", str(tmp_path / "m"), "--input", str(tmp_path / "x.npy"), "--labels",
                  str(tmp_path / "y.npy"), "--duration", "16", "--backend", "cpu", "--plot", str(tmp_path / "p")]) == 0
     assert capsys.readouterr().out.count("plot written to") == 3
+
+
+def test_window_coding_plots_leave_out_the_read_output_layer(tmp_path):
+    """ttfs-window: the output layer's membrane is read, it never fires; its panel would say 'never fired'."""
+    from ttfs_native.datasets import bundled_model, bundled_test_set
+    from ttfs_native.plots import _spiking_layers, write_plots
+    model = bundled_model(coding="ttfs-window")
+    x, _ = bundled_test_set()
+    result = tn.Simulator.for_model(model, backend="cpu").run(x[:8])
+    names = [s.name for s in _spiking_layers(result, model)]
+    assert model.output_layer.name not in names and names
+    assert len(write_plots(result, model, x[:8], tmp_path)) == 3

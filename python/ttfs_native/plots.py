@@ -86,7 +86,9 @@ def _accuracy_figure(Figure, result, ann_accuracy):
 
 
 def _spiking_layers(result, model):
-    return [s for s in model.spiking_layers if s.name in result.first_spike_times]
+    # ttfs-window: the output layer does not fire, its membrane is read (WINDOW_SEMANTICS.md)
+    read = model.output_layer.name if getattr(result, "output_membrane", None) is not None else None
+    return [s for s in model.spiking_layers if s.name in result.first_spike_times and s.name != read]
 
 
 def _raster_figure(Figure, result, model, sample):
