@@ -71,8 +71,8 @@ def test_window_coding_plots_leave_out_the_read_output_layer(tmp_path):
     from ttfs_native.datasets import bundled_model, bundled_test_set
     from ttfs_native.plots import _spiking_layers, write_plots
     model = bundled_model(coding="ttfs-window")
-    x, _ = bundled_test_set()
-    result = tn.Simulator.for_model(model, backend="cpu").run(x[:8])
+    x, y = bundled_test_set()
+    result = tn.Simulator.for_model(model, backend="cpu").run(x[:8], y[:8])
     names = [s.name for s in _spiking_layers(result, model)]
     assert model.output_layer.name not in names and names
     assert len(write_plots(result, model, x[:8], tmp_path)) == 3
