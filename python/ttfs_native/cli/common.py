@@ -145,15 +145,21 @@ def make_simulator(model, args):
     return Simulator.for_model(model, **kwargs)
 
 
-def add_sweep_options(p: argparse.ArgumentParser):
-    """--ray/--workers for the calibration's parameter sweep."""
+def add_ray_options(p: argparse.ArgumentParser, runs: str, workers: str):
+    """The Ray group with --ray and --workers (``runs``: what runs on Ray; ``workers``: help of --workers)."""
     g = p.add_argument_group("Ray (pip install 'ttfs-native[ray]')")
     g.add_argument("--ray", metavar="ADDRESS",
-                   help="simulate the calibration's settings on Ray: 'local' starts one on this machine, or a "
-                        "cluster's address (ray://host:10001, host:6379, 'auto'); the choice is the same as in "
-                        "this process")
-    g.add_argument("--workers", type=int, help="Ray workers, one CPU thread each (default: this machine's "
-                                               "cores with 'local', else what the cluster holds)")
+                   help=f"{runs} on Ray: 'local' starts one on this machine (shut down after), or a cluster's "
+                        "address (ray://host:10001, host:6379, 'auto'); the result is the same as in this process")
+    g.add_argument("--workers", type=int, help=workers)
+    return g
+
+
+def add_sweep_options(p: argparse.ArgumentParser):
+    """--ray/--workers for the calibration's parameter sweep."""
+    add_ray_options(p, "simulate the calibration's settings",
+                    "Ray workers, one CPU thread each (default: this machine's cores with 'local', else what "
+                    "the cluster holds)")
 
 
 @contextlib.contextmanager

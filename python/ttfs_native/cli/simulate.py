@@ -7,7 +7,8 @@ from pathlib import Path
 
 from ..model import load_model
 from ..simulation.metrics import ENERGY_TABLES
-from .common import CliError, add_sim_options, load_array, make_simulator, output_file, plot_folder
+from .common import (CliError, add_ray_options, add_sim_options, load_array, make_simulator, output_file,
+                     plot_folder)
 
 
 def add_parser(subparsers):
@@ -25,13 +26,8 @@ def add_parser(subparsers):
                    help="add an energy estimate per sample from per-operation energies "
                         f"({', '.join(sorted(ENERGY_TABLES))}; default 45nm-fp32; docs/METRICS.md)")
     add_sim_options(p)
-    r = p.add_argument_group("Ray (pip install 'ttfs-native[ray]')")
-    r.add_argument("--ray", metavar="ADDRESS",
-                   help="run on Ray: 'local' starts one on this machine (shut down after), or a cluster's "
-                        "address (ray://host:10001, host:6379, 'auto'); results are identical to a run "
-                        "in this process")
-    r.add_argument("--workers", type=int, help="Ray workers, each with one Simulator (default: as many as "
-                                               "the cluster's CPUs, or GPUs, hold)")
+    r = add_ray_options(p, "run the simulation", "Ray workers, each with one Simulator (default: as many as "
+                                                  "the cluster's CPUs, or GPUs, hold)")
     r.add_argument("--chunk-size", type=int, help="samples per Ray task (and per result shard)")
     r.add_argument("--gpus-per-worker", type=float,
                    help="GPUs per worker (default 1 with --backend cuda, else 0; with GPUs the "

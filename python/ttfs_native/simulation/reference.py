@@ -189,22 +189,32 @@ class ReferenceEngine:
         self.record_spike_times = record_spike_times
 
     def run(self, inputs, results) -> None:
-        if inputs.on_device or inputs.array is None:
-            raise ValueError("the reference backend takes input in host memory")
-        lo = int(inputs.sample_offset)
-        hi = lo + int(inputs.samples)
-        x = np.asarray(inputs.array).reshape((hi - lo,) + tuple(self.model.input_shape))
+        lo, hi, x = host_rows(inputs, self.model)
         # draws keyed by the sample's index in the whole input (stream_offset: of a part run alone)
         raw = simulate(self.model, x, self.params, self.fanouts,
                        sample_offset=lo + int(getattr(inputs, "stream_offset", 0)))
-        results.counts[lo:hi] = raw["counts"]
-        results.synops[lo:hi] = raw["synops_t"]
-        results.stop_step[lo:hi] = raw["stop_step"]
-        spiking = self.model.spiking_layers
-        first = list(results.first_spike)
-        if first and len(first) != len(spiking):
-            raise ValueError("Results.first_spike: one array per spiking layer, or none")
-        for j, s in enumerate(spiking):
-            if first:
-                first[j][lo:hi] = raw["first_spike_times"][s.name].reshape(hi - lo, -1)
-            results.spike_counts[lo:hi, j] = raw["spike_counts"][s.name]
+        write_rows(results, raw, lo, hi, self.model.spiking_layers)
+
+
+def host_rows(inputs, model: Model) -> tuple:
+    """(lo, hi, x): the result rows of an engine Input and its samples as
+    (samples, *input_shape); the numpy engines read host memory only."""
+    if inputs.on_device or inputs.array is None:
+        raise ValueError("the reference backend takes input in host memory")
+    lo = int(inputs.sample_offset)
+    hi = lo + int(inputs.samples)
+    return lo, hi, np.asarray(inputs.array).reshape((hi - lo,) + tuple(model.input_shape))
+
+
+def write_rows(results, raw: dict, lo: int, hi: int, spiking: list) -> None:
+    """A numpy engine's raw result for rows lo..hi into the engine Results."""
+    results.counts[lo:hi] = raw["counts"]
+    results.synops[lo:hi] = raw["synops_t"]
+    results.stop_step[lo:hi] = raw["stop_step"]
+    first = list(results.first_spike)
+    if first and len(first) != len(spiking):
+        raise ValueError("Results.first_spike: one array per spiking layer, or none")
+    for j, s in enumerate(spiking):
+        if first:
+            first[j][lo:hi] = raw["first_spike_times"][s.name].reshape(hi - lo, -1)
+        results.spike_counts[lo:hi, j] = raw["spike_counts"][s.name]

@@ -12,6 +12,7 @@ import numpy as np
 from ..model import INPUT_NAME, Model, ops
 from ..model.layers import LayerSpec, concat_axis
 from .params import SimParams
+from .reference import host_rows, write_rows
 from .window_plan import WindowPlan
 
 NOT_FIRED = 0  # steps count from 1
@@ -163,18 +164,7 @@ class WindowReferenceEngine:
         self.model, self.params, self.fanouts, self.plan = model, params, fanouts, plan
 
     def run(self, inputs, results) -> None:
-        if inputs.on_device or inputs.array is None:
-            raise ValueError("the reference backend takes input in host memory")
-        lo = int(inputs.sample_offset)
-        hi = lo + int(inputs.samples)
-        x = np.asarray(inputs.array).reshape((hi - lo,) + tuple(self.model.input_shape))
+        lo, hi, x = host_rows(inputs, self.model)
         raw = simulate(self.model, x, self.params, self.fanouts, self.plan)
-        results.counts[lo:hi] = raw["counts"]
-        results.synops[lo:hi] = raw["synops_t"]
-        results.stop_step[lo:hi] = raw["stop_step"]
+        write_rows(results, raw, lo, hi, self.model.spiking_layers)
         results.output_membrane[lo:hi] = raw["output_membrane"].reshape(hi - lo, -1)
-        first = list(results.first_spike)
-        for j, s in enumerate(self.model.spiking_layers):
-            if first:
-                first[j][lo:hi] = raw["first_spike_times"][s.name].reshape(hi - lo, -1)
-            results.spike_counts[lo:hi, j] = raw["spike_counts"][s.name]
