@@ -11,6 +11,7 @@ import ttfs_native as tn
 from ttfs_native.conversion.window import convert_window, error_bound, quantised_forward
 from ttfs_native.model import ModelError, ops
 from ttfs_native.model.ann import ann_predictions
+from ttfs_native.model.transforms import fold_average_pooling
 from ttfs_native.model.window_settings import windowed_layers
 from ttfs_native.simulation.window_plan import plan_for
 from ttfs_native.simulation.window_reference import simulate
@@ -18,9 +19,7 @@ from ttfs_native.simulation.window_reference import simulate
 GOLDEN = Path(__file__).parent / "data" / "window"
 GOLDEN_CASES = sorted(p.name for p in GOLDEN.iterdir() if (p / "expected.npz").exists())
 # clipped ReLU (max_value) is refused by this coding for now (test_clear_errors)
-# clipped ReLU and residual Add are refused by this coding for now (test_clear_errors)
-ARCHS = sorted(a for a, (_, layers) in netgen.ARCHITECTURES.items()
-               if not any("max_value" in r or r.get("type") == "Add" for r in layers))
+ARCHS = sorted(a for a, (_, layers) in netgen.ARCHITECTURES.items() if not any("max_value" in r for r in layers))
 
 
 def run(model, x, labels=None, **kwargs):
@@ -121,8 +120,8 @@ def test_silent_zeros_change_no_membrane(converted):
 @pytest.mark.parametrize("arch", ARCHS)
 def test_fine_resolution_predicts_as_the_ann(arch):
     ann, x, labels = netgen.make(arch, n=24, seed=3)
-    model = convert_window(ann, x, max_steps=1024 * (len(windowed_layers(ann)) + 1) + 1, percentile=100,
-                           split="uniform")
+    windows = len(windowed_layers(fold_average_pooling(ann)))   # (the conversion folds what it can)
+    model = convert_window(ann, x, max_steps=1024 * (windows + 1) + 1, percentile=100, split="uniform")
     assert set(model.simulation["window"]["steps"].values()) == {1024}
     result, raw = run(model, x, labels)
     np.testing.assert_array_equal(result.predictions, ann_predictions(ann, x))
@@ -187,7 +186,8 @@ def test_golden_cases_cover_every_layer_type_and_option():
         window = model.simulation["window"]
         options |= {k for k in ("signed_input",) if window[k]} | ({"silent"} if not window["zero_spikes"] else set())
     from ttfs_native.model.layers import LAYER_TYPES, MERGE_TYPES
-    assert types == set(LAYER_TYPES) - set(MERGE_TYPES)   # residual Add: not in this coding yet
+    assert types == set(LAYER_TYPES)
+    assert MERGE_TYPES
     assert options == {"signed_input", "silent"}
 
 
@@ -305,7 +305,38 @@ def test_convert_command_writes_a_window_folder_that_simulates_without_flags(tmp
                  "--labels", str(tmp_path / "x.npy"), "--out", str(tmp_path / "w2")]) == 2
 
 
-def test_residual_add_is_refused_clearly():
-    model, x, _ = netgen.make("resnet_blocks", n=4)
-    with pytest.raises(tn.ModelError, match="does not support residual Add"):
-        tn.convert(model, x, coding="ttfs-window")
+def test_residual_add_delays_its_shortcut_to_the_latest_window():
+    """An Add's window opens when its latest group source's window ends; the
+    shortcut's spikes are delayed by the windows they skipped (WINDOW_SEMANTICS.md "Add")."""
+    ann, x, _ = netgen.make("resnet_blocks", n=8)
+    model = convert_window(ann, x, max_steps=60)
+    plan = plan_for(model)
+    steps = model.simulation["window"]["steps"]
+    assert plan.start["add1"] == plan.ref["b1a"] and plan.delays["add1"] == [0, steps["b1a"]]
+    assert plan.start["add2"] == plan.ref["b2a"] and plan.delays["add2"] == [0, steps["b2a"]]
+    assert [src for src, _, _ in plan.groups["add2"]] == ["b2a", "add1"]   # the branch reads b2a, proj add1
+    # without the delay the shortcut's ramps would run windows too long: the SNN would not be the estimator
+    result, _ = run(model, x)
+    undelayed = dict(plan.delays)
+    plan.delays.update(add1=[0, 0], add2=[0, 0])
+    sim = tn.Simulator(model, coding="ttfs-window", backend="reference", duration=model.simulation["duration"])
+    wrong = simulate(model, x, sim.params, sim.fanouts, plan)["output_membrane"]
+    plan.delays.update(undelayed)
+    est = quantised_forward(model, x, plan)
+    assert np.allclose(result.output_membrane, est, atol=1e-3)
+    assert not np.allclose(wrong, est, atol=1e-3)
+
+
+def test_residual_add_errors_are_clear():
+    layers = [{"name": "lin", "type": "Conv2D", "filters": 2, "kernel_size": 3, "padding": "same",
+               "activation": "linear"},
+              {"name": "skip", "type": "Add", "inbound": ["lin", "input"]},
+              {"name": "flat", "type": "Flatten"}, {"name": "out", "type": "Dense", "units": 3}]
+    x = np.random.default_rng(0).uniform(-1, 1, (8, 4, 4, 2)).astype(np.float32)
+    signed_skip = netgen.normalised_model((4, 4, 2), layers, x)
+    with pytest.raises(ModelError, match="identity shortcut from the signed"):
+        convert_window(signed_skip, x, max_steps=40)
+    convert_window(signed_skip, np.abs(x), max_steps=40)     # unsigned input: fine
+    mixed, xm, _ = netgen.make("residual_mixed", n=4)   # clipped, and an Add as the output layer
+    with pytest.raises(ModelError, match="clipped ReLU|weighted output layer"):
+        convert_window(mixed, xm, max_steps=80)

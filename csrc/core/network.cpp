@@ -131,8 +131,8 @@ void set_window(Network& net, int index, const WindowNode& window) {
           "window: one threshold per channel of a windowed layer, none elsewhere");
   require(int64_t(window.weight.size()) == (windowed && node.kind == NodeKind::AveragePooling2D ? node.size : 0),
           node, "window: one ramp weight per neuron of an average pooling, none elsewhere");
-  require(window.delay.size() == (node.kind == NodeKind::Gather ? node.inbound.size() : 0), node,
-          "window: one delay per inbound of a gather, none elsewhere");
+  require(window.delay.size() == (node.kind == NodeKind::Gather ? node.inbound.size() : node.open ? 1 : 0), node,
+          "window: one delay per inbound of a gather, one for a synapse group of an Add, none elsewhere");
   for (int d : window.delay) require(d >= 0, node, "window: negative delay");
   require(!node.softmax, node, "window: the output is read, not a softmax");
   require(node.kind != NodeKind::Input || int64_t(node.fanout.size()) == node.size, node,

@@ -49,7 +49,8 @@ struct WindowNode {
                               // their level-0 step; output: R_out. The node changes nothing after it.
   std::vector<float> theta;   // windowed weighted layer and average pooling: threshold per channel
   std::vector<float> weight;  // AveragePooling2D: ramp weight per neuron
-  std::vector<int> delay;     // Gather: steps added to the spikes of each inbound (Concatenate)
+  std::vector<int> delay;     // Gather: steps added to the spikes of each inbound (Concatenate);
+                              // an open node (an Add's synapse group): to its input's spikes
 };
 
 struct Node {

@@ -128,11 +128,12 @@ class WindowRunner {
         r.acc.resize(node.size);
       }
       if (node.is_spiking()) r.s.resize(node.size);
-      if (node.kind == NodeKind::Gather) {
+      if (node.kind == NodeKind::Gather || node.open) {
         r.pending_on.resize(size_t(tables[i].ring));
         r.pending_off.resize(size_t(tables[i].ring));
       }
     }
+    merge_ = net.merge_targets();
     fired_.resize(size_t(largest));
     y_.resize(size_t(net.num_classes()));
     layers_ = size_t(std::count_if(slot.begin(), slot.end(), [](int l) { return l >= 0; }));
@@ -161,6 +162,10 @@ class WindowRunner {
         NodeRun& r = state_[i];
         r.on.clear();
         r.off.clear();
+        if (node.open) {
+          group_step(node, i, r, t);
+          continue;
+        }
         switch (node.kind) {
           case NodeKind::Input: input_step(node, r, t, ops); break;
           case NodeKind::Gather: gather_step(node, i, r, t); break;
@@ -256,6 +261,37 @@ class WindowRunner {
     r.pending_off[now].clear();
   }
 
+  // A synapse group of a residual Add (WINDOW_SEMANTICS.md "Add"): its
+  // source's spikes, delayed by the group's delay, scattered through the
+  // group's ramp weights into the Add's D(t) while the Add's window is not open.
+  void group_step(const Node& node, size_t index, NodeRun& r, int t) {
+    const size_t target = size_t(merge_[index]);
+    const int W = net_.nodes[target].window.start, delay = node.window.delay[0];
+    if (t >= W) return;  // from W on, the Add's slope is 1 whatever arrives
+    const NodeRun& in = state_[size_t(node.inbound[0])];
+    const std::vector<int64_t>*on = &in.on, *off = &in.off;
+    if (delay > 0) {
+      const CpuWindowPlan::NodeTables& tb = tables_[index];
+      const size_t later = size_t((t + delay) % tb.ring), now = size_t(t % tb.ring);
+      if (t + delay < W) {  // (later arrivals change nothing)
+        r.pending_on[later].insert(r.pending_on[later].end(), in.on.begin(), in.on.end());
+        r.pending_off[later].insert(r.pending_off[later].end(), in.off.begin(), in.off.end());
+      }
+      r.on.swap(r.pending_on[now]);  // (this node's own lists are read by no one else)
+      r.off.swap(r.pending_off[now]);
+      r.pending_on[now].clear();
+      r.pending_off[now].clear();
+      on = &r.on;
+      off = &r.off;
+    }
+    if (on->empty() && off->empty()) return;
+    const std::vector<float>& rows = tables_[index].rows;
+    NodeRun& add = state_[target];
+    kernels_.scatter(node, rows.empty() ? nullptr : rows.data(),
+                     SpikeLists{on->data(), on->size(), off->data(), off->size()}, add.acc.data());
+    add.active = true;
+  }
+
   void record(size_t index, const Node& node, int64_t i, int t, double& ops, int64_t* spikes) {
     ops += node.fanout[size_t(i)];
     ++spikes[slot_[index]];
@@ -284,9 +320,9 @@ class WindowRunner {
   void layer_step(const Node& node, size_t index, NodeRun& r, int t, double& ops, int64_t* spikes) {
     const int W = node.window.start, R = node.window.ref;
     if (t > R) return;  // its window is over: nothing changes any more
-    const NodeRun& in = state_[size_t(node.inbound[0])];
+    const NodeRun& in = state_[size_t(node.inbound[0])];  // (an Add's groups scattered before it)
     const bool before = t < W;
-    if (before && (!in.on.empty() || !in.off.empty())) {
+    if (before && node.kind != NodeKind::Add && (!in.on.empty() || !in.off.empty())) {
       const std::vector<float>& rows = tables_[index].rows;
       kernels_.scatter(node, rows.empty() ? nullptr : rows.data(),
                        SpikeLists{in.on.data(), in.on.size(), in.off.data(), in.off.size()}, r.acc.data());
@@ -322,6 +358,7 @@ class WindowRunner {
   const std::vector<CpuWindowPlan::NodeTables>& tables_;
   std::vector<NodeRun> state_;
   const WindowKernels& kernels_;
+  std::vector<int> merge_;                // per node: the Add an open node feeds (-1: none)
   std::vector<uint8_t> fired_;            // a layer's pass: which neurons fired
   std::vector<float> y_;                  // the output's read-out values
   std::vector<float*> first_;             // this sample's first-spike rows per spiking layer (or null)
@@ -358,6 +395,11 @@ CpuWindowPlan::CpuWindowPlan(const Network& net, const SimConfig& config, bool a
         throw std::invalid_argument("window coding: node '" + node.name + "' lacks its thresholds");
       t.theta.resize(size_t(node.size));
       for (int64_t n = 0; n < node.size; ++n) t.theta[size_t(n)] = node.window.theta[size_t(n % node.geom.out_c)];
+    }
+    if (node.open) {
+      if (node.window.delay.size() != 1)
+        throw std::invalid_argument("window coding: synapse group '" + node.name + "' lacks its delay");
+      t.ring = 1 + node.window.delay[0];
     }
     if (node.kind == NodeKind::Conv2D && conv_rows_apply(node.geom)) {
       t.rows.resize(node.kernel.size());

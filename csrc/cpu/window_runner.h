@@ -58,7 +58,7 @@ class CpuWindowPlan {
     // Gather: the outputs of each inbound element (CSR over the inbounds' elements, in order)
     std::vector<int64_t> first_output, outputs;
     std::vector<int64_t> inbound_begin;  // Gather: first CSR row of each inbound
-    int ring = 1;                        // Gather: max delay + 1
+    int ring = 1;                        // Gather: max delay + 1; an Add's synapse group: delay + 1
   };
 
  private:

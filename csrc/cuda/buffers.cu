@@ -93,7 +93,8 @@ void CudaEngine::Impl::visit_batch_buffers(BatchBuffers& b, Visit&& visit) {
     visit(b.state[i], int64_t(step_major || window ? d.state_fields : window_fields) * d.size);
     const bool event_driven = step_major && events && node.integrates();
     const bool window_sums = windowed && node.integrates();
-    visit(b.sums[i], event_driven || window_sums ? 2 * int64_t(d.size) : 0);
+    const bool add_sums = window && node.kind == NodeKind::Add;  // the window coding: D(t) of its groups
+    visit(b.sums[i], event_driven || window_sums ? 2 * int64_t(d.size) : add_sums ? int64_t(d.size) : 0);
     // (an open node scatters into its Add's sums, but reads its own input's cell lists)
     const bool lists = (event_driven || (step_major && events && node.open)) && uses_cell_lists(node);
     visit(b.cell_count[i], lists ? int64_t(node.geom.in_h) * node.geom.in_w : 0);

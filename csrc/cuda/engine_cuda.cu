@@ -188,6 +188,10 @@ void CudaEngine::Impl::upload_window(const Node& node, DeviceNode& d, cudaStream
     for (int64_t e = 0; e < node.size; ++e)
       if (node.gather_input[size_t(e)] >= 0) delay[size_t(e)] = w.delay[size_t(node.gather_input[size_t(e)])];
     d.gather_delay = DeviceBuffer<int>::from_host(delay.data(), delay.size(), st);
+  } else if (node.open) {
+    if (w.delay.size() != 1)
+      throw std::invalid_argument("window coding: synapse group '" + node.name + "' lacks its delay");
+    d.window_delay = w.delay[0];
   } else if (node.integrates() && &node != &net.nodes.back() && w.theta.size() != size_t(node.geom.out_c)) {
     throw std::invalid_argument("window coding: node '" + node.name + "' lacks its thresholds");
   }

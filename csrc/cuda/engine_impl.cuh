@@ -42,6 +42,7 @@ struct DeviceNode {
   // average pooling's ramp weights, the output's bias b_o (not times dt), a
   // Gather's delay per element.
   int window_start = 0, window_ref = 0;
+  int window_delay = 0;  // an Add's synapse group: steps added to its input's spikes
   DeviceBuffer<float> theta, window_weight, window_bias;
   DeviceBuffer<int> gather_delay;
 };

@@ -216,6 +216,7 @@ void enqueue_window_step(CudaEngine::Impl& m, int64_t n) {
   launch("window_input_record_kernel", window_input_record_kernel,
          dim3(blocks_for(m.in_size, kBlock), unsigned(n)), dim3(kBlock), st, m.in_size,
          m.window_config.input_ref(), f, input_rec);
+  const std::vector<int> merge_target = m.net.merge_targets();
   for (size_t i = 1; i < m.nodes.size(); ++i) {
     const Node& node = m.net.nodes[i];
     const DeviceNode& d = m.nodes[i];
@@ -226,6 +227,28 @@ void enqueue_window_step(CudaEngine::Impl& m, int64_t n) {
       continue;
     }
     WindowLayerArgs a{};
+    if (node.open) {  // a synapse group: into its Add's sums, up to the Add's window
+      const int add = merge_target[i];
+      a.g = node.geom;
+      a.size = d.size;
+      a.start = m.nodes[size_t(add)].window_start;
+      a.in_offset = m.nodes[node.inbound[0]].signal_offset;
+      a.kernel = d.kernel.data();
+      a.f = f;
+      a.sums = m.batch.sums[size_t(add)].data();
+      a.delay = d.window_delay;
+      a.first_group = m.net.nodes[size_t(add)].inbound[0] == int(i);
+      switch (node.kind) {
+        case NodeKind::Dense: launch("window_group_kernel<Dense>", window_group_kernel<NodeKind::Dense>, grid, dim3(kBlock), st, a); break;
+        case NodeKind::Conv2D: launch("window_group_kernel<Conv2D>", window_group_kernel<NodeKind::Conv2D>, grid, dim3(kBlock), st, a); break;
+        case NodeKind::DepthwiseConv2D:
+          launch("window_group_kernel<DepthwiseConv2D>", window_group_kernel<NodeKind::DepthwiseConv2D>, grid, dim3(kBlock), st, a);
+          break;
+        default:
+          throw std::logic_error("enqueue_window_step: a synapse group must be a weighted node");
+      }
+      continue;
+    }
     a.g = node.geom;
     a.size = d.size;
     a.start = d.window_start;
@@ -244,6 +267,7 @@ void enqueue_window_step(CudaEngine::Impl& m, int64_t n) {
     a.y = m.batch.output_membrane.data();
     a.f = f;
     a.r = recorder(m, d);
+    a.sums = node.kind == NodeKind::Add ? m.batch.sums[i].data() : nullptr;
     switch (node.kind) {
       case NodeKind::MaxPooling2D: launch("window_maxpool_kernel", window_maxpool_kernel, grid, dim3(kBlock), st, a); break;
       case NodeKind::Dense: launch("window_layer_kernel<Dense>", window_layer_kernel<NodeKind::Dense>, grid, dim3(kBlock), st, a); break;
@@ -254,6 +278,7 @@ void enqueue_window_step(CudaEngine::Impl& m, int64_t n) {
       case NodeKind::AveragePooling2D:
         launch("window_layer_kernel<AveragePooling2D>", window_layer_kernel<NodeKind::AveragePooling2D>, grid, dim3(kBlock), st, a);
         break;
+      case NodeKind::Add: launch("window_layer_kernel<Add>", window_layer_kernel<NodeKind::Add>, grid, dim3(kBlock), st, a); break;
       default:
         throw std::logic_error("enqueue_window_step: unknown node kind");
     }

@@ -105,9 +105,56 @@ struct WindowLayerArgs {
   float* y;                // output: [sample][size] read-out values
   FiredView f;
   Recorder r;
+  // A residual Add (WINDOW_SEMANTICS.md "Add"): its D(t) in double, [sample][size],
+  // summed by its synapse groups (window_group_kernel) before its own kernel.
+  double* sums;
+  int delay;               // a synapse group: steps added to its input's spikes
+  bool first_group;        // a synapse group: the first of its Add (starts the sum)
 };
 
-// Dense, Conv2D, DepthwiseConv2D, AveragePooling2D, windowed or the output:
+// D(t) before rounding: the ramp weights of the inputs whose spike arrives at
+// step t (ON +1, OFF -1; a spike emitted at step e arrives at e + delay),
+// added to `acc` in increasing input index, the CPU scatter's order.
+template <NodeKind Kind>
+__device__ __forceinline__ double add_window_arrivals(const WindowLayerArgs& a, int64_t s, int i, int t, int delay,
+                                                      double acc) {
+  const int emitted = t - delay;
+  if (emitted < 1) return acc;  // (0 marks "not fired")
+  const int* on = a.f.on(s, a.in_offset);
+  const int* off = a.f.off(s, a.in_offset);
+  for_each_input<Kind>(
+      a.g, i,
+      [&](int64_t, auto&& each) {
+        for (int c = 0; c < a.g.in_c; ++c) each(c);
+      },
+      [](int64_t) { return true; },
+      [&](int64_t j, int64_t w) {
+        const int arrivals = int(on[j] == emitted) - int(off && off[j] == emitted);
+        if (arrivals == 0) return;
+        if constexpr (Kind == NodeKind::AveragePooling2D)
+          acc += double(arrivals);                       // pooling counts its arrivals
+        else
+          acc += double(a.kernel[w]) * double(arrivals);  // exact product, as the CPU scatter's
+      });
+  return acc;
+}
+
+// One synapse group of a residual Add (an open Dense, Conv2D or
+// DepthwiseConv2D node), one thread per (sample, Add neuron): continues the
+// Add's running double sum of D(t) with this group's arrivals, group after
+// group in inbound order, as the CPU scatters them. `start` is the Add's W:
+// from then on its slope is 1 and nothing is summed.
+template <NodeKind Kind>
+__global__ void __launch_bounds__(kBlock) window_group_kernel(const WindowLayerArgs a) {
+  const int64_t s = blockIdx.y;
+  const int t = a.f.control->step;
+  const int i = blockIdx.x * kBlock + threadIdx.x;
+  if (i >= a.size || t >= a.start) return;
+  double* sum = a.sums + s * a.size + i;
+  *sum = add_window_arrivals<Kind>(a, s, i, t, a.delay, a.first_group ? 0.0 : *sum);
+}
+
+// Dense, Conv2D, DepthwiseConv2D, AveragePooling2D, Add, windowed or the output:
 // D(t) gathered over the fan-in before the window, then window_neuron_step
 // (window_output_step and the read for the output).
 template <NodeKind Kind>
@@ -128,24 +175,12 @@ __global__ void __launch_bounds__(kBlock) window_layer_kernel(const WindowLayerA
     int spike = first_step ? 0 : *fired;
     float d = 0.0f;
     if (t < a.start) {  // D(t): the ramps of this step's arrivals (ON +1, OFF -1)
-      const int* on = a.f.on(s, a.in_offset);
-      const int* off = a.f.off(s, a.in_offset);
-      double acc = 0.0;
-      for_each_input<Kind>(
-          a.g, i,
-          [&](int64_t, auto&& each) {
-            for (int c = 0; c < a.g.in_c; ++c) each(c);
-          },
-          [](int64_t) { return true; },
-          [&](int64_t j, int64_t w) {
-            const int arrivals = int(on[j] == t) - int(off && off[j] == t);
-            if (arrivals == 0) return;
-            if constexpr (Kind == NodeKind::AveragePooling2D)
-              acc += double(arrivals);                       // pooling counts its arrivals
-            else
-              acc += double(a.kernel[w]) * double(arrivals);  // exact product, as the CPU scatter's
-          });
-      d = Kind == NodeKind::AveragePooling2D ? window_pool_increment(acc, a.weight[i]) : float(acc);
+      if constexpr (Kind == NodeKind::Add) {
+        d = float(a.sums[n]);  // (its groups summed them)
+      } else {
+        const double acc = add_window_arrivals<Kind>(a, s, i, t, 0, 0.0);
+        d = Kind == NodeKind::AveragePooling2D ? window_pool_increment(acc, a.weight[i]) : float(acc);
+      }
     }
     if (a.output) {
       record_first_spike(a.r.first_spike, n, false, first_step, 0.0f);  // never fires: 0

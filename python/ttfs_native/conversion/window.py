@@ -38,12 +38,18 @@ U32 = 2.0 ** -24         # float32 unit roundoff
 # ------------------------------------------------------------- estimator
 def _linear(spec, x: np.ndarray, kernel: np.ndarray) -> np.ndarray:
     """kernel * x for Dense/Conv2D/DepthwiseConv2D in float64 (no bias)."""
-    kernel = kernel.astype(np.float64)
-    if spec.type == "Dense":
-        return x @ kernel
-    if spec.type == "Conv2D":
-        return ops.conv2d(x, spec, kernel)
-    return ops.depthwise_conv2d(x, spec, kernel)
+    return ops.linear(spec, x, kernel.astype(np.float64))
+
+
+def _groups_linear(spec, values: dict, plan: WindowPlan, absolute: bool = False) -> np.ndarray:
+    """An Add's sum over its synapse groups of ramp weights times the groups'
+    source values (float64; with ``absolute``, |ramp weights|)."""
+    total = 0.0
+    for source, layer, ramp in plan.groups[spec.name]:
+        ramp = np.abs(ramp) if absolute else ramp
+        part = values[source] * ramp.astype(np.float64) if layer is None else _linear(layer, values[source], ramp)
+        total = total + part
+    return total
 
 
 def _pool_reduce(x: np.ndarray, spec, reduce) -> np.ndarray:
@@ -80,7 +86,9 @@ def quantised_forward(model: Model, x, plan: WindowPlan, quantise=None, return_a
     vals = {INPUT_NAME: _input_levels(x, plan, INPUT_NAME in quantise)}
     out = model.output_layer
     for spec in model.layers:
-        ins = [vals[n] for n in spec.inbound]
+        if spec.is_branch:
+            continue            # its Add reads the branch's input through the group's ramps
+        ins = [] if spec.is_add else [vals[n] for n in spec.inbound]   # (an Add reads its groups' sources)
         if spec.is_structural:
             vals[spec.name] = ops.structural(spec, ins)
             continue
@@ -93,6 +101,8 @@ def quantised_forward(model: Model, x, plan: WindowPlan, quantise=None, return_a
         steps = plan.steps[spec.name]
         if spec.type == "AveragePooling2D":
             u = _pool_reduce(ins[0], spec, np.add) * plan.avg_weight[spec.name].astype(np.float64)
+        elif spec.is_add:
+            u = _groups_linear(spec, vals, plan)
         else:
             u = _linear(spec, ins[0], plan.kernel[spec.name])
         u = u + (steps - 0.5 - plan.theta[spec.name].astype(np.float64))   # + beta (levels)
@@ -117,7 +127,9 @@ def error_bound(model: Model, x, plan: WindowPlan) -> np.ndarray:
     err = {INPUT_NAME: 0.5 + sat}
     out = model.output_layer
     for spec in model.layers:
-        ins = [err[n] for n in spec.inbound]
+        if spec.is_branch:
+            continue
+        ins = [] if spec.is_add else [err[n] for n in spec.inbound]   # (an Add reads its groups' sources)
         if spec.is_structural:
             err[spec.name] = ops.structural(spec, ins)
             continue
@@ -128,11 +140,19 @@ def error_bound(model: Model, x, plan: WindowPlan) -> np.ndarray:
             weight = np.abs(plan.avg_weight[spec.name].astype(np.float64))
             carried = _pool_reduce(ins[0], spec, np.add) * weight
             fan_weight = _pool_reduce(np.ones((1,) + spec.input_shape), spec, np.add) * weight
+        elif spec.is_add:
+            carried = _groups_linear(spec, err, plan, absolute=True)
+            ones = {src: np.ones((1,) + model.shape_of(src)) for src, _, _ in plan.groups[spec.name]}
+            fan_weight = _groups_linear(spec, ones, plan, absolute=True)
         else:
             kernel = np.abs(plan.kernel[spec.name].astype(np.float64))
             carried = _linear(spec, ins[0], kernel)
             fan_weight = _linear(spec, np.ones((1,) + spec.input_shape), kernel)   # A_i = sum_j |w_ij|
-        ramp_steps = plan.start[spec.name] - plan.first[spec.inbound[0]] + 1
+        if spec.is_add:     # the group whose (delayed) spikes can come first ramps longest
+            ramp_steps = max(plan.start[spec.name] - plan.first[src] - d + 1
+                             for (src, _, _), d in zip(plan.groups[spec.name], plan.delays[spec.name]))
+        else:
+            ramp_steps = plan.start[spec.name] - plan.first[spec.inbound[0]] + 1
         if spec is out:
             eps = 4 * U32 * (ramp_steps ** 2 * fan_weight + np.abs(plan.out_bias) + np.abs(exact[spec.name]))
             err[spec.name] = carried + eps

@@ -90,19 +90,23 @@ def structural(spec: LayerSpec, inputs: list) -> np.ndarray:
     return np.concatenate(inputs, axis=concat_axis(spec) + 1)
 
 
+def linear(spec: LayerSpec, x: np.ndarray, kernel: np.ndarray) -> np.ndarray:
+    """``kernel * x`` for Dense, Conv2D and DepthwiseConv2D, in the precision of
+    ``x`` and ``kernel``, not rounded."""
+    if spec.type == "Dense":
+        return x @ kernel
+    if spec.type == "Conv2D":
+        return conv2d(x, spec, kernel)
+    return depthwise_conv2d(x, spec, kernel)
+
+
 def weighted(spec: LayerSpec, x: np.ndarray, kernel: np.ndarray, bias) -> np.ndarray:
     """``kernel * x + bias`` for Dense, Conv2D and DepthwiseConv2D (bias may be None).
 
     The sum is taken in the precision of ``x`` and ``kernel`` and rounded to
     float32 once; the bias is then added in float32.
     """
-    if spec.type == "Dense":
-        out = x @ kernel
-    elif spec.type == "Conv2D":
-        out = conv2d(x, spec, kernel)
-    else:
-        out = depthwise_conv2d(x, spec, kernel)
-    out = out.astype(np.float32, copy=False)
+    out = linear(spec, x, kernel).astype(np.float32, copy=False)
     if bias is not None:
         out = out + bias
     return out

@@ -29,11 +29,12 @@ MAX_WINDOW_STEPS = 100_000
 
 def windowed_layers(model) -> list:
     """Names of the layers that own a time window: every weighted layer but the
-    output, and every AveragePooling2D (MaxPooling2D and structural layers spike
-    in their input's window; the output layer is read, it does not spike)."""
+    output, every residual Add and every AveragePooling2D (MaxPooling2D and
+    structural layers spike in their input's window; the output layer is read,
+    it does not spike; an Add's weighted branches have no neurons)."""
     out = model.output_layer
     return [s.name for s in model.layers
-            if (s.is_weighted and s is not out) or s.type == "AveragePooling2D"]
+            if (s.is_weighted and not s.is_branch and s is not out) or s.is_add or s.type == "AveragePooling2D"]
 
 
 def _steps(where: str, value) -> int:

@@ -56,11 +56,12 @@ def gather_map(spec: LayerSpec, inbound_sizes: list) -> tuple:
 
 
 def build_network(core, model: Model, fanouts: dict, weights: dict | None = None, input_spikes: bool = False,
-                  stochastic_softmax: bool = True):
+                  stochastic_softmax: bool = True, group_kernels: dict | None = None):
     """A ``_core.Network`` for ``model`` with per-neuron fan-outs for synaptic-op counting.
 
     weights: per layer name, (kernel, bias or None) to hand over instead of the
-    model's (the window coding's ramp weights). input_spikes: the input node
+    model's (the window coding's ramp weights); group_kernels: per Add, the
+    kernel of each synapse group instead of the model's. input_spikes: the input node
     carries its fan-outs (a spiking input). stochastic_softmax=False: a softmax
     output is handed over as a plain layer (a coding that reads its membrane).
     """
@@ -81,6 +82,8 @@ def build_network(core, model: Model, fanouts: dict, weights: dict | None = None
             inbound = []
             for k, group in enumerate(add_groups(model, spec)):
                 layer, kernel = group.layer, group.kernel
+                if group_kernels is not None:
+                    kernel = group_kernels[spec.name][k]
                 if layer is None:   # identity: a 1x1 depthwise convolution by the scale
                     h, w, c = _hw_c(spec.output_shape)
                     kind, kernel = core.NodeKind.DepthwiseConv2D, kernel.reshape(1, 1, c, 1)

@@ -21,9 +21,19 @@ def build_window_network(core, model: Model, fanouts: dict, plan: WindowPlan):
     """A ``_core.Network`` for ``model`` under ``plan``."""
     out = model.output_layer
     weights = {name: (kernel, plan.out_bias if name == out.name else None) for name, kernel in plan.kernel.items()}
-    net = build_network(core, model, fanouts, weights=weights, input_spikes=True, stochastic_softmax=False)
+    groups = {add: [ramp for _, _, ramp in g] for add, g in plan.groups.items()}
+    net = build_network(core, model, fanouts, weights=weights, input_spikes=True, stochastic_softmax=False,
+                        group_kernels=groups)
     net.set_window(0, 0, plan.ref[INPUT_NAME], _F32, _F32, [])
-    for index, spec in enumerate(model.layers, start=1):
+    index = 0
+    for spec in model.layers:
+        if spec.is_branch:
+            continue            # emitted with its Add (plan.build_network)
+        if spec.is_add:         # its synapse groups: open nodes right before it, each with its delay
+            for delay in plan.delays[spec.name]:
+                index += 1
+                net.set_window(index, 0, 0, _F32, _F32, [int(delay)])
+        index += 1
         theta = plan.theta.get(spec.name, _F32)
         weight = plan.avg_weight[spec.name].reshape(-1) if spec.name in plan.avg_weight else _F32
         delay = list(plan.delays.get(spec.name, [0] * len(spec.inbound))) if spec.is_structural else []

@@ -14,6 +14,7 @@ import numpy as np
 
 from ..model import INPUT_NAME, Model, ModelError, ops
 from ..model.layers import concat_axis
+from ..model.residual import add_bias, add_groups
 from ..model.window_settings import check_window_settings
 
 
@@ -26,8 +27,12 @@ class WindowPlan:
     fire (its top level). start[layer]: the first step of a
     windowed layer's window (the reference step of its input). read_step: the
     step at which the output membrane is read (the output's input's R).
-    delays[concat]: the delay (steps) added to the spikes of each inbound.
+    delays[concat or add]: the delay (steps) added to the spikes of each inbound
+    (an Add's: of each synapse group's source).
     kernel[layer]: float32 ramp weights of weighted layers (Keras layout);
+    groups[add]: the Add's synapse groups, (source, branch layer or None,
+    float32 ramp weights: the branch's kernel layout, or one per channel for
+    an identity group), in inbound order;
     avg_weight[layer]: float32 ramp weight per output neuron of average pooling;
     theta[layer]: float32 thresholds (one per channel); out_bias: float32 bias
     added to the output membrane when it is read.
@@ -48,6 +53,7 @@ class WindowPlan:
     read_step: int = 0
     level_unit: dict = field(default_factory=dict)
     first: dict = field(default_factory=dict)
+    groups: dict = field(default_factory=dict)
 
 
 def _per_channel(name: str, unit: np.ndarray) -> np.ndarray:
@@ -76,10 +82,6 @@ def build_window_plan(model: Model, window: dict) -> WindowPlan:
     if not out.is_weighted:
         raise ModelError(f"coding 'ttfs-window' reads the membrane of a weighted output layer; the output "
                          f"layer '{out.name}' is a {out.type}")
-    adds = [s.name for s in model.layers if s.is_add]
-    if adds:
-        raise ModelError(f"coding 'ttfs-window' does not support residual Add layers yet: layer(s) "
-                         f"{', '.join(map(repr, adds))}; use coding 'ttfs-dyn-thresh'")
     clipped = [s.name for s in model.layers if s.is_weighted and s.max_value is not None]
     if clipped:
         raise ModelError(f"coding 'ttfs-window' does not support clipped ReLU (max_value) yet: layer(s) "
@@ -103,6 +105,11 @@ def build_window_plan(model: Model, window: dict) -> WindowPlan:
             unit[spec.name] = np.concatenate([unit[n] for n in ins], axis=axis)
             value_range[spec.name] = np.concatenate([value_range[n] for n in ins], axis=axis)
             signed[spec.name] = any(signed[n] for n in ins)
+            continue
+        if spec.is_branch:
+            continue        # no neurons: its synapses are a group of the Add that reads it
+        if spec.is_add:
+            _plan_add(model, spec, plan, unit, value_range, signed)
             continue
         src = ins[0]
         if spec.is_structural or spec.type == "MaxPooling2D":
@@ -155,6 +162,36 @@ def build_window_plan(model: Model, window: dict) -> WindowPlan:
             plan.theta[spec.name] = (steps - bias * steps - 0.5).astype(np.float32)
     plan.level_unit = unit
     return plan
+
+
+def _plan_add(model: Model, spec, plan: WindowPlan, unit: dict, value_range: dict, signed: dict) -> None:
+    """A residual Add is a windowed layer whose neurons integrate every synapse
+    group (WINDOW_SEMANTICS.md "Add"). Its window opens when the latest group
+    source's window ends; each group's spikes are delayed by the difference, so
+    that every group's ramps run as long as their levels say (as a Concatenate
+    delays its inbounds)."""
+    groups = add_groups(model, spec)
+    steps = plan.steps[spec.name]
+    start = max(plan.ref[g.source] for g in groups)
+    plan.start[spec.name], plan.ref[spec.name], plan.first[spec.name] = start, start + steps, start
+    plan.delays[spec.name] = [start - plan.ref[g.source] for g in groups]
+    plan.groups[spec.name] = []
+    for g in groups:
+        if signed[g.source] and g.layer is None:
+            raise ModelError(f"layer '{spec.name}': an identity shortcut from the signed (ON/OFF) input is "
+                             "not a level; use signed_input only with weighted layers reading the input")
+        factor = _per_channel(spec.name, unit[g.source]) * steps
+        if g.layer is None:     # identity: element i to neuron i, the scale per channel
+            ramp = g.kernel.astype(np.float64) * factor
+        else:
+            ramp = g.kernel.astype(np.float64) * _kernel_factor(g.layer, factor)
+        plan.groups[spec.name].append((g.source, g.layer, ramp.astype(np.float32)))
+    bias = add_bias(model, spec)
+    bias = bias.astype(np.float64) if bias is not None else np.zeros(spec.output_shape[-1])
+    plan.theta[spec.name] = (steps - bias * steps - 0.5).astype(np.float32)
+    value_range[spec.name] = np.ones(spec.output_shape)
+    unit[spec.name] = np.full(spec.output_shape, 1.0 / steps)
+    signed[spec.name] = False
 
 
 def plan_for(model: Model, window: dict | None = None) -> WindowPlan:

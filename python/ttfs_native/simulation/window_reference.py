@@ -55,6 +55,32 @@ def _ramp_increment(spec: LayerSpec, arrived: np.ndarray, plan: WindowPlan) -> n
     return ops.weighted(spec, arrived, plan.kernel[spec.name].astype(np.float64), None)
 
 
+def _arrivals(on: np.ndarray, off, step: int):
+    """+1 where an ON spike of step ``step`` is, -1 for an OFF spike, else 0
+    (float64); None when nothing fired at that step."""
+    if step < 1:
+        return None
+    arrived = (on == step).astype(np.float64)
+    if off is not None:
+        arrived -= (off == step)
+    return arrived if arrived.any() else None
+
+
+def _add_increment(spec: LayerSpec, t: int, plan: WindowPlan, fired_at: dict, fired_off: dict):
+    """D(t) of a residual Add: every synapse group's ramps of the spikes of its
+    source that arrive now (emitted ``delay`` steps earlier), all in one float64
+    sum rounded to float32 once; None when nothing arrives."""
+    total = None
+    for (source, layer, ramp), delay in zip(plan.groups[spec.name], plan.delays[spec.name]):
+        arrived = _arrivals(fired_at[source], fired_off.get(source), t - delay)
+        if arrived is None:
+            continue
+        ramp = ramp.astype(np.float64)
+        part = arrived * ramp if layer is None else ops.linear(layer, arrived, ramp)
+        total = part if total is None else total + part
+    return None if total is None else total.astype(np.float32)
+
+
 def _structural(spec: LayerSpec, arrays: list, plan: WindowPlan) -> np.ndarray:
     """Flatten/Reshape/ZeroPadding2D/Concatenate of spike-step arrays; padding cells
     never fire; a Concatenate delays each inbound's spikes to the latest window."""
@@ -97,6 +123,8 @@ def simulate(model: Model, x: np.ndarray, params: SimParams, fanouts: dict, plan
         count_synops(INPUT_NAME, off, t)
         for spec in model.layers:
             src = spec.inbound
+            if spec.is_branch:
+                continue                       # an Add's synapse group: the Add reads its input
             if spec.is_structural:
                 fired_at[spec.name] = _structural(spec, [fired_at[s] for s in src], plan)
                 offs = [fired_off.get(s) for s in src]
@@ -105,7 +133,7 @@ def simulate(model: Model, x: np.ndarray, params: SimParams, fanouts: dict, plan
                 continue
             if t > end[spec.name]:
                 continue                       # its window is over: nothing changes any more
-            a_on, a_off = fired_at[src[0]], fired_off.get(src[0])
+            a_on, a_off = (None, None) if spec.is_add else (fired_at[src[0]], fired_off.get(src[0]))
             if spec.type == "MaxPooling2D":
                 # the earliest input spike of each pooling window is the output spike
                 first = ops.max_pool((a_on == t).astype(np.float32), spec) > 0
@@ -118,11 +146,13 @@ def simulate(model: Model, x: np.ndarray, params: SimParams, fanouts: dict, plan
             windowed = spec is not out_spec
             if windowed and t >= plan.start[spec.name]:
                 i[...] = np.float32(1)                                 # 2. in the window: slope exactly 1
+            elif spec.is_add:                                          # 2. ramps of every group's arrivals
+                d = _add_increment(spec, t, plan, fired_at, fired_off)
+                if d is not None:
+                    i += d
             else:
-                arrived = (a_on == t).astype(np.float64)               # 2. ramps of this step's input spikes
-                if a_off is not None:
-                    arrived -= (a_off == t)
-                if arrived.any():
+                arrived = _arrivals(a_on, a_off, t)                    # 2. ramps of this step's input spikes
+                if arrived is not None:
                     i += _ramp_increment(spec, arrived, plan)
             if not windowed:
                 if t == plan.read_step:                                # the output is read, not fired
