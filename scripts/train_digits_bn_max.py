@@ -1,7 +1,7 @@
 """Train the 8x8-digits CNN with batch norm and max pooling (issues 14, 15) and export it to ONNX.
 
-    python scripts/train_digits_bn_max.py                  # from the repository root; ~1 min on 2 cores
-    python scripts/train_digits_bn_max.py --dropout 0 0.1 0.2 0.3 --out /tmp/nets   # recipe comparison
+    python scripts/train_digits_bn_max.py                  # from the repository root; ~20 s on 2 cores
+    python scripts/train_digits_bn_max.py --dropout 0 0.1 0.2 0.3 --out /tmp/nets   # recipe comparison, ~70 s
 
 Conv2D(16, 3x3 same) - BatchNorm - ReLU - MaxPool 2 - Conv2D(32, 3x3 same) -
 BatchNorm - ReLU - MaxPool 2 - Flatten - Dense(10), trained with PyTorch on
