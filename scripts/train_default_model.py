@@ -78,14 +78,15 @@ def build_torch_net():
         ChannelsLastFlatten(), nn.Linear(2 * 2 * 32, 10))
 
 
-def train(x_fit, y_fit, epochs=EPOCHS, seed=SEED):
+def train(x_fit, y_fit, epochs=EPOCHS, seed=SEED, build=build_torch_net):
+    """Fit ``build()`` on the fit split (the recipe of every digits net: scripts/train_digits_bn_max.py too)."""
     import torch
 
     torch.manual_seed(seed)
     torch.use_deterministic_algorithms(True)
     torch.set_num_threads(1)   # deterministic and fast enough for 6k parameters
     rng = np.random.default_rng(seed)
-    net = build_torch_net()
+    net = build()
     opt = torch.optim.Adam(net.parameters(), lr=3e-3, weight_decay=1e-4)
     sched = torch.optim.lr_scheduler.CosineAnnealingLR(opt, epochs)
     loss_fn = torch.nn.CrossEntropyLoss()

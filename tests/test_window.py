@@ -261,7 +261,7 @@ def test_early_stop_stops_at_the_read_step():
 
 
 def test_digits_cnn_at_64_steps():
-    """The bundled digits CNN (batch norm folded, max pooling): the estimator agrees
+    """The bundled digits CNN (average pooling, no batch norm): the estimator agrees
     with the ANN on the test split, and the SNN with the estimator."""
     from ttfs_native.datasets import bundled_calibration_set, bundled_model, bundled_test_set
     ann = bundled_model(plain=True)

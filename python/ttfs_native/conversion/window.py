@@ -200,19 +200,31 @@ def measure_sensitivity(model: Model, x, window: dict, probes=None) -> dict:
     output units, when only node n is quantised to S levels), for the input and
     every windowed layer. (Quantisation noise power falls as 1/S^2; several
     probes guard against a resolution that happens to fit the data, such as
-    16 levels for inputs that are multiples of 1/16.)"""
-    if probes is None:
+    16 levels for inputs that are multiples of 1/16. A node that all the
+    default probes quantise without error, e.g. those inputs at 512, 1024 and
+    2048 levels, is probed again at odd resolutions, which no power-of-two
+    grid fits: else it would get a single step.)"""
+    default = probes is None
+    if default:
         share = max(2, (sum(window["steps"].values()) + window["input_steps"]) // (len(window["steps"]) + 1))
         probes = sorted({max(2, share // 2), share, 2 * share})
     nodes = [INPUT_NAME] + list(window["steps"])
     out = dict.fromkeys(nodes, 0.0)
+    _probe(model, x, window, probes, nodes, out)
+    exact_fit = [n for n in nodes if out[n] == 0]
+    if default and exact_fit:
+        _probe(model, x, window, sorted({max(3, p | 1) for p in probes}), exact_fit, out)
+    return out
+
+
+def _probe(model: Model, x, window: dict, probes, nodes: list, out: dict) -> None:
+    """out[n] = max(out[n], S^2 * MSE) over the resolutions S in ``probes`` (measure_sensitivity)."""
     for steps in probes:
         plan = build_window_plan(model, dict(window, input_steps=steps, steps={n: steps for n in window["steps"]}))
         exact = quantised_forward(model, x, plan, quantise=())
         for node in nodes:
             mse = float(np.mean((quantised_forward(model, x, plan, quantise=[node]) - exact) ** 2))
             out[node] = max(out[node], mse * steps ** 2)
-    return out
 
 
 def split_steps(model: Model, x, window: dict, budget: int, sensitivity: dict | None = None) -> dict:
