@@ -38,7 +38,7 @@ struct WindowPass {
 // The window coding's kernels for one instruction set (AVX2 or portable).
 struct WindowKernels {
   void (*scatter)(const Node&, const float* rows, const SpikeLists&, double* acc);
-  void (*window_pass)(const WindowPass&, int64_t n);
+  int64_t (*window_pass)(const WindowPass&, int64_t n);  // returns how many fired
   void (*output_pass)(double* acc, float* V, float* I, int64_t n);
 };
 const WindowKernels& window_kernels(bool avx2);
