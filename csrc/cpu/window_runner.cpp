@@ -284,6 +284,19 @@ class WindowRunner {
     r.pending_off[now].clear();
   }
 
+  // record() for every neuron in `list`, in its order.
+  void record_all(size_t index, const Node& node, const std::vector<int64_t>& list, int t, double& ops,
+                  int64_t* spikes) {
+    const int l = slot_[index];
+    spikes[l] += int64_t(list.size());
+    const double* fanout = node.fanout.data();
+    for (const int64_t i : list) ops += fanout[i];
+    float* first = first_[size_t(l)];
+    if (!first) return;
+    const float tau = mul_rn(float(t), cfg_.dt);  // tau = f32(t) * f32(dt)
+    for (const int64_t i : list) first[i] = tau;
+  }
+
   void record(size_t index, const Node& node, int64_t i, int t, double& ops, int64_t* spikes) {
     ops += node.fanout[size_t(i)];
     ++spikes[slot_[index]];
@@ -334,24 +347,28 @@ class WindowRunner {
     const WindowPass p{t, W, R, w_.zero_spikes, r.acc.data(),
                        node.kind == NodeKind::AveragePooling2D ? node.window.weight.data() : nullptr,
                        tables_[index].theta.data(), r.V.data(), r.I.data(), r.s.data(), fired_.data()};
-    int64_t left = kernels_.window_pass(p, n);  // 0 before the window: no neuron fires there
-    // the neurons that fired, in increasing order (8 flags at a time past the silent ones)
+    const int64_t count = kernels_.window_pass(p, n);  // 0 before the window: no neuron fires there
+    if (count == 0) return;
+    // the neurons that fired, in increasing order, found 8 flags at a time
+    r.on.resize(size_t(count) + 8);  // room for the candidates written past the last one
+    int64_t* to = r.on.data();
     const uint8_t* fired = fired_.data();
-    for (int64_t i = 0; left > 0; ++i) {
-      if ((i & 7) == 0 && i + 8 <= n) {
-        uint64_t word;
-        std::memcpy(&word, fired + i, 8);
-        if (word == 0) {
-          i += 7;
-          continue;
+    int64_t i = 0, found = 0;
+    for (; i + 8 <= n && found < count; i += 8) {
+      uint64_t word;
+      std::memcpy(&word, fired + i, 8);
+      if (word != 0)
+        for (int64_t b = i; b < i + 8; ++b) {
+          to[found] = b;
+          found += fired[b];
         }
-      }
-      if (fired[i]) {
-        r.on.push_back(i);
-        record(index, node, i, t, ops, spikes);
-        --left;
-      }
     }
+    for (; found < count; ++i) {
+      to[found] = i;
+      found += fired[i];
+    }
+    r.on.resize(size_t(count));
+    record_all(index, node, r.on, t, ops, spikes);
   }
 
   const Network& net_;
