@@ -9,7 +9,8 @@ by default, calibrated on 64 benchmark inputs), run to its read step; where
 the net has average pooling, also converted without folding it. Both on
 the CPU backend, same inputs, same threads. Per step and sample: the fastest of ``--rounds``
 engine calls (``engine.run``, interleaved between the codings so that the
-machine's load drifts over all alike); also the median ``Simulator.run``
+machine's load drifts over all alike), in wall-clock time and in the
+process's CPU time (all threads; steadier on a shared machine); also the median ``Simulator.run``
 (with its Python checks and result assembly, the same for both codings).
 """
 from __future__ import annotations
@@ -61,17 +62,20 @@ def measure_net(net: str, batch: int | None, threads: int, max_steps: int, round
             for c, m, steps in configs]
     calls = [_engine_call(sim, x[:batch]) for sim in sims]
     best = [float("inf")] * len(sims)
+    best_cpu = [float("inf")] * len(sims)
     for _ in range(rounds):   # interleaved, so that the machine's load drifts over all alike
         for k, call in enumerate(calls):
-            t0 = time.perf_counter()
+            c0, t0 = time.process_time(), time.perf_counter()
             call()
             best[k] = min(best[k], time.perf_counter() - t0)
+            best_cpu[k] = min(best_cpu[k], time.process_time() - c0)
     rows = []
-    for (coding, _, steps), sim, engine in zip(configs, sims, best):
+    for (coding, _, steps), sim, engine, cpu in zip(configs, sims, best, best_cpu):
         timing = measure.timed(lambda: sim.run(x[:batch]), min_time=1.0, max_time=10.0)
         result = timing["last"]
         rows.append(dict(net=net, coding=coding, batch=batch, steps=steps, engine_ms=1e3 * engine,
                          run_ms=1e3 * timing["median"], us_step_sample=1e6 * engine / steps / batch,
+                         cpu_ms=1e3 * cpu, cpu_us_step_sample=1e6 * cpu / steps / batch,
                          spikes_per_neuron=result.spikes_per_neuron,
                          synops_ann=result.synops_per_sample / result.ann_ops))
     return rows
@@ -86,13 +90,14 @@ def main(argv=None) -> None:
     p.add_argument("--rounds", type=int, default=15, help="engine calls per configuration (the fastest counts)")
     args = p.parse_args(argv)
     print(f"load average before: {os.getloadavg()}; threads {args.threads}")
-    print("| net | coding | batch | steps | engine ms/batch | us/step/sample | Simulator.run ms | spikes/neuron "
-          "| synops/ANN |")
-    print("| --- | --- | --- | --- | --- | --- | --- | --- | --- |")
+    print("| net | coding | batch | steps | engine ms/batch | us/step/sample | engine CPU ms | CPU us/step/sample "
+          "| Simulator.run ms | spikes/neuron | synops/ANN |")
+    print("| --- | --- | --- | --- | --- | --- | --- | --- | --- | --- | --- |")
     for net in args.nets.split(","):
         for r in measure_net(net, args.batch, args.threads, args.max_steps, args.rounds):
             print(f"| {r['net']} | {r['coding']} | {r['batch']} | {r['steps']} | {r['engine_ms']:.1f} | "
-                  f"{r['us_step_sample']:.1f} | {r['run_ms']:.1f} | {r['spikes_per_neuron']:.3f} | "
+                  f"{r['us_step_sample']:.1f} | {r['cpu_ms']:.1f} | {r['cpu_us_step_sample']:.1f} | "
+                  f"{r['run_ms']:.1f} | {r['spikes_per_neuron']:.3f} | "
                   f"{r['synops_ann']:.3f} |", flush=True)
     print(f"load average after: {os.getloadavg()}")
 

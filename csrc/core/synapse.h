@@ -146,13 +146,30 @@ TTFS_HD void scatter_change(const Geometry& g, const float* w, int64_t j, float 
   }
 }
 
-// Conv2D with horizontal stride and dilation 1 (the usual case) has a faster
-// scatter: for one kernel row, the outputs an input cell reaches are
-// adjacent positions, so the row's taps form one contiguous run of
-// (taps x filters) sums. It needs the kernel in "row layout":
-// rows[((c * kernel_h + ky) * kernel_w + (kernel_w - 1 - kx)) * filters + f]
+// Conv2D with horizontal dilation 1 (any stride) has a faster scatter: for
+// one kernel row, the outputs an input cell reaches are adjacent positions,
+// reached through the taps kx of one residue modulo stride_w (every tap with
+// stride 1), so the row's taps form one contiguous run of (taps x filters)
+// sums. It needs the kernel in "row layout", where the taps of a kernel row
+// are grouped by residue r = kx % stride_w (r = 0 first), each group in
+// decreasing kx: rows[((c * kernel_h + ky) * kernel_w + conv_row_position(g, kx)) * filters + f]
 // = kernel[ky][kx][c][f] (Keras layout), so the weights are contiguous too.
-TTFS_HD bool conv_rows_apply(const Geometry& g) { return g.stride_w == 1 && g.dilation_w == 1; }
+// (With stride 1 the position is kernel_w - 1 - kx.)
+TTFS_HD bool conv_rows_apply(const Geometry& g) { return g.dilation_w == 1; }
+
+// The taps of residue r of a kernel row: `count` of them, from position `first` of the row.
+struct RowResidue {
+  int count, first;
+};
+TTFS_HD RowResidue conv_row_residue(const Geometry& g, int r) {
+  const int a = g.kernel_w / g.stride_w, b = g.kernel_w % g.stride_w;  // kernel_w = a * stride + b
+  return RowResidue{a + (r < b ? 1 : 0), r * a + (r < b ? r : b)};
+}
+
+TTFS_HD int conv_row_position(const Geometry& g, int kx) {
+  const RowResidue res = conv_row_residue(g, kx % g.stride_w);
+  return res.first + res.count - 1 - kx / g.stride_w;
+}
 
 inline void conv_row_layout(const Geometry& g, const float* kernel, float* rows) {
   const int64_t filters = g.multiplier;
@@ -160,31 +177,35 @@ inline void conv_row_layout(const Geometry& g, const float* kernel, float* rows)
     for (int kx = 0; kx < g.kernel_w; ++kx)
       for (int c = 0; c < g.in_c; ++c) {
         const float* from = kernel + ((int64_t(ky) * g.kernel_w + kx) * g.in_c + c) * filters;
-        float* to = rows + ((int64_t(c) * g.kernel_h + ky) * g.kernel_w + (g.kernel_w - 1 - kx)) * filters;
+        float* to = rows + ((int64_t(c) * g.kernel_h + ky) * g.kernel_w + conv_row_position(g, kx)) * filters;
         for (int64_t f = 0; f < filters; ++f) to[f] = from[f];
       }
 }
 
 // scatter_change for a Conv2D where conv_rows_apply(g), with the kernel
 // `rows` in row layout. Every sum receives the same terms in the same order
-// as with scatter_change, so the results are identical.
+// as with scatter_change (one term per input element), so the results are identical.
 template <bool Signal, bool Prospective, typename Acc, typename Range>
 TTFS_HD void scatter_conv_rows(const Geometry& g, const float* rows, int64_t j, float da, float dp, Acc* cur,
                                Acc* miss, const Range& range) {
   const ElementPosition e = element_position(g, j);
-  int ky0, ky1, kx0, kx1;
+  int ky0, ky1;
   tap_range(e.iy + g.pad_top, g.kernel_h, g.dilation_h, g.stride_h, g.out_h, ky0, ky1);
-  tap_range(e.ix + g.pad_left, g.kernel_w, 1, 1, g.out_w, kx0, kx1);
-  if (kx0 > kx1) return;
+  // tap kx = r + stride_w * m reaches output column ox = q - m
+  const int x = e.ix + g.pad_left, r = x % g.stride_w, q = x / g.stride_w;
+  const RowResidue res = conv_row_residue(g, r);
+  const int m0 = q - (g.out_w - 1) > 0 ? q - (g.out_w - 1) : 0, m1 = q < res.count - 1 ? q : res.count - 1;
+  if (m0 > m1) return;
   const int64_t filters = g.multiplier;
-  const int64_t n = (kx1 - kx0 + 1) * filters;
-  const int ox = e.ix + g.pad_left - kx1;  // leftmost output reached
+  const int64_t n = (m1 - m0 + 1) * filters;
+  const int ox = q - m1;                             // leftmost output reached
+  const int position = res.first + res.count - 1 - m1;  // its tap's position in the row layout
   for (int ky = ky0; ky <= ky1; ++ky) {
     const int y = e.iy + g.pad_top - ky * g.dilation_h;
     if (g.stride_h != 1 && y % g.stride_h) continue;
     const int oy = g.stride_h == 1 ? y : y / g.stride_h;
     int64_t offset = (int64_t(oy) * g.out_w + ox) * filters, run = n;
-    int64_t k = ((int64_t(e.c) * g.kernel_h + ky) * g.kernel_w + (g.kernel_w - 1 - kx1)) * filters;
+    int64_t k = ((int64_t(e.c) * g.kernel_h + ky) * g.kernel_w + position) * filters;
     if (range.clip(offset, k, run))
       add_weight_run<Signal, Prospective>(cur + offset, miss + offset, rows + k, run, Acc(da), Acc(dp));
   }

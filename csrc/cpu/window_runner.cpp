@@ -1,6 +1,7 @@
 #include "window_runner.h"
 
 #include <algorithm>
+#include <cstring>
 #include <stdexcept>
 #include <string>
 #include <vector>
@@ -46,19 +47,44 @@ TTFS_KERNEL void scatter_spikes_impl(const Node& node, const float* rows, const 
   }
 }
 
-// The fused pass of a windowed layer at step t over n neurons: D(t) rounded
-// once (before the window; acc cleared), window_neuron_step; fired[i] = 1 if
-// neuron i fires. One flat loop without calls, so that it vectorises.
-TTFS_KERNEL void window_pass_impl(const WindowPass& p, int64_t n) {
-  const bool before = p.t < p.W;
-  for (int64_t i = 0; i < n; ++i) {
-    float d = 0.0f;
-    if (before) {
-      d = p.weight ? window_pool_increment(p.acc[i], p.weight[i]) : float(p.acc[i]);
-      p.acc[i] = 0.0;
+// The fused pass of a windowed layer at step t over n neurons:
+// window_neuron_step for each. Before the window (t < W) D(t) is rounded
+// once from acc (cleared) and no neuron can fire; in it (t >= W) nothing
+// arrives and fired[i] = 1 where neuron i fires. Returns how many fired.
+// Two flat loops over restrict pointers without calls, so that both vectorise.
+TTFS_KERNEL int64_t window_pass_impl(const WindowPass& p, int64_t n) {
+  const int t = p.t, W = p.W, R = p.R;
+  const bool zero_spikes = p.zero_spikes;
+  const float* __restrict theta = p.theta;
+  float* __restrict V = p.V;
+  float* __restrict I = p.I;
+  int* __restrict s = p.s;
+  if (t < W) {
+    double* __restrict acc = p.acc;
+    const float* __restrict weight = p.weight;
+    if (weight) {
+      for (int64_t i = 0; i < n; ++i) {
+        const float d = window_pool_increment(acc[i], weight[i]);
+        acc[i] = 0.0;
+        window_neuron_step(t, W, R, d, theta[i], zero_spikes, V[i], I[i], s[i]);
+      }
+    } else {
+      for (int64_t i = 0; i < n; ++i) {
+        const float d = float(acc[i]);
+        acc[i] = 0.0;
+        window_neuron_step(t, W, R, d, theta[i], zero_spikes, V[i], I[i], s[i]);
+      }
     }
-    p.fired[i] = window_neuron_step(p.t, p.W, p.R, d, p.theta[i], p.zero_spikes, p.V[i], p.I[i], p.s[i]);
+    return 0;
   }
+  uint8_t* __restrict fired = p.fired;
+  int64_t count = 0;
+  for (int64_t i = 0; i < n; ++i) {
+    const bool fire = window_neuron_step(t, W, R, 0.0f, theta[i], zero_spikes, V[i], I[i], s[i]);
+    fired[i] = uint8_t(fire);
+    count += fire;
+  }
+  return count;
 }
 
 // The output before its read step: steps 1-2 (acc cleared).
@@ -73,14 +99,16 @@ TTFS_KERNEL void output_pass_impl(double* acc, float* V, float* I, int64_t n) {
 void scatter_generic(const Node& node, const float* rows, const SpikeLists& in, double* acc) {
   scatter_spikes_impl(node, rows, in, acc);
 }
-void window_pass_generic(const WindowPass& p, int64_t n) { window_pass_impl(p, n); }
+int64_t window_pass_generic(const WindowPass& p, int64_t n) { return window_pass_impl(p, n); }
 void output_pass_generic(double* acc, float* V, float* I, int64_t n) { output_pass_impl(acc, V, I, n); }
 #if defined(__GNUC__) && (defined(__x86_64__) || defined(__i386__))
 __attribute__((target("avx2"))) void scatter_avx2(const Node& node, const float* rows, const SpikeLists& in,
                                                   double* acc) {
   scatter_spikes_impl(node, rows, in, acc);
 }
-__attribute__((target("avx2"))) void window_pass_avx2(const WindowPass& p, int64_t n) { window_pass_impl(p, n); }
+__attribute__((target("avx2"))) int64_t window_pass_avx2(const WindowPass& p, int64_t n) {
+  return window_pass_impl(p, n);
+}
 __attribute__((target("avx2"))) void output_pass_avx2(double* acc, float* V, float* I, int64_t n) {
   output_pass_impl(acc, V, I, n);
 }
@@ -292,6 +320,19 @@ class WindowRunner {
     add.active = true;
   }
 
+  // record() for every neuron in `list`, in its order.
+  void record_all(size_t index, const Node& node, const std::vector<int64_t>& list, int t, double& ops,
+                  int64_t* spikes) {
+    const int l = slot_[index];
+    spikes[l] += int64_t(list.size());
+    const double* fanout = node.fanout.data();
+    for (const int64_t i : list) ops += fanout[i];
+    float* first = first_[size_t(l)];
+    if (!first) return;
+    const float tau = mul_rn(float(t), cfg_.dt);  // tau = f32(t) * f32(dt)
+    for (const int64_t i : list) first[i] = tau;
+  }
+
   void record(size_t index, const Node& node, int64_t i, int t, double& ops, int64_t* spikes) {
     ops += node.fanout[size_t(i)];
     ++spikes[slot_[index]];
@@ -342,13 +383,28 @@ class WindowRunner {
     const WindowPass p{t, W, R, w_.zero_spikes, r.acc.data(),
                        node.kind == NodeKind::AveragePooling2D ? node.window.weight.data() : nullptr,
                        tables_[index].theta.data(), r.V.data(), r.I.data(), r.s.data(), fired_.data()};
-    kernels_.window_pass(p, n);
-    if (before) return;  // no neuron fires before its window
-    for (int64_t i = 0; i < n; ++i)
-      if (fired_[size_t(i)]) {
-        r.on.push_back(i);
-        record(index, node, i, t, ops, spikes);
-      }
+    const int64_t count = kernels_.window_pass(p, n);  // 0 before the window: no neuron fires there
+    if (count == 0) return;
+    // the neurons that fired, in increasing order, found 8 flags at a time
+    r.on.resize(size_t(count) + 8);  // room for the candidates written past the last one
+    int64_t* to = r.on.data();
+    const uint8_t* fired = fired_.data();
+    int64_t i = 0, found = 0;
+    for (; i + 8 <= n && found < count; i += 8) {
+      uint64_t word;
+      std::memcpy(&word, fired + i, 8);
+      if (word != 0)
+        for (int64_t b = i; b < i + 8; ++b) {
+          to[found] = b;
+          found += fired[b];
+        }
+    }
+    for (; found < count; ++i) {
+      to[found] = i;
+      found += fired[i];
+    }
+    r.on.resize(size_t(count));
+    record_all(index, node, r.on, t, ops, spikes);
   }
 
   const Network& net_;

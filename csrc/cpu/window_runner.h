@@ -1,8 +1,10 @@
 // The CPU engine's ttfs-window coding (docs/WINDOW_SEMANTICS.md), beside the
 // original coding's SampleRunner: samples in parallel (OpenMP), each
 // simulated step by step up to the read step R_out, event-driven. Every
-// spike is scattered once, as ramp weights into per-neuron double
-// accumulators (D(t), rounded to float32 once); a layer's fused neuron pass
+// spike that arrives before the reading layer's window opens is scattered
+// once, as ramp weights into per-neuron double accumulators (D(t), rounded
+// to float32 once; later arrivals change nothing: counted, not scattered);
+// a layer's fused neuron pass
 // (window_neuron_step, core/neuron_step.h) runs only from its first arrival
 // (or its window) to the end of its window.
 #pragma once
@@ -38,7 +40,7 @@ struct WindowPass {
 // The window coding's kernels for one instruction set (AVX2 or portable).
 struct WindowKernels {
   void (*scatter)(const Node&, const float* rows, const SpikeLists&, double* acc);
-  void (*window_pass)(const WindowPass&, int64_t n);
+  int64_t (*window_pass)(const WindowPass&, int64_t n);  // returns how many fired
   void (*output_pass)(double* acc, float* V, float* I, int64_t n);
 };
 const WindowKernels& window_kernels(bool avx2);
