@@ -32,8 +32,8 @@ chosen on:
    also grows by ``k`` relative to the membrane). So the calibrated model
    carries these scales in its weights and records them in
    ``metadata["calibration"]``; use :func:`ann_view` to get its ANN back.
-   Before that, in a network with residual Adds (only there), a coordinate
-   search over a *shortcut factor* per Add (``shortcut_factors``): the Add's
+   In a network with residual Adds (only there), each round first searches a
+   *shortcut factor* per Add (``shortcut_factors``, absolute): the Add's
    factor on its shortcut inbounds (transforms.shortcut_inbounds: an identity
    shortcut, a 1x1 projection) multiplied by ``alpha``. In the time code a
    shortcut's source lies fewer layers from the input than the branch's, so
@@ -41,7 +41,9 @@ chosen on:
    later spikes; ``alpha`` < 1 weighs it down in the SNN. Unlike a threshold
    scale this changes the function the Add's neurons compute, so it is an SNN
    setting only: it is recorded in ``metadata["calibration"]``
-   (``shortcut_scales``) and :func:`ann_view` undoes it.
+   (``shortcut_scales``) and :func:`ann_view` undoes it. ``layer_rounds``
+   rounds at most (shortcuts, then layer thresholds), fewer once a round
+   improves nothing.
 3. The best few settings of the fit part (and the plain conversion) run on
    the held-out part; the best there wins, and its held-out accuracy is the
    estimate reported.
@@ -314,6 +316,30 @@ def _margin(r, y: np.ndarray, dt: float, max_steps: int) -> float:
     return float(np.mean(0.5 + 0.5 * d / MARGIN_STEPS))
 
 
+def _layer_candidates(setting: Setting, name: str, factors: list) -> list:
+    """``setting`` with layer ``name``'s threshold scale multiplied by each factor."""
+    out = []
+    for factor in factors:
+        scales = dict(setting.layer_scales)
+        scales[name] = float(f"{scales.get(name, 1.0) * factor:.4g}")
+        if abs(math.log2(scales[name])) < 0.01:
+            del scales[name]
+        out.append(replace(setting, layer_scales=tuple(sorted(scales.items()))))
+    return out
+
+
+def _shortcut_candidates(setting: Setting, name: str, factors: list) -> list:
+    """``setting`` with Add ``name``'s shortcut factor set to each of ``factors`` (absolute)."""
+    out = []
+    for alpha in factors:
+        alphas = dict(setting.shortcut_scales)
+        alphas[name] = alpha
+        if alpha == 1.0:
+            del alphas[name]
+        out.append(replace(setting, shortcut_scales=tuple(sorted(alphas.items()))))
+    return out
+
+
 def _positive_list(name: str, values) -> list:
     values = list(values)
     if not values or any(isinstance(v, bool) or not isinstance(v, (int, float)) or not math.isfinite(v) or v <= 0
@@ -421,48 +447,31 @@ def calibrate(model_or_ann: Model, x_cal, y_cal, max_steps: int = 64,
         f"{ranked[0].setting.describe()}")
 
     best = ranked[0]
-    # 2a. shortcut factors of the residual Adds (networks with an Add only)
-    shortcuts = list(shortcut_inbounds(structures[best.setting.fold_pooling])) if shortcut_factors else []
-    bar = stage("shortcut factors", len(shortcuts) * search.cost(len(shortcut_factors) + 1, n_fit, 3 * FIRST_RUNG))
-    for name in shortcuts:
-        candidates = [best.setting]
-        for alpha in shortcut_factors:
-            alphas = dict(best.setting.shortcut_scales)
-            alphas[name] = alpha
-            if alpha == 1.0:
-                del alphas[name]
-            candidates.append(replace(best.setting, shortcut_scales=tuple(sorted(alphas.items()))))
-        top = search.halving(candidates, n_fit, first=3 * FIRST_RUNG)[0]
-        if top.score > best.score:
-            best = top
-    end(bar)
-    if shortcuts:
-        log(f"shortcut factors: best on {n_fit} samples: {best.accuracy:.4f}  {best.setting.describe()}")
-
-    # 2. per-layer threshold balancing from the best setting so far
-    # layers with a threshold of their own (a residual branch shares its Add's)
-    weighted = [s.name for s in structures[best.setting.fold_pooling].layers
-                if (s.is_weighted and not s.is_branch) or s.is_add]
-    rounds = layer_rounds if layer_factors else 0
-    bar = stage("layer thresholds", rounds * len(weighted) * search.cost(len(layer_factors) + 1, n_fit, 3 * FIRST_RUNG))
+    # 2. coordinate search from the best grid setting, per round: each residual Add's
+    # shortcut factor (networks with an Add only), then each layer's threshold scale
+    # (layers with a threshold of their own: a residual branch shares its Add's)
+    structure = structures[best.setting.fold_pooling]
+    shortcuts = list(shortcut_inbounds(structure)) if shortcut_factors else []
+    weighted = [s.name for s in structure.layers if (s.is_weighted and not s.is_branch) or s.is_add] \
+        if layer_factors else []
+    rounds = layer_rounds if (shortcuts or weighted) else 0
+    bar = stage("layer thresholds" + (" and shortcuts" if shortcuts else ""), rounds * (
+        len(shortcuts) * search.cost(len(shortcut_factors) + 1, n_fit, 3 * FIRST_RUNG)
+        + len(weighted) * search.cost(len(layer_factors) + 1, n_fit, 3 * FIRST_RUNG)))
     for _ in range(rounds):
         improved = False
-        for name in weighted:
-            current = dict(best.setting.layer_scales)
-            candidates = [best.setting]
-            for factor in layer_factors:
-                scales = dict(current)
-                scales[name] = float(f"{current.get(name, 1.0) * factor:.4g}")
-                if abs(math.log2(scales[name])) < 0.01:
-                    del scales[name]
-                candidates.append(replace(best.setting, layer_scales=tuple(sorted(scales.items()))))
+        for kind, name in [("shortcut", n) for n in shortcuts] + [("layer", n) for n in weighted]:
+            candidates = [best.setting] + (_shortcut_candidates(best.setting, name, shortcut_factors)
+                                           if kind == "shortcut" else
+                                           _layer_candidates(best.setting, name, layer_factors))
             top = search.halving(candidates, n_fit, first=3 * FIRST_RUNG)[0]
             if top.score > best.score:
                 best, improved = top, True
         if not improved:
             break
     end(bar)
-    log(f"layer thresholds: best on {n_fit} samples: {best.accuracy:.4f}  {best.setting.describe()}")
+    log(f"layer thresholds{' and shortcuts' if shortcuts else ''}: best on {n_fit} samples: "
+        f"{best.accuracy:.4f}  {best.setting.describe()}")
 
     # 3. finalists on the held-out part
     full = {t.setting: t for (s, lo, hi), t in search.trials.items() if lo == 0 and hi == n_fit}
