@@ -300,3 +300,23 @@ def test_calibration_of_a_network_without_adds_is_unchanged_by_shortcut_factors(
     a, b = calibrate(model, x, y, **grid), calibrate(model, x, y, shortcut_factors=(), **grid)
     assert a.best.setting == b.best.setting and a.simulated_samples == b.simulated_samples
     assert "shortcut_scales" not in a.model.metadata["calibration"]
+
+
+def test_calibrate_command_searches_shortcut_factors_and_saves_them(tmp_path, capsys):
+    from ttfs_native.cli import main
+    model, x, _ = netgen.make("resnet_blocks", n=60, seed=3)
+    y = tn.model.ann.ann_predictions(model, x)
+    model.save(tmp_path / "net")
+    np.save(tmp_path / "x.npy", x)
+    np.save(tmp_path / "y.npy", y)
+    args = ["calibrate", str(tmp_path / "net"), "--calibration", str(tmp_path / "x.npy"), "--labels",
+            str(tmp_path / "y.npy"), "--max-steps", "32", "--percentiles", "99.9", "--v-thresh", "1", "--dt", "1",
+            "--no-fold", "--no-per-channel", "--layer-factors", "", "--backend", "cpu"]
+    assert main(args + ["--shortcut-factors", "0.5,0.25", "--layer-rounds", "2", "--out", str(tmp_path / "cal")]) == 0
+    out = capsys.readouterr().out
+    saved = tn.load_model(tmp_path / "cal")
+    chosen = saved.metadata["calibration"].get("shortcut_scales", {})
+    assert chosen and "chosen:" in out and all(f"{n} x{a:g}" in out for n, a in chosen.items())
+    np.testing.assert_array_equal(tn.model.ann.ann_predictions(saved, x), y)
+    assert main(args + ["--layer-rounds", "0"]) == 2
+    assert "--layer-rounds must be >= 1" in capsys.readouterr().err
