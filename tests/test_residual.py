@@ -15,7 +15,7 @@ import ttfs_native as tn
 from ttfs_native import _core
 from ttfs_native.model import ModelError
 from ttfs_native.model.residual import add_bias, add_groups
-from ttfs_native.model.transforms import ann_view, apply_layer_scales
+from ttfs_native.model.transforms import ann_view, apply_layer_scales, apply_shortcut_scales, shortcut_inbounds
 
 GOLDEN = Path(__file__).parent / "data" / "golden_add"
 CASES = sorted(p for p in GOLDEN.iterdir() if p.is_dir())
@@ -236,3 +236,87 @@ def test_keras_add_converts_to_the_same_network(tmp_path):
         weights)
     x = np.random.default_rng(3).random((4, 4, 4, 2), dtype=np.float32)
     np.testing.assert_array_equal(model.ann_forward(x), by_hand.ann_forward(x))
+
+
+# ------------------------------------------------------------ shortcut factors (calibration)
+def test_shortcut_inbounds_are_the_groups_fewer_layers_from_the_input():
+    model, _, _ = netgen.make("resnet_blocks", n=4)
+    # add1: b1b reads b1a (2 spiking layers deep), the identity 'stem' is 1 deep;
+    # add2: b2b reads b2a (add1 + 1), the projection 'proj' reads add1 itself
+    assert shortcut_inbounds(model) == {"add1": (1,), "add2": (1,)}
+    mixed, _, _ = netgen.make("residual_mixed", n=4)
+    # add0: the depthwise branch and the identity both read the input; out: d2 reads d1 (deeper than flat)
+    assert shortcut_inbounds(mixed) == {"out": (2,)}
+
+
+def test_shortcut_scales_change_the_add_and_the_calibration_record_undoes_them():
+    model, x, _ = netgen.make("resnet_blocks", n=8)
+    scaled = apply_shortcut_scales(model, {"add1": 0.5, "add2": 0.25})
+    for add, alpha in (("add1", 0.5), ("add2", 0.25)):   # the shortcut's factor only
+        before = model.layer(add).scales
+        assert scaled.layer(add).scales == (before[0], before[1] * alpha)
+    groups = add_groups(scaled, scaled.layer("add2"))    # the projection's kernel carries the factor
+    np.testing.assert_array_equal(groups[1].kernel, model.weights["proj"]["kernel"] * np.float32(0.25))
+    assert not np.allclose(scaled.ann_forward(x), model.ann_forward(x))
+    scaled.metadata["calibration"] = {"layer_threshold_scales": {}, "shortcut_scales": {"add1": 0.5, "add2": 0.25}}
+    np.testing.assert_allclose(ann_view(scaled).ann_forward(x), model.ann_forward(x), rtol=1e-6, atol=1e-6)
+    with pytest.raises(ValueError, match="not a residual Add with a shortcut: b1b"):
+        apply_shortcut_scales(model, {"b1b": 0.5})
+    with pytest.raises(ValueError, match="must be a positive number"):
+        apply_shortcut_scales(model, {"add1": 0.0})
+
+
+def test_calibration_searches_shortcut_factors_only_where_there_are_adds():
+    from ttfs_native.conversion.calibrate import calibrate, split_calibration
+    model, x, y = netgen.make("resnet_blocks", n=90, seed=3)
+    y = tn.model.ann.ann_predictions(model, x)     # labels the ANN gets right: the SNN has something to match
+    grid = dict(max_steps=32, percentiles=(99.9,), v_thresh=(1.0,), dts=(1.0,), per_channel=(False,),
+                layer_factors=(), backend="cpu")
+    result = calibrate(model, x, y, shortcut_factors=(0.5, 0.25), **grid)
+    tried = {t.setting.shortcut_scales for t in result.trials}
+    for add in ("add1", "add2"):   # every factor of every Add reached the whole search part
+        assert {dict(s).get(add) for s in tried} >= {0.5, 0.25}
+    chosen = dict(result.best.setting.shortcut_scales)
+    assert result.model.metadata["calibration"].get("shortcut_scales", {}) == chosen
+    assert [result.model.layer(a).scales[1] / ann_view(result.model).layer(a).scales[1]
+            for a in ("add1", "add2")] == pytest.approx([chosen.get("add1", 1.0), chosen.get("add2", 1.0)])
+    # the calibrated model's ANN is the network's: the factors are an SNN setting only
+    np.testing.assert_array_equal(tn.model.ann.ann_predictions(result.model, x), y)
+    fit, _ = split_calibration(90, 0.3)
+    again = tn.Simulator.for_model(result.model, backend="cpu").run(x[fit], y[fit])
+    assert again.accuracy == pytest.approx(result.best.accuracy)
+    # no shortcut factors: the same search without that stage
+    without = calibrate(model, x, y, shortcut_factors=(), **grid)
+    assert all(not t.setting.shortcut_scales for t in without.trials)
+    # on this net a shortcut factor is chosen (on the held-out part), better than the search without them
+    assert chosen and result.holdout_best.score > without.holdout_best.score
+
+
+def test_calibration_of_a_network_without_adds_is_unchanged_by_shortcut_factors():
+    from ttfs_native.conversion.calibrate import calibrate
+    model, x, y = netgen.make("branches_concat", n=60)
+    grid = dict(max_steps=16, percentiles=(99.9,), v_thresh=(1.0, 2.0), dts=(1.0,), per_channel=(False,),
+                layer_factors=(2.0,), backend="cpu")
+    a, b = calibrate(model, x, y, **grid), calibrate(model, x, y, shortcut_factors=(), **grid)
+    assert a.best.setting == b.best.setting and a.simulated_samples == b.simulated_samples
+    assert "shortcut_scales" not in a.model.metadata["calibration"]
+
+
+def test_calibrate_command_searches_shortcut_factors_and_saves_them(tmp_path, capsys):
+    from ttfs_native.cli import main
+    model, x, _ = netgen.make("resnet_blocks", n=60, seed=3)
+    y = tn.model.ann.ann_predictions(model, x)
+    model.save(tmp_path / "net")
+    np.save(tmp_path / "x.npy", x)
+    np.save(tmp_path / "y.npy", y)
+    args = ["calibrate", str(tmp_path / "net"), "--calibration", str(tmp_path / "x.npy"), "--labels",
+            str(tmp_path / "y.npy"), "--max-steps", "32", "--percentiles", "99.9", "--v-thresh", "1", "--dt", "1",
+            "--no-fold", "--no-per-channel", "--layer-factors", "", "--backend", "cpu"]
+    assert main(args + ["--shortcut-factors", "0.5,0.25", "--layer-rounds", "2", "--out", str(tmp_path / "cal")]) == 0
+    out = capsys.readouterr().out
+    saved = tn.load_model(tmp_path / "cal")
+    chosen = saved.metadata["calibration"].get("shortcut_scales", {})
+    assert chosen and "chosen:" in out and all(f"{n} x{a:g}" in out for n, a in chosen.items())
+    np.testing.assert_array_equal(tn.model.ann.ann_predictions(saved, x), y)
+    assert main(args + ["--layer-rounds", "0"]) == 2
+    assert "--layer-rounds must be >= 1" in capsys.readouterr().err

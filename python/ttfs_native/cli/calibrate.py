@@ -6,7 +6,7 @@ import argparse
 import sys
 
 from ..conversion.calibrate import (DEFAULT_DTS, DEFAULT_HOLDOUT, DEFAULT_LAYER_FACTORS, DEFAULT_PERCENTILES,
-                                    DEFAULT_V_THRESH, calibrate)
+                                    DEFAULT_SHORTCUT_FACTORS, DEFAULT_V_THRESH, calibrate)
 from ..datasets import bundled_calibration_set, bundled_model
 from ..model import load_model
 from ..model.settings import describe_simulation
@@ -47,6 +47,10 @@ def add_parser(subparsers):
                    help=f"fraction held out to choose between the finalists (default {DEFAULT_HOLDOUT})")
     p.add_argument("--layer-factors", type=_floats, default=list(DEFAULT_LAYER_FACTORS),
                    help="per-layer threshold multipliers tried (empty string: skip)")
+    p.add_argument("--layer-rounds", type=int, default=1,
+                   help="rounds of the coordinate search over shortcut factors and layer thresholds (default 1)")
+    p.add_argument("--shortcut-factors", type=_floats, default=list(DEFAULT_SHORTCUT_FACTORS),
+                   help="factors tried on each residual Add's shortcut (networks with an Add; '' to skip)")
     p.add_argument("--backend", default="auto", choices=BACKENDS)
     p.add_argument("--threads", type=int, default=None)
     p.add_argument("--out", help="write the calibrated model folder here")
@@ -68,6 +72,8 @@ def _calibrate(args) -> int:
         model = load_model(args.model_dir)
         x = load_array(args.calibration, "calibration")
         y = load_array(args.labels, "labels")
+    if args.layer_rounds < 1:
+        raise CliError(f"--layer-rounds must be >= 1, got {args.layer_rounds}")
     if args.num_samples is not None:
         if args.num_samples < 1:
             raise CliError(f"--num-samples must be >= 1, got {args.num_samples}")
@@ -77,7 +83,8 @@ def _calibrate(args) -> int:
                            v_thresh=args.v_thresh, dts=args.dt, leaks=(False, True) if args.try_leak else (False,),
                            fold_pooling=(False,) if args.no_fold else (False, True),
                            per_channel=(False,) if args.no_per_channel else (False, True),
-                           layer_factors=args.layer_factors, holdout=args.holdout, backend=args.backend,
+                           layer_factors=args.layer_factors, layer_rounds=args.layer_rounds,
+                           shortcut_factors=args.shortcut_factors, holdout=args.holdout, backend=args.backend,
                            num_threads=args.threads or (1 if mapper else None), mapper=mapper,
                            log=(lambda line: print(line, file=sys.stderr)) if args.verbose else None,
                            progress=lambda stage: Progress(desc=f"calibrating: {stage}"))

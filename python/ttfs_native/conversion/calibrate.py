@@ -32,6 +32,18 @@ chosen on:
    also grows by ``k`` relative to the membrane). So the calibrated model
    carries these scales in its weights and records them in
    ``metadata["calibration"]``; use :func:`ann_view` to get its ANN back.
+   In a network with residual Adds (only there), each round first searches a
+   *shortcut factor* per Add (``shortcut_factors``, absolute): the Add's
+   factor on its shortcut inbounds (transforms.shortcut_inbounds: an identity
+   shortcut, a 1x1 projection) multiplied by ``alpha``. In the time code a
+   shortcut's source lies fewer layers from the input than the branch's, so
+   its spikes arrive earlier and its ramp has a head start over the branch's
+   later spikes; ``alpha`` < 1 weighs it down in the SNN. Unlike a threshold
+   scale this changes the function the Add's neurons compute, so it is an SNN
+   setting only: it is recorded in ``metadata["calibration"]``
+   (``shortcut_scales``) and :func:`ann_view` undoes it. ``layer_rounds``
+   rounds at most (shortcuts, then layer thresholds), fewer once a round
+   improves nothing.
 3. The best few settings of the fit part (and the plain conversion) run on
    the held-out part; the best there wins, and its held-out accuracy is the
    estimate reported.
@@ -63,7 +75,8 @@ import numpy as np
 from ..model import Model, check_input
 from ..model.ann import ann_predictions
 from ..model.settings import DEFAULT_CODING
-from ..model.transforms import ann_view, apply_layer_scales, fold_average_pooling
+from ..model.transforms import (ann_view, apply_layer_scales, apply_shortcut_scales, fold_average_pooling,
+                                shortcut_inbounds)
 from ..simulation import Simulator
 from ..simulation.simulator import check_labels
 from .normalise import ActivationStats, check_percentile, normalise
@@ -75,6 +88,8 @@ DEFAULT_LEAKS = (False,)
 DEFAULT_PER_CHANNEL = (False, True)
 # half-octave steps: scales stay powers of sqrt(2)
 DEFAULT_LAYER_FACTORS = tuple(round(2 ** (k / 2), 4) for k in (-2, -1, 1, 2))
+# shortcut factors of residual Adds (absolute; 1 = the ANN's)
+DEFAULT_SHORTCUT_FACTORS = (0.7, 0.5, 0.35, 0.25)
 DEFAULT_HOLDOUT = 0.3
 TABLE_STEPS = (8, 16, 32, 48, 64)
 MARGIN_STEPS = 2          # margins beyond this many steps count as sure
@@ -93,16 +108,19 @@ class Setting:
     layer_scales: tuple = ()   # ((weighted layer name, threshold scale), ...), scale != 1 only
     fold_pooling: bool = False
     per_channel: bool = False
+    shortcut_scales: tuple = ()  # ((Add name, shortcut factor), ...), factor != 1 only
 
     def simulator_kwargs(self, max_steps: int) -> dict:
         return dict(duration=max_steps * self.dt, dt=self.dt, v_thresh=self.v_thresh, leak=self.leak)
 
     def describe(self) -> str:
         scales = ", ".join(f"{n} x{k:g}" for n, k in self.layer_scales)
+        shortcuts = ", ".join(f"{n} x{a:g}" for n, a in self.shortcut_scales)
         return (("pooling folded, " if self.fold_pooling else "")
                 + ("per-channel " if self.per_channel else "")
                 + f"percentile {self.percentile:g}, v_thresh {self.v_thresh:g}, dt {self.dt:g}, "
-                f"leak {'on' if self.leak else 'off'}" + (f", layer thresholds {scales}" if scales else ""))
+                f"leak {'on' if self.leak else 'off'}" + (f", shortcuts {shortcuts}" if shortcuts else "")
+                + (f", layer thresholds {scales}" if scales else ""))
 
 
 PLAIN = Setting(99.9, 1.0, 1.0, False)
@@ -169,7 +187,8 @@ class CalibrationResult:
             ranked.append(self.plain)
         for t in ranked:
             s = t.setting
-            scales = ", ".join(f"{n} x{k:g}" for n, k in s.layer_scales) or "-"
+            scales = ", ".join([f"{n} x{k:g}" for n, k in s.layer_scales]
+                               + [f"{n} shortcut x{a:g}" for n, a in s.shortcut_scales]) or "-"
             tag = "  (plain)" if t is self.plain else ("  <- chosen" if t is self.best else "")
             rows.append(f"{'yes' if s.fold_pooling else 'no':>4} {'yes' if s.per_channel else 'no':>4} "
                         f"{s.percentile:>6g} {s.v_thresh:>5g} {s.dt:>5g} {'on' if s.leak else 'off':>4} "
@@ -234,7 +253,7 @@ class _Search:
     def model(self, s: Setting) -> Model:
         base = self.structures[s.fold_pooling]
         model = normalise(base, None, s.percentile, per_channel=s.per_channel, stats=self.stats[s.fold_pooling])
-        return apply_layer_scales(model, s.layer_scales)
+        return apply_shortcut_scales(apply_layer_scales(model, s.layer_scales), s.shortcut_scales)
 
     def run(self, s: Setting, rows: slice) -> Trial:
         key = (s, rows.start, rows.stop)
@@ -297,6 +316,30 @@ def _margin(r, y: np.ndarray, dt: float, max_steps: int) -> float:
     return float(np.mean(0.5 + 0.5 * d / MARGIN_STEPS))
 
 
+def _layer_candidates(setting: Setting, name: str, factors: list) -> list:
+    """``setting`` with layer ``name``'s threshold scale multiplied by each factor."""
+    out = []
+    for factor in factors:
+        scales = dict(setting.layer_scales)
+        scales[name] = float(f"{scales.get(name, 1.0) * factor:.4g}")
+        if abs(math.log2(scales[name])) < 0.01:
+            del scales[name]
+        out.append(replace(setting, layer_scales=tuple(sorted(scales.items()))))
+    return out
+
+
+def _shortcut_candidates(setting: Setting, name: str, factors: list) -> list:
+    """``setting`` with Add ``name``'s shortcut factor set to each of ``factors`` (absolute)."""
+    out = []
+    for alpha in factors:
+        alphas = dict(setting.shortcut_scales)
+        alphas[name] = alpha
+        if alpha == 1.0:
+            del alphas[name]
+        out.append(replace(setting, shortcut_scales=tuple(sorted(alphas.items()))))
+    return out
+
+
 def _positive_list(name: str, values) -> list:
     values = list(values)
     if not values or any(isinstance(v, bool) or not isinstance(v, (int, float)) or not math.isfinite(v) or v <= 0
@@ -320,7 +363,8 @@ def split_calibration(n: int, holdout: float) -> tuple:
 def calibrate(model_or_ann: Model, x_cal, y_cal, max_steps: int = 64,
               percentiles=DEFAULT_PERCENTILES, v_thresh=DEFAULT_V_THRESH, dts=DEFAULT_DTS,
               leaks=DEFAULT_LEAKS, fold_pooling=(False, True), per_channel=DEFAULT_PER_CHANNEL,
-              layer_factors=DEFAULT_LAYER_FACTORS, layer_rounds: int = 1, holdout: float = DEFAULT_HOLDOUT,
+              layer_factors=DEFAULT_LAYER_FACTORS, layer_rounds: int = 1,
+              shortcut_factors=DEFAULT_SHORTCUT_FACTORS, holdout: float = DEFAULT_HOLDOUT,
               backend: str = "auto", num_threads: int | None = None, log=None,
               progress=None, mapper=None) -> CalibrationResult:
     """Search the grid, then per-layer threshold scales, choose on a held-out part.
@@ -331,7 +375,9 @@ def calibrate(model_or_ann: Model, x_cal, y_cal, max_steps: int = 64,
     split of the training data). ``fold_pooling``, ``per_channel``: the
     structures and normalisations tried (folding is skipped when the model
     has nothing to fold). ``layer_factors``: multipliers tried per weighted
-    layer and round (empty: skip stage 2). ``holdout``: the fraction of the
+    layer and round (empty: skip stage 2). ``shortcut_factors``: the factors
+    tried on each residual Add's shortcut inbounds (empty: keep the ANN's;
+    networks without a residual Add skip this). ``holdout``: the fraction of the
     calibration set kept to choose between the finalists (0: choose on the
     search part). ``log``: optional callable receiving a line per stage.
     ``progress``: optional ``progress(stage) -> callback(done, total)``
@@ -353,6 +399,7 @@ def calibrate(model_or_ann: Model, x_cal, y_cal, max_steps: int = 64,
     percentiles = [check_percentile(p) for p in percentiles]
     v_thresh, dts = _positive_list("v_thresh", v_thresh), _positive_list("dts", dts)
     layer_factors = _positive_list("layer_factors", layer_factors) if len(layer_factors) else []
+    shortcut_factors = _positive_list("shortcut_factors", shortcut_factors) if len(shortcut_factors) else []
     if not percentiles or not leaks or not per_channel:
         raise ValueError("percentiles, leaks and per_channel must not be empty")
     fit_rows, hold_rows = split_calibration(len(y), holdout)
@@ -399,31 +446,32 @@ def calibrate(model_or_ann: Model, x_cal, y_cal, max_steps: int = 64,
     log(f"grid: {len(grid)} settings; best on {n_fit} samples: {ranked[0].accuracy:.4f}  "
         f"{ranked[0].setting.describe()}")
 
-    # 2. per-layer threshold balancing from the best grid setting
     best = ranked[0]
-    # layers with a threshold of their own (a residual branch shares its Add's)
-    weighted = [s.name for s in structures[best.setting.fold_pooling].layers
-                if (s.is_weighted and not s.is_branch) or s.is_add]
-    rounds = layer_rounds if layer_factors else 0
-    bar = stage("layer thresholds", rounds * len(weighted) * search.cost(len(layer_factors) + 1, n_fit, 3 * FIRST_RUNG))
+    # 2. coordinate search from the best grid setting, per round: each residual Add's
+    # shortcut factor (networks with an Add only), then each layer's threshold scale
+    # (layers with a threshold of their own: a residual branch shares its Add's)
+    structure = structures[best.setting.fold_pooling]
+    shortcuts = list(shortcut_inbounds(structure)) if shortcut_factors else []
+    weighted = [s.name for s in structure.layers if (s.is_weighted and not s.is_branch) or s.is_add] \
+        if layer_factors else []
+    rounds = layer_rounds if (shortcuts or weighted) else 0
+    bar = stage("layer thresholds" + (" and shortcuts" if shortcuts else ""), rounds * (
+        len(shortcuts) * search.cost(len(shortcut_factors) + 1, n_fit, 3 * FIRST_RUNG)
+        + len(weighted) * search.cost(len(layer_factors) + 1, n_fit, 3 * FIRST_RUNG)))
     for _ in range(rounds):
         improved = False
-        for name in weighted:
-            current = dict(best.setting.layer_scales)
-            candidates = [best.setting]
-            for factor in layer_factors:
-                scales = dict(current)
-                scales[name] = float(f"{current.get(name, 1.0) * factor:.4g}")
-                if abs(math.log2(scales[name])) < 0.01:
-                    del scales[name]
-                candidates.append(replace(best.setting, layer_scales=tuple(sorted(scales.items()))))
+        for kind, name in [("shortcut", n) for n in shortcuts] + [("layer", n) for n in weighted]:
+            candidates = [best.setting] + (_shortcut_candidates(best.setting, name, shortcut_factors)
+                                           if kind == "shortcut" else
+                                           _layer_candidates(best.setting, name, layer_factors))
             top = search.halving(candidates, n_fit, first=3 * FIRST_RUNG)[0]
             if top.score > best.score:
                 best, improved = top, True
         if not improved:
             break
     end(bar)
-    log(f"layer thresholds: best on {n_fit} samples: {best.accuracy:.4f}  {best.setting.describe()}")
+    log(f"layer thresholds{' and shortcuts' if shortcuts else ''}: best on {n_fit} samples: "
+        f"{best.accuracy:.4f}  {best.setting.describe()}")
 
     # 3. finalists on the held-out part
     full = {t.setting: t for (s, lo, hi), t in search.trials.items() if lo == 0 and hi == n_fit}
@@ -449,6 +497,7 @@ def calibrate(model_or_ann: Model, x_cal, y_cal, max_steps: int = 64,
     model.metadata["calibration"] = {
         "fold_pooling": s.fold_pooling, "per_channel": s.per_channel, "percentile": s.percentile,
         "layer_threshold_scales": dict(s.layer_scales),
+        **({"shortcut_scales": dict(s.shortcut_scales)} if s.shortcut_scales else {}),
         "calibration_samples": int(n_all), "held_out_samples": int(n_all - n_fit),
         "search_snn_accuracy": best.accuracy,
         "held_out_snn_accuracy": holdout_trials[0].accuracy if holdout_trials else None,

@@ -5,7 +5,10 @@
 * ``fold_average_pooling``: average pooling folded into the weighted layer
   that reads it (the same ANN with fewer spiking layers);
 * ``apply_layer_scales`` / ``ann_view``: per-layer threshold scales carried in
-  the weights of a calibrated model, and the ANN behind them.
+  the weights of a calibrated model, and the ANN behind them;
+* ``shortcut_inbounds`` / ``apply_shortcut_scales``: the shortcut inbounds of
+  each residual Add and a calibrated factor on them (SNN only: ``ann_view``
+  undoes it).
 
 Conversion (normalisation, calibration) and simulation both use them; they
 depend on nothing but the model.
@@ -132,6 +135,59 @@ def apply_layer_scales(model: Model, layer_scales) -> Model:
     return Model(model.input_shape, layers, weights, dict(model.metadata), model.simulation)
 
 
+def _spiking_depth(model: Model) -> dict:
+    """``{layer name: spiking layers on the longest path from the input to its output}``
+    ("input": 0; a residual branch has no neurons and passes its input's depth)."""
+    depth = {"input": 0}
+    for spec in model.layers:
+        d = max(depth[n] for n in spec.inbound)
+        depth[spec.name] = d + 1 if spec.is_spiking else d
+    return depth
+
+
+def shortcut_inbounds(model: Model) -> dict:
+    """``{Add name: inbound indices}`` of the Adds' *shortcuts*: the synapse groups whose
+    source (an identity inbound itself, a weighted branch's input) lies fewer spiking
+    layers from the input than the group that lies deepest. In the time code their
+    spikes arrive earlier than the other groups' (an identity shortcut of a residual
+    block, its 1x1 projection). Adds whose groups all lie equally deep are left out."""
+    depth = _spiking_depth(model)
+    out = {}
+    for spec in model.layers:
+        if not spec.is_add:
+            continue
+        src = [depth[model.layer(n).inbound[0]] if n != "input" and model.layer(n).is_branch else depth[n]
+               for n in spec.inbound]
+        short = tuple(i for i, d in enumerate(src) if d < max(src))
+        if short:
+            out[spec.name] = short
+    return out
+
+
+def apply_shortcut_scales(model: Model, shortcut_scales) -> Model:
+    """A copy of ``model`` whose Adds' shortcut factors (``scales[b]`` of each inbound
+    ``b`` in :func:`shortcut_inbounds`) are multiplied by ``alpha`` per Add: an identity
+    shortcut's weight, or a projection branch's kernel and bias. This changes what
+    the Add computes; a calibrated model records the factors in
+    ``metadata["calibration"]["shortcut_scales"]`` and :func:`ann_view` undoes them."""
+    alphas = dict(shortcut_scales)
+    short = shortcut_inbounds(model)
+    unknown = [n for n in alphas if n not in short]
+    if unknown:
+        raise ValueError(f"shortcut_scales: not a residual Add with a shortcut: {', '.join(unknown)}")
+    for name, a in alphas.items():
+        if isinstance(a, bool) or not isinstance(a, (int, float)) or not (math.isfinite(a) and a > 0):
+            raise ValueError(f"shortcut_scales['{name}'] must be a positive number, got {a!r}")
+    layers = [s.to_json() for s in model.layers]
+    for d in layers:
+        if d["name"] in alphas:
+            scales = list(model.layer(d["name"]).scales)
+            for b in short[d["name"]]:
+                scales[b] = scales[b] * float(alphas[d["name"]])
+            d["scales"] = scales
+    return Model(model.input_shape, layers, model.weights, dict(model.metadata), model.simulation)
+
+
 def ann_view(model: Model) -> Model:
     """The ANN behind a calibrated model: its layer threshold scales undone.
 
@@ -141,10 +197,13 @@ def ann_view(model: Model) -> Model:
     activations and predictions use this view. It has no calibration record
     and no simulation settings (so taking the view twice changes nothing).
     """
-    scales = model.metadata.get("calibration", {}).get("layer_threshold_scales")
-    if not scales:
+    record = model.metadata.get("calibration", {})
+    scales, shortcuts = record.get("layer_threshold_scales"), record.get("shortcut_scales")
+    if not scales and not shortcuts:
         return model
-    view = apply_layer_scales(model, {name: 1.0 / float(k) for name, k in scales.items()})
+    view = apply_layer_scales(model, {name: 1.0 / float(k) for name, k in (scales or {}).items()})
+    if shortcuts:
+        view = apply_shortcut_scales(view, {name: 1.0 / float(a) for name, a in shortcuts.items()})
     view.metadata.pop("calibration")
     view.simulation = {}
     return view
