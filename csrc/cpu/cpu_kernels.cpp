@@ -281,31 +281,44 @@ TTFS_KERNEL bool trajectory_settled(float current, float v, float theta, float r
   return (r > end_tau) | ((current <= 0.0f) & (v < theta) & (r <= tau));
 }
 
+// One lane block's starting state for a trajectory: kLanes neurons from b
+// (lanes of them real; the rest idle: no input, never reaching the threshold).
+struct TrajectoryLanes {
+  alignas(32) float current[kLanes], missing[kLanes], v[kLanes], theta[kLanes], r[kLanes], s[kLanes], p[kLanes],
+      signal[kLanes];
+};
+template <typename Acc>
+TTFS_KERNEL void load_lanes(const LayerArrays<Acc>& a, int64_t b, int lanes, bool pool, bool has_input,
+                            TrajectoryLanes& x) {
+  for (int l = 0; l < kLanes; ++l) {
+    if (l < lanes) {
+      const int64_t i = b + l;
+      const float c = pool ? float(a.current_sum[i]) / a.pool_count[i] : float(a.current_sum[i]) + a.bias_dt[i];
+      x.current[l] = has_input ? c : 0.0f;
+      x.missing[l] = pool ? float(a.missing_sum[i]) / a.pool_count[i] : float(a.missing_sum[i]);
+      x.v[l] = a.membrane[i];
+      x.theta[l] = a.threshold[i];
+      x.r[l] = a.refrac_until[i];
+      x.s[l] = a.last_spike[i];
+      x.p[l] = a.prospective[i];
+      x.signal[l] = a.signal[i];
+    } else {
+      x.current[l] = x.missing[l] = x.v[l] = x.r[l] = x.p[l] = x.signal[l] = 0.0f;
+      x.theta[l] = INFINITY;
+      x.s[l] = -1.0f;
+    }
+  }
+}
+
 template <bool AveragePool, bool HasInput, typename Acc>
 TTFS_KERNEL void trajectory_run(const LayerArrays<Acc>& a, int64_t n, const StepConstants* steps, int count,
                                 int64_t first, std::vector<TrajectoryEvent>& out) {
   for (int64_t b = 0; b < n; b += kLanes) {
     const int lanes = int(std::min<int64_t>(kLanes, n - b));
-    float current[kLanes], missing[kLanes], v[kLanes], theta[kLanes], r[kLanes], s[kLanes], p[kLanes],
-        signal[kLanes];
-    for (int l = 0; l < kLanes; ++l) {
-      if (l < lanes) {
-        const int64_t i = b + l;
-        float c = AveragePool ? float(a.current_sum[i]) / a.pool_count[i] : float(a.current_sum[i]) + a.bias_dt[i];
-        current[l] = HasInput ? c : 0.0f;
-        missing[l] = AveragePool ? float(a.missing_sum[i]) / a.pool_count[i] : float(a.missing_sum[i]);
-        v[l] = a.membrane[i];
-        theta[l] = a.threshold[i];
-        r[l] = a.refrac_until[i];
-        s[l] = a.last_spike[i];
-        p[l] = a.prospective[i];
-        signal[l] = a.signal[i];
-      } else {  // an idle lane: no input, never reaches its threshold
-        current[l] = missing[l] = v[l] = r[l] = p[l] = signal[l] = 0.0f;
-        theta[l] = INFINITY;
-        s[l] = -1.0f;
-      }
-    }
+    TrajectoryLanes lane;
+    load_lanes(a, b, lanes, AveragePool, HasInput, lane);
+    float *current = lane.current, *missing = lane.missing, *v = lane.v, *theta = lane.theta, *r = lane.r,
+          *s = lane.s, *p = lane.p, *signal = lane.signal;
     for (int x = 0; x < count; ++x) {
       const StepConstants k = steps[x];
       Flags flags[kLanes];
@@ -357,29 +370,11 @@ __attribute__((target("avx2"))) void trajectory_avx2(const LayerArrays<Acc>& a, 
   alignas(32) float signal_out[kLanes], prospective_out[kLanes];
   for (int64_t b = 0; b < n; b += kLanes) {
     const int lanes = int(std::min<int64_t>(kLanes, n - b));
-    alignas(32) float lc[kLanes], lm[kLanes], lv[kLanes], lt[kLanes], lr[kLanes], ls[kLanes], lp[kLanes],
-        lo[kLanes];
-    for (int l = 0; l < kLanes; ++l) {
-      if (l < lanes) {
-        const int64_t i = b + l;
-        const float c = pool ? float(a.current_sum[i]) / a.pool_count[i] : float(a.current_sum[i]) + a.bias_dt[i];
-        lc[l] = has_input ? c : 0.0f;
-        lm[l] = pool ? float(a.missing_sum[i]) / a.pool_count[i] : float(a.missing_sum[i]);
-        lv[l] = a.membrane[i];
-        lt[l] = a.threshold[i];
-        lr[l] = a.refrac_until[i];
-        ls[l] = a.last_spike[i];
-        lp[l] = a.prospective[i];
-        lo[l] = a.signal[i];
-      } else {  // an idle lane: no input, never reaches its threshold
-        lc[l] = lm[l] = lv[l] = lr[l] = lp[l] = lo[l] = 0.0f;
-        lt[l] = INFINITY;
-        ls[l] = -1.0f;
-      }
-    }
-    const __m256 current = _mm256_load_ps(lc), missing = _mm256_load_ps(lm);
-    __m256 v = _mm256_load_ps(lv), theta = _mm256_load_ps(lt), r = _mm256_load_ps(lr), s = _mm256_load_ps(ls);
-    __m256 p = _mm256_load_ps(lp), signal = _mm256_load_ps(lo);
+    TrajectoryLanes lane;
+    load_lanes(a, b, lanes, pool, has_input, lane);
+    const __m256 current = _mm256_load_ps(lane.current), missing = _mm256_load_ps(lane.missing);
+    __m256 v = _mm256_load_ps(lane.v), theta = _mm256_load_ps(lane.theta), r = _mm256_load_ps(lane.r);
+    __m256 s = _mm256_load_ps(lane.s), p = _mm256_load_ps(lane.p), signal = _mm256_load_ps(lane.signal);
     const __m256 input_on = _mm256_cmp_ps(current, zero, _CMP_GT_OQ);
     for (int x = 0; x < count; ++x) {
       const StepConstants& k = steps[x];

@@ -282,7 +282,13 @@ class WindowRunner {
         }
       }
     }
-    const size_t now = size_t(t % tb.ring);
+    take_due(r, t, tb.ring);
+  }
+
+  // A delaying node's spikes of step t: the ring's slot for t becomes its lists
+  // (read by the nodes after it) and is emptied for t + ring.
+  static void take_due(NodeRun& r, int t, int ring) {
+    const size_t now = size_t(t % ring);
     r.on.swap(r.pending_on[now]);
     r.off.swap(r.pending_off[now]);
     r.pending_on[now].clear();
@@ -300,15 +306,12 @@ class WindowRunner {
     const std::vector<int64_t>*on = &in.on, *off = &in.off;
     if (delay > 0) {
       const CpuWindowPlan::NodeTables& tb = tables_[index];
-      const size_t later = size_t((t + delay) % tb.ring), now = size_t(t % tb.ring);
+      const size_t later = size_t((t + delay) % tb.ring);
       if (t + delay < W) {  // (later arrivals change nothing)
         r.pending_on[later].insert(r.pending_on[later].end(), in.on.begin(), in.on.end());
         r.pending_off[later].insert(r.pending_off[later].end(), in.off.begin(), in.off.end());
       }
-      r.on.swap(r.pending_on[now]);  // (this node's own lists are read by no one else)
-      r.off.swap(r.pending_off[now]);
-      r.pending_on[now].clear();
-      r.pending_off[now].clear();
+      take_due(r, t, tb.ring);  // (this node's own lists are read by no one else)
       on = &r.on;
       off = &r.off;
     }

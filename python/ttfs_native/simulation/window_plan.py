@@ -75,6 +75,12 @@ def _kernel_factor(spec, per_channel: np.ndarray) -> np.ndarray:
     return per_channel[None, None, :, None]  # Conv2D and DepthwiseConv2D (kh, kw, in, out/mult)
 
 
+def _ramp_kernel(kernel: np.ndarray, spec, factor: np.ndarray) -> np.ndarray:
+    """float32 ramp weights: ``kernel`` times a factor per input channel, in
+    float64, rounded once."""
+    return (kernel.astype(np.float64) * _kernel_factor(spec, factor)).astype(np.float32)
+
+
 def build_window_plan(model: Model, window: dict) -> WindowPlan:
     """The plan of ``model`` under the ``window`` settings (model.simulation["window"])."""
     window = check_window_settings(window, model)
@@ -133,8 +139,7 @@ def build_window_plan(model: Model, window: dict) -> WindowPlan:
             plan.read_step = plan.ref[src]
             plan.start[spec.name] = plan.ref[src]
             w = model.weights[spec.name]
-            plan.kernel[spec.name] = (w["kernel"].astype(np.float64) * _kernel_factor(spec, in_unit)) \
-                .astype(np.float32)
+            plan.kernel[spec.name] = _ramp_kernel(w["kernel"], spec, in_unit)
             bias = w["bias"] if w["bias"] is not None else np.zeros(spec.output_shape[-1], np.float32)
             plan.out_bias = bias.astype(np.float32)
             continue
@@ -156,8 +161,7 @@ def build_window_plan(model: Model, window: dict) -> WindowPlan:
             value_range[spec.name] = np.ones(spec.output_shape)
             unit[spec.name] = np.full(spec.output_shape, 1.0 / steps)
             w = model.weights[spec.name]
-            plan.kernel[spec.name] = (w["kernel"].astype(np.float64) * _kernel_factor(spec, in_unit * steps)) \
-                .astype(np.float32)
+            plan.kernel[spec.name] = _ramp_kernel(w["kernel"], spec, in_unit * steps)
             bias = w["bias"].astype(np.float64) if w["bias"] is not None else np.zeros(spec.output_shape[-1])
             plan.theta[spec.name] = (steps - bias * steps - 0.5).astype(np.float32)
     plan.level_unit = unit
@@ -181,11 +185,10 @@ def _plan_add(model: Model, spec, plan: WindowPlan, unit: dict, value_range: dic
             raise ModelError(f"layer '{spec.name}': an identity shortcut from the signed (ON/OFF) input is "
                              "not a level; use signed_input only with weighted layers reading the input")
         factor = _per_channel(spec.name, unit[g.source]) * steps
-        if g.layer is None:     # identity: element i to neuron i, the scale per channel
-            ramp = g.kernel.astype(np.float64) * factor
-        else:
-            ramp = g.kernel.astype(np.float64) * _kernel_factor(g.layer, factor)
-        plan.groups[spec.name].append((g.source, g.layer, ramp.astype(np.float32)))
+        # identity: element i to neuron i, the scale per channel
+        ramp = (g.kernel.astype(np.float64) * factor).astype(np.float32) if g.layer is None \
+            else _ramp_kernel(g.kernel, g.layer, factor)
+        plan.groups[spec.name].append((g.source, g.layer, ramp))
     bias = add_bias(model, spec)
     bias = bias.astype(np.float64) if bias is not None else np.zeros(spec.output_shape[-1])
     plan.theta[spec.name] = (steps - bias * steps - 0.5).astype(np.float32)
