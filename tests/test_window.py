@@ -42,7 +42,8 @@ def snn_levels(model, result) -> dict:
 def converted(request):
     arch, signed = request.param
     ann, x, labels = netgen.make(arch, n=24, signed_input=signed)
-    model = convert_window(ann, x, max_steps=8 * (len(windowed_layers(ann)) + 2), percentile=100)
+    # the coding's own exactness: windows at the maximum (the search would clip tails)
+    model = convert_window(ann, x, max_steps=8 * (len(windowed_layers(ann)) + 2), percentile=100, search=False)
     result, raw = run(model, x, labels)
     return ann, model, x, labels, result, raw
 
@@ -121,7 +122,8 @@ def test_silent_zeros_change_no_membrane(converted):
 def test_fine_resolution_predicts_as_the_ann(arch):
     ann, x, labels = netgen.make(arch, n=24, seed=3)
     windows = len(windowed_layers(fold_average_pooling(ann)))   # (the conversion folds what it can)
-    model = convert_window(ann, x, max_steps=1024 * (windows + 1) + 1, percentile=100, split="uniform")
+    model = convert_window(ann, x, max_steps=1024 * (windows + 1) + 1, percentile=100, split="uniform",
+                           search=False)
     assert set(model.simulation["window"]["steps"].values()) == {1024}
     result, raw = run(model, x, labels)
     np.testing.assert_array_equal(result.predictions, ann_predictions(ann, x))
@@ -291,7 +293,14 @@ def test_convert_command_writes_a_window_folder_that_simulates_without_flags(tmp
     model = tn.load_model(out)
     assert model.simulation["coding"] == "ttfs-window"
     assert int(model.simulation["duration"] / model.simulation["dt"]) <= 48
-    capsys.readouterr()
+    assert "window search on 40 calibration samples: predictions equal to the ANN's" in capsys.readouterr().out
+    assert main(["convert", str(net), "--coding", "ttfs-window", "--calibration", str(tmp_path / "x.npy"),
+                 "--max-steps", "48", "--no-search", "--out", str(tmp_path / "plain")]) == 0
+    assert tn.load_model(tmp_path / "plain").metadata["window_conversion"]["search"] is None
+    assert "window search" not in capsys.readouterr().out
+    assert main(["convert", str(net), "--calibration", str(tmp_path / "x.npy"), "--no-search",
+                 "--out", str(tmp_path / "dyn")]) == 2
+    assert "--no-search applies to --coding ttfs-window" in capsys.readouterr().err
     assert main(["simulate", str(out), "--input", str(tmp_path / "x.npy"), "--backend", "reference",
                  "--out", str(tmp_path / "r.npz")]) == 0
     predictions = np.load(tmp_path / "r.npz")["predictions"]

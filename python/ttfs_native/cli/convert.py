@@ -57,6 +57,10 @@ def add_parser(subparsers):
                    help=f"plain conversion: percentile of the non-zero activations scaled to 1 "
                         f"(default {DEFAULT_PERCENTILE}; ttfs-window: its windows' range, default "
                         f"{WINDOW_PERCENTILE})")
+    p.add_argument("--no-search", action="store_true",
+                   help="ttfs-window: keep the windows at the percentile and the measured split (default: "
+                        "search every window's range and move steps between windows by agreement with the "
+                        "ANN on up to 1000 calibration samples; same latency)")
     p.add_argument("--softmax-to-relu", action="store_true",
                    help="plain conversion: replace a softmax output by ReLU (deterministic output, first "
                         "spike decides; always done with --labels)")
@@ -76,6 +80,9 @@ def _convert_command(args) -> int:
     if args.coding == "ttfs-window" and (args.labels or args.ray or args.workers):
         raise CliError("--labels/--ray calibrate the ttfs-dyn-thresh coding; ttfs-window needs no labels (its "
                        "conversion is exact up to the time resolution)")
+    if args.no_search and args.coding != "ttfs-window":
+        raise CliError("--no-search applies to --coding ttfs-window (its window search); the ttfs-dyn-thresh "
+                       "coding searches only when calibrating (--labels)")
     out = output_model_folder(args.out)   # checked before any work
     if args.max_steps < 1:
         raise CliError(f"--max-steps must be >= 1, got {args.max_steps}")
@@ -142,9 +149,14 @@ def _calibrated(ann, x, y, out: Path, args) -> int:
 def _window(ann, x, out: Path, args) -> int:
     check_calibration_layout(ann, x)
     model = convert_window(softmax_to_relu(ann), x, max_steps=args.max_steps,
-                           percentile=WINDOW_PERCENTILE if args.percentile is None else args.percentile)
+                           percentile=WINDOW_PERCENTILE if args.percentile is None else args.percentile,
+                           search=not args.no_search, log=lambda line: print(line, file=sys.stderr, flush=True))
     model.save(out)
-    print(model.summary())
-    print(describe_simulation(model.simulation))
+    print(model.summary())     # (its last line: the simulation settings)
+    searched = model.metadata["window_conversion"]["search"]
+    if searched:
+        print(f"window search on {searched['samples']} calibration samples: predictions equal to the ANN's "
+              f"{searched['agree_before']:.2%} before, {searched['agree_after']:.2%} after (quantised-ANN "
+              "estimator)")
     print(f"model folder written to {out}")
     return 0

@@ -67,7 +67,8 @@ DEFAULT_PERCENTILE = 99.9
 
 
 def normalise(model: Model, x_calibration, percentile: float = DEFAULT_PERCENTILE,
-              batch_size: int = 256, per_channel: bool = False, stats=None) -> Model:
+              batch_size: int = 256, per_channel: bool = False, stats=None,
+              range_scales: dict | None = None) -> Model:
     """Return a new, normalised copy of ``model`` (the ANN with converted weights).
 
     ``x_calibration``: (N, *input_shape) channels-last samples, e.g. part of the
@@ -77,6 +78,10 @@ def normalise(model: Model, x_calibration, percentile: float = DEFAULT_PERCENTIL
     (not the toolbox's; the output layer keeps one, so the argmax is kept).
     ``stats``: :class:`ActivationStats` of ``model`` on ``x_calibration``
     computed earlier (searches normalise the same activations many times).
+    ``range_scales``: ``{layer: r}`` multiplies those layers' ``lambda`` by
+    ``r > 0`` (the activation that becomes 1 is ``r`` times the percentile; an
+    Add's factor also moves its branches; the ttfs-window conversion sizes
+    windows this way, conversion/window.py).
     The returned model's ``metadata["normalisation"]`` records the percentile,
     the number of calibration samples and the scale factor(s) of every
     weighted layer (relative to ``model``).
@@ -89,7 +94,7 @@ def normalise(model: Model, x_calibration, percentile: float = DEFAULT_PERCENTIL
         stats = ActivationStats(model, x_calibration, batch_size)
     elif stats.model is not model:
         raise ValueError("stats were computed for another model")
-    factors = stats.factors(percentile, per_channel)
+    factors = _scaled(model, stats.factors(percentile, per_channel), range_scales)
     weights, add_scales = _rescaled_weights(model, factors)
     layers = [s.to_json() for s in model.layers]
     for d in layers:
@@ -107,6 +112,8 @@ def normalise(model: Model, x_calibration, percentile: float = DEFAULT_PERCENTIL
               "input_range": list(stats.input_range),
               "scale_factors": {name: v.tolist() if isinstance(v, np.ndarray) else float(v)
                                 for name, v in factors.items()}}
+    if range_scales:
+        record["range_scales"] = {name: float(r) for name, r in range_scales.items()}
     if "normalisation" in metadata:
         record["previous"] = metadata["normalisation"]
     metadata["normalisation"] = record
@@ -204,6 +211,23 @@ class ActivationStats:
 
 
 # ------------------------------------------------------------ applying
+def _scaled(model: Model, factors: dict, range_scales) -> dict:
+    """``factors`` with the lambdas named in ``range_scales`` multiplied by their factor."""
+    if not range_scales:
+        return factors
+    for name, r in range_scales.items():
+        if name not in factors or model.layer(name).is_branch:
+            raise ValueError(f"range_scales: '{name}' is not a normalised layer of the model "
+                             f"(known: {', '.join(n for n in factors if not model.layer(n).is_branch)})")
+        if isinstance(r, bool) or not isinstance(r, numbers.Real) or not math.isfinite(r) or r <= 0:
+            raise ValueError(f"range_scales['{name}'] must be a positive number, got {r!r}")
+        factors[name] = factors[name] * float(r)
+    for spec in model.layers:
+        if spec.is_branch:
+            factors[spec.name] = factors[spec.merge]
+    return factors
+
+
 def _rescaled_weights(model: Model, factors: dict) -> tuple:
     """New weights with ``kernel *= lambda_in / lambda_out``, ``bias /= lambda_out``,
     and each Add's new ``scales`` (an identity inbound: ``scale * lambda_in / lambda_add``;

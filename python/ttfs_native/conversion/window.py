@@ -26,10 +26,11 @@ import numpy as np
 
 from ..importers import import_model
 from ..model import INPUT_NAME, Model, check_input, ops
-from ..model.transforms import fold_average_pooling
+from ..model.ann import ann_logits
+from ..model.transforms import ann_view, fold_average_pooling
 from ..model.window_settings import WINDOW_CODING, check_window_settings, total_steps, windowed_layers
 from ..simulation.window_plan import WindowPlan, build_window_plan
-from .normalise import check_percentile, normalise
+from .normalise import ActivationStats, check_percentile, normalise
 
 DEFAULT_PERCENTILE = 99.99
 U32 = 2.0 ** -24         # float32 unit roundoff
@@ -164,7 +165,7 @@ def error_bound(model: Model, x, plan: WindowPlan) -> np.ndarray:
     return err[out.name].reshape(len(x), -1)
 
 
-# ------------------------------------------------------------- conversion
+# ------------------------------------------------------------- settings and split
 def _check_steps(name: str, value, low: int) -> int:
     if isinstance(value, bool) or not isinstance(value, numbers.Integral) or value < low:
         raise ValueError(f"{name} must be an integer >= {low}, got {value!r}")
@@ -235,18 +236,167 @@ def split_steps(model: Model, x, window: dict, budget: int, sensitivity: dict | 
     return _split({n: c ** (1 / 3) for n, c in sensitivity.items()}, budget)
 
 
+# ------------------------------------------------------------- search
+SEARCH_SCALES = (1.0, 0.8, 0.65, 0.5, 0.4, 0.3, 0.25, 0.2, 0.15, 0.1)   # local range candidates
+SEARCH_MOVES = (0.8, 1.25)                                                # range moves per round
+SEARCH_PAIRS = 4                                                          # step moves tried per round
+
+
+def _round_to_levels(z: np.ndarray, scale: float, steps: int) -> np.ndarray:
+    """z rounded to the window's levels, in z's units: the range ``scale`` is level ``steps``."""
+    return (scale / steps) * np.clip(np.floor(z * (steps / scale) + 0.5), 0, steps)
+
+
+class _SearchEstimator:
+    """The quantised ANN in the normalised model's own units (1 = the percentile),
+    each window's range ``scale_n`` and steps free: node n's value is
+    ``_round_to_levels(z_n, scale_n, S_n)``: the estimator above with the
+    normalisation moved by ``scale_n``, in float32 (it differs from the SNN at
+    float ties only, which is all a search needs). :meth:`run` re-evaluates
+    only what a change reaches, from an earlier run's state (values and the
+    windowed nodes' pre-activations)."""
+
+    def __init__(self, model: Model, x: np.ndarray, window: dict):
+        self.model, self.x = model, x.astype(np.float32)
+        self.signed, self.input_range = bool(window["signed_input"]), float(window["input_range"])
+        self.nodes = [INPUT_NAME] + windowed_layers(model)
+
+    def _input(self, scale: float, steps: int) -> np.ndarray:
+        """The input's levels in input units; ``scale`` times X_0 is the top level."""
+        top = np.float32(scale * self.input_range)
+        on = _round_to_levels(self.x, top, steps)
+        return on - _round_to_levels(-self.x, top, steps) if self.signed else on
+
+    def run(self, scales: dict, steps: dict, base: dict | None = None, changed=()) -> dict:
+        state, dirty = {}, set()
+        if base is None or INPUT_NAME in changed:
+            state[INPUT_NAME] = self._input(scales[INPUT_NAME], steps[INPUT_NAME])
+            dirty.add(INPUT_NAME)
+        else:
+            state[INPUT_NAME] = base[INPUT_NAME]
+        out = self.model.output_layer
+        for spec in self.model.layers:
+            name = spec.name
+            fresh = base is None or bool(dirty.intersection(spec.inbound))
+            if not fresh and name not in changed:
+                state[name] = base[name]
+                if name in steps:
+                    state[name, "z"] = base[name, "z"]
+                continue
+            dirty.add(name)
+            ins = [state[n] for n in spec.inbound]
+            if name in steps:
+                z = ops.apply_layer(spec, ins, self.model.weights.get(name), activation=False) \
+                    if fresh else base[name, "z"]
+                state[name, "z"] = z
+                state[name] = _round_to_levels(z, np.float32(scales[name]), steps[name])
+            else:
+                state[name] = ops.apply_layer(spec, ins, self.model.weights.get(name), activation=spec is not out)
+        return state
+
+
+def search_windows(model: Model, x, window: dict, rounds: int = 3, log=None) -> tuple:
+    """Window ranges and steps chosen by agreement with the ANN on ``x``.
+
+    ``model``: normalised for the coding (convert_window); ``window``: its
+    settings with the measured split. Returns ``(range_scales, steps, record)``:
+    a factor per node (the input's multiplies ``input_range``, a layer's its
+    normalisation scale) and the steps per node (input first; same total).
+
+    The score of a setting: (calibration samples whose quantised prediction
+    equals the ANN's, then minus the mean squared error of the logits over
+    their mean square).
+
+    1. Local ranges: for each node, the factor in :data:`SEARCH_SCALES` whose
+       rounding to the node's levels has the least mean squared error on its
+       ANN activations (a heavy tail is clipped where coarse levels lose more
+       on the typical activations than clipping loses on the tail); kept if
+       it scores no worse than all factors 1.
+    2. Up to ``rounds`` rounds of a coordinate search: every node's factor
+       times 0.8 and 1.25 (kept when the score rises); then every node's
+       window one step shorter and one step longer, each alone, and the
+       moves of one step from window a to window b in the order of the sum
+       of those two changes of the score, the best :data:`SEARCH_PAIRS`
+       tried and the first that raises the score kept.
+    Average-pooling windows keep factor 1 (their range is their input's).
+    The budget, and hence the latency, is unchanged.
+    """
+    x = check_input(model, x, "calibration input", allow_empty=False)
+    steps = {INPUT_NAME: int(window["input_steps"]), **{n: int(v) for n, v in window["steps"].items()}}
+    est = _SearchEstimator(model, x, window)
+    nodes = est.nodes
+    # an average pooling window's range is its input's (WindowPlan): it moves steps only
+    ranged = [n for n in nodes if n == INPUT_NAME or model.layer(n).type != "AveragePooling2D"]
+    ann = model.ann_forward(x, return_all=True)
+    ref = ann_logits(model, x, ann).astype(np.float64)
+    target, norm = ref.argmax(1), max(float(np.mean(ref ** 2)), 1e-30)
+
+    def score(state):
+        logits = state[model.output_layer.name].reshape(len(x), -1).astype(np.float64)
+        return int(np.sum(logits.argmax(1) == target)), -float(np.mean((logits - ref) ** 2)) / norm
+
+    ones = dict.fromkeys(nodes, 1.0)
+    base = est.run(ones, steps)
+    start = score(base)
+    local = dict(ones)
+    for n in ranged:
+        a = np.abs(x) / est.input_range if n == INPUT_NAME else ann[n]     # in units of the range
+        a = a[a > 0].astype(np.float64)
+        if a.size:
+            errors = [np.mean((_round_to_levels(a, s, steps[n]) - a) ** 2) for s in SEARCH_SCALES]
+            local[n] = SEARCH_SCALES[int(np.argmin(errors))]
+    trial = est.run(local, steps)
+    scales, best = ones, start
+    if score(trial) >= start:
+        scales, base, best = local, trial, score(trial)
+    if log:
+        log(f"window search: {start[0]}/{len(x)} predictions as the ANN's; local ranges {best[0]}/{len(x)}")
+    for r in range(rounds):
+        improved = False
+        for n in ranged:
+            for f in SEARCH_MOVES:
+                trial_scales = dict(scales, **{n: scales[n] * f})
+                state = est.run(trial_scales, steps, base, {n})
+                if score(state) > best:
+                    scales, base, best, improved = trial_scales, state, score(state), True
+        gain = lambda s: s[0] - best[0] + s[1] - best[1]   # noqa: E731  (a move's score change, as one number)
+        shorter = {n: gain(score(est.run(scales, dict(steps, **{n: steps[n] - 1}), base, {n})))
+                   for n in nodes if steps[n] > 1}
+        longer = {n: gain(score(est.run(scales, dict(steps, **{n: steps[n] + 1}), base, {n}))) for n in nodes}
+        pairs = sorted(((shorter[a] + longer[b], a, b) for a in shorter for b in nodes if a != b), reverse=True)
+        for _, a, b in pairs[:SEARCH_PAIRS]:
+            trial_steps = dict(steps, **{a: steps[a] - 1, b: steps[b] + 1})
+            state = est.run(scales, trial_steps, base, {a, b})
+            if score(state) > best:
+                steps, base, best, improved = trial_steps, state, score(state), True
+                break
+        if log:
+            log(f"window search: round {r + 1}: {best[0]}/{len(x)}")
+        if not improved:
+            break
+    record = {"samples": int(len(x)), "agree_before": start[0] / len(x), "agree_after": best[0] / len(x),
+              "range_scales": {n: float(v) for n, v in scales.items()}}
+    return scales, steps, record
+
+
+# ------------------------------------------------------------- conversion
 def convert_window(model, x_calibration, max_steps: int = 64, percentile: float = DEFAULT_PERCENTILE,
                    fold_pooling: bool = True, split: str = "measured", zero_spikes: bool = True,
-                   signed_input: bool | None = None, batch_size: int = 256) -> Model:
+                   signed_input: bool | None = None, batch_size: int = 256, search: bool = True,
+                   search_samples: int = 1000, search_rounds: int = 3, log=None) -> Model:
     """A Model set up for coding "ttfs-window" with at most ``max_steps`` steps in all.
 
     ``model``: a Model or an ANN file (.onnx, .h5, .keras). ``x_calibration``:
     channels-last samples (e.g. part of the training set). ``split``:
     "measured" (more steps where the quantisation moves the output most) or
     "uniform". ``signed_input``: default True when the calibration data have
-    negative values. The budget counts the input's window and every windowed
-    layer as if they were in a chain (for branching nets the latency, the
-    longest path, is then at most ``max_steps``).
+    negative values. ``search``: then choose every window's range and move
+    steps between windows by agreement with the ANN on the first
+    ``search_samples`` calibration samples (:func:`search_windows`, up to
+    ``search_rounds`` rounds; ``log`` gets its progress lines). The budget
+    counts the input's window and every windowed layer as if they were in a
+    chain (for branching nets the latency, the longest path, is then at most
+    ``max_steps``).
     """
     if not isinstance(model, Model):
         model = import_model(model)
@@ -254,9 +404,13 @@ def convert_window(model, x_calibration, max_steps: int = 64, percentile: float 
     if split not in ("measured", "uniform"):
         raise ValueError(f"split must be 'measured' or 'uniform', got {split!r}")
     x = check_input(model, x_calibration, "calibration input", allow_empty=False)
+    search_samples = _check_steps("search_samples", search_samples, 1)
+    search_rounds = _check_steps("search_rounds", search_rounds, 0)
     if fold_pooling:
         model = fold_average_pooling(model)
-    model = normalise(model, x, percentile=percentile, batch_size=batch_size)
+    ann = ann_view(model)
+    stats = ActivationStats(ann, x, batch_size)
+    model = normalise(ann, x, percentile=percentile, stats=stats)
     layers = windowed_layers(model)
     max_steps = _check_steps("max_steps", max_steps, 2 * (len(layers) + 1) + 1)
     magnitude = np.abs(x[x != 0]).astype(np.float64)
@@ -269,6 +423,7 @@ def convert_window(model, x_calibration, max_steps: int = 64, percentile: float 
     uniform = {n: budget // (len(layers) + 1) for n in [INPUT_NAME] + layers}
     window = window_settings(model, {n: uniform[n] for n in layers}, uniform[INPUT_NAME], input_range,
                              signed_input, zero_spikes)
+    build_window_plan(model, window)     # what the coding cannot map is refused before any search
     sensitivity = None
     if split == "measured":
         sensitivity = measure_sensitivity(model, x, window)
@@ -277,11 +432,20 @@ def convert_window(model, x_calibration, max_steps: int = 64, percentile: float 
         chosen = _split({n: 1.0 for n in uniform}, budget)
     window = window_settings(model, {n: chosen[n] for n in layers}, chosen[INPUT_NAME], input_range,
                              signed_input, zero_spikes)
+    searched = None
+    if search:
+        scales, chosen, searched = search_windows(model, x[:search_samples], window, search_rounds, log)
+        moved = {n: scales[n] for n in layers if scales[n] != 1.0}
+        if moved:
+            model = normalise(ann, x, percentile=percentile, stats=stats, range_scales=moved)
+        input_range *= scales[INPUT_NAME]
+        window = window_settings(model, {n: chosen[n] for n in layers}, chosen[INPUT_NAME], input_range,
+                                 signed_input, zero_spikes)
     metadata = dict(model.metadata)
     metadata["window_conversion"] = {
         "percentile": percentile, "max_steps": max_steps, "split": split, "fold_pooling": fold_pooling,
         "calibration_samples": int(x.shape[0]), "input_range": input_range,
-        "sensitivity": sensitivity}
+        "sensitivity": sensitivity, "search": searched}
     simulation = {"coding": WINDOW_CODING, "duration": float(total_steps(window, model)), "dt": 1.0,
                   "window": window}
     return Model(model.input_shape, [s.to_json() for s in model.layers], model.weights, metadata, simulation)

@@ -15,8 +15,13 @@ def ann_predictions(model: Model, x) -> np.ndarray:
     outputs into a tie at class 0; the trained ANN decided by its logits.)
     Layer threshold scales of a calibrated model are undone first (ann_view).
     """
-    model = ann_view(model)
-    acts = model.ann_forward(x, return_all=True)
+    return ann_logits(ann_view(model), x).argmax(axis=1)
+
+
+def ann_logits(model: Model, x, acts: dict | None = None) -> np.ndarray:
+    """(N, classes) pre-activation of ``model``'s output layer (no ann_view);
+    ``acts``: its ``ann_forward(x, return_all=True)`` if already computed."""
+    acts = model.ann_forward(x, return_all=True) if acts is None else acts
     out = model.output_layer
     w = model.weights.get(out.name)
     if out.is_weighted:
@@ -25,4 +30,4 @@ def ann_predictions(model: Model, x) -> np.ndarray:
         logits = add(out, [acts[n] for n in out.inbound])
     else:
         logits = acts[out.name]
-    return logits.reshape(len(logits), -1).argmax(axis=1)
+    return logits.reshape(len(logits), -1)
