@@ -45,12 +45,12 @@ QUICK = [
     ("mobilenet", 8, 32, "quick"),
     ("vgg", 2, 20, "quick"),
 ]
-DEFAULT_STEPS = {"lenet": 64, "lenet_wide": 50, "vgg": 100, "vgg_max": 100, "mobilenet": 100}
-QUICK_STEPS = {"lenet": 32, "lenet_wide": 32, "vgg": 20, "vgg_max": 20, "mobilenet": 32}
+DEFAULT_STEPS = {"lenet": 64, "lenet_wide": 50, "vgg": 100, "vgg_max": 100, "mobilenet": 100, "resnet": 64}
+QUICK_STEPS = {"lenet": 32, "lenet_wide": 32, "vgg": 20, "vgg_max": 20, "mobilenet": 32, "resnet": 32}
 DEFAULT_BATCH, QUICK_BATCH = 256, 4
 
 # Samples the slow peers simulate on the CPU (scaled per sample to the batch).
-TORCH_CPU_SAMPLES = {"lenet": 64, "lenet_wide": 32, "mobilenet": 16, "vgg": 4, "vgg_max": 4}
+TORCH_CPU_SAMPLES = {"lenet": 64, "lenet_wide": 32, "mobilenet": 16, "vgg": 4, "vgg_max": 4, "resnet": 16}
 TORCH_CPU_SAMPLES_QUICK = {"lenet": 16, "lenet_wide": 8, "mobilenet": 4, "vgg": 1, "vgg_max": 1}
 REFERENCE_SAMPLES = {"lenet": 2, "lenet_wide": 1, "mobilenet": 1, "vgg": 1, "vgg_max": 1}
 

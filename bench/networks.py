@@ -79,12 +79,29 @@ def mobilenet_layers():
     return (32, 32, 3), layers
 
 
+def resnet_layers():
+    """ResNet-style, 28x28x1, the shape of scripts/train_resnet_mnist.py: conv16 3x3 stem, an
+    identity block (conv16-conv16 + stem), a strided block (conv32/2-conv32 + 1x1/2 projection),
+    global average pooling, 10."""
+    return (28, 28, 1), [
+        _conv("stem", 16, 3),
+        _conv("b1a", 16, 3), dict(_conv("b1b", 16, 3), activation="linear"),
+        {"name": "add1", "type": "Add", "inbound": ["b1b", "stem"]},
+        dict(_conv("b2a", 32, 3, strides=2), inbound=["add1"]), dict(_conv("b2b", 32, 3), activation="linear"),
+        dict(_conv("proj", 32, 1, strides=2), inbound=["add1"], activation="linear"),
+        {"name": "add2", "type": "Add", "inbound": ["b2b", "proj"]},
+        _pool("gap", "avg", 14),
+        {"name": "flatten", "type": "Flatten"},
+        _dense("out", 10)]
+
+
 NETWORKS = {
     "lenet": lenet_layers,
     "lenet_wide": lenet_wide_layers,
     "vgg": lambda: vgg_layers("avg"),
     "vgg_max": lambda: vgg_layers("max"),
     "mobilenet": mobilenet_layers,
+    "resnet": resnet_layers,
 }
 DESCRIPTIONS = {
     "lenet": "LeNet-style 28x28x1: conv6(5x5,same)-avgpool2-conv16(5x5)-avgpool2-120-84-10",
@@ -92,8 +109,10 @@ DESCRIPTIONS = {
     "vgg": "VGG-style 32x32x3: 2xconv64-avgpool-2xconv128-avgpool-2xconv256-avgpool-512-10",
     "vgg_max": "VGG-style 32x32x3 with MaxPooling2D instead of average pooling",
     "mobilenet": "MobileNet-style 32x32x3: conv32/2, 3x(depthwise3x3+conv1x1), global avgpool, 10",
+    "resnet": "ResNet-style 28x28x1: conv16, identity block (2xconv16 + stem), strided block "
+              "(conv32/2-conv32 + 1x1/2 projection), global avgpool, 10",
 }
-SEEDS = {"lenet": 1, "lenet_wide": 4, "vgg": 2, "vgg_max": 2, "mobilenet": 3}
+SEEDS = {"lenet": 1, "lenet_wide": 4, "vgg": 2, "vgg_max": 2, "mobilenet": 3, "resnet": 5}
 
 
 def _random_weights(input_shape, layers, rng) -> dict:

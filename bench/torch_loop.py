@@ -129,7 +129,12 @@ class _Layer:
     def L_abs(self, x):      # |W|*x
         return self.avgpool(x) if self.type == "AveragePooling2D" else self._weighted(x, self.abs_weight, None)
 
-    def ann(self, x):        # the ANN layer, with its activation
+    def ann(self, x, inputs=None):   # the ANN layer, with its activation (an Add: all its inputs)
+        if self.spec.is_add:
+            out = sum(v if scale == 1.0 else v * float(np.float32(scale))
+                      for v, scale in zip(inputs, self.spec.scales))
+            out = F.relu(out) if self.spec.activation == "relu" else out
+            return out if self.spec.max_value is None else out.clamp(max=float(np.float32(self.spec.max_value)))
         if self.type == "AveragePooling2D":
             return self.avgpool(x)
         if self.type == "MaxPooling2D":
@@ -200,7 +205,7 @@ class TorchANN:
         acts = {INPUT_NAME: x}
         for layer in self.layers:
             if isinstance(layer, _Layer):
-                acts[layer.name] = layer.ann(acts[layer.inbound[0]])
+                acts[layer.name] = layer.ann(acts[layer.inbound[0]], [acts[n] for n in layer.inbound])
             else:
                 acts[layer.name] = _structural(layer, [acts[n] for n in layer.inbound])
         return acts[self.layers[-1].name]
@@ -235,10 +240,44 @@ class TorchTTFS:
         self.softmax_out = out.is_weighted and out.activation == "softmax"
         if self.softmax_out and len(out.output_shape) != 1:
             raise NotImplementedError("torch loop: softmax output on a feature map")
+        self.groups = {s.name: self._add_groups(model, s) for s in model.layers if s.is_add}
         fan = connectivity.fanouts(model, "exact")
         self.fanout = {s.name: torch.from_numpy(np.ascontiguousarray(
             fan[s.name].transpose(2, 0, 1) if len(s.output_shape) == 3 else fan[s.name])).to(self.device)
             for s in model.spiking_layers}
+
+    def _add_groups(self, model: Model, spec) -> tuple:
+        """An Add's synapse groups (SEMANTICS.md "Add"): (source, branch layer with kernel
+        f32(s_b W_b) or None, identity factor s_b), and its bias f32(sum_b f32(s_b bias_b)) * dt."""
+        groups, bias = [], None
+        for name, scale in zip(spec.inbound, spec.scales):
+            s32 = np.float32(scale)
+            if name != INPUT_NAME and model.layer(name).is_branch:
+                branch, w = model.layer(name), model.weights[name]
+                kernel = w["kernel"] if scale == 1.0 else (w["kernel"] * s32).astype(np.float32)
+                groups.append((branch.inbound[0], _Layer(branch, {"kernel": kernel, "bias": None}, self.dt,
+                                                         self.device), 1.0))
+                if w["bias"] is not None:
+                    b = (w["bias"] * s32).astype(np.float32)
+                    bias = b if bias is None else (bias + b).astype(np.float32)
+            else:
+                groups.append((name, None, float(s32)))
+        if bias is not None:
+            bias = torch.from_numpy((bias * self.dt).astype(np.float32)).to(self.device)
+            bias = bias.reshape((-1, 1, 1)) if len(spec.output_shape) == 3 else bias
+        return groups, bias
+
+    def _add_currents(self, name, sig):
+        """(L_abs, L, has_input) of an Add: sums over its groups."""
+        groups, bias = self.groups[name]
+        missing = current = has_input = 0
+        for source, branch, scale in groups:
+            a, p = sig[source]
+            n = a.shape[0]
+            missing = missing + (branch.L_abs(p) if branch else abs(scale) * p)
+            current = current + (branch.L(a) if branch else scale * a)
+            has_input = has_input | (a.reshape(n, -1) != 0).any(dim=1)
+        return missing, current if bias is None else current + bias, has_input
 
     def to_device(self, x):
         return _to_nchw_input(x, self.device)
@@ -292,7 +331,9 @@ class TorchTTFS:
                     sig[layer.name] = (_structural(layer, [a for a, _ in ins]),
                                        _structural(layer, [p for _, p in ins]))
                     continue
-                a_in, p_in = sig[layer.inbound[0]]
+                if layer.spec.is_branch:              # no neurons: a synapse group of its Add
+                    continue
+                a_in, p_in = sig[layer.inbound[0]] if not layer.spec.is_add else (None, None)
                 s = st[layer.name]
                 if layer.type == "MaxPooling2D":
                     m = layer.maxpool(a_in)
@@ -303,10 +344,13 @@ class TorchTTFS:
                     a_out = torch.where(s["S"] > 0, dt, 0.0)
                     p_out = torch.where(s["Sp"] > 0, dt, 0.0)
                 else:
-                    missing = layer.L_abs(p_in)                                        # 1
-                    current = layer.L(a_in)                                            # 2
-                    if layer.type != "AveragePooling2D":   # pooling of a silent input is 0 anyway
+                    if layer.spec.is_add:
+                        missing, current, has_input = self._add_currents(layer.name, sig)
+                    else:
+                        missing = layer.L_abs(p_in)                                    # 1
+                        current = layer.L(a_in)                                        # 2
                         has_input = (a_in.reshape(n, -1) != 0).any(dim=1)
+                    if layer.type != "AveragePooling2D":   # pooling of a silent input is 0 anyway
                         current = current * has_input.reshape((n,) + (1,) * (current.dim() - 1))
                     masked = torch.where(s["R"] > tau, 0.0, current)                   # 3
                     v_new = s["V"] + masked                                            # 4

@@ -9,9 +9,10 @@ test splits bundled), and the MNIST LeNets of scripts/train_mnist.py in
 the last 5000 training images (never trained on), test = the MNIST test set.
 
 For each net: conversion with ``convert_window`` (defaults: percentile 99.99,
-average pooling folded, measured step split) at ``--max-steps`` in all, and
-at ``--fine`` steps per window. The quantised-ANN estimator runs on the whole
-test set; the SNN (numpy reference) on the first ``--snn-samples`` (64 steps)
+average pooling folded, measured step split, then the search of ranges and
+steps; ``--no-search`` skips it) at ``--max-steps`` in all, and at
+``--fine`` steps per window (the same ranges). The quantised-ANN estimator
+runs on the whole test set; the SNN (``--backend``, default the numpy reference) on the first ``--snn-samples`` (64 steps)
 and ``--fine-samples`` (fine) test images, where its predictions are also
 compared with the estimator's. Synaptic operations are compared with the
 ANN as trained (before average pooling was folded), exact convention.
@@ -53,7 +54,7 @@ def measure(name, ann, x_cal, x_test, y_test, args) -> list:
     ann_ops = before.get("exact") or connectivity.ann_operations(ann, "exact")
     ann_pred = ann_predictions(ann, x_test)
     rows = []
-    coarse = convert_window(ann, x_cal, max_steps=args.max_steps)
+    coarse = convert_window(ann, x_cal, max_steps=args.max_steps, search=not args.no_search)
     # the same net with --fine steps in every window
     window = dict(coarse.simulation["window"], input_steps=args.fine,
                   steps={k: args.fine for k in coarse.simulation["window"]["steps"]})
@@ -72,7 +73,7 @@ def measure(name, ann, x_cal, x_test, y_test, args) -> list:
             n_snn = min(n_snn, len(x_test)) if zero_spikes else min(n_snn, len(x_test), 1000)
             w = dict(model.simulation["window"], zero_spikes=zero_spikes)
             sim = tn.Simulator(model, coding="ttfs-window", duration=model.simulation["duration"],
-                               backend="reference", window=w, batch_size=100)
+                               backend=args.backend, window=w, batch_size=100)
             r = sim.run(x_test[:n_snn], y_test[:n_snn])
             key = "" if zero_spikes else "_silent"
             row["snn_acc" + key] = r.accuracy
@@ -97,11 +98,14 @@ def main(argv=None):
     p.add_argument("--snn-samples", type=int, default=10000)
     p.add_argument("--fine-samples", type=int, default=200)
     p.add_argument("--only", nargs="*", default=None)
+    p.add_argument("--backend", default="reference", help="SNN backend (default: the numpy reference)")
+    p.add_argument("--no-search", action="store_true",
+                   help="the windows at the percentile with the measured split (no search of ranges and steps)")
     args = p.parse_args(argv)
     nets = [("digits_cnn", bundled_model(plain=True), bundled_calibration_set()[0], *bundled_test_set())]
     if args.mnist.exists():
         x_cal, x_test, y_test = mnist(args.mnist)
-        for net in ("lenet5_avg", "lenet5_bn_max"):
+        for net in ("lenet5_avg", "lenet5_bn_max", "lenet_wide", "resnet_mnist"):
             path = args.nets_dir / f"{net}.onnx"
             if path.exists():
                 nets.append((net, tn.import_model(path), x_cal, x_test, y_test))
