@@ -300,7 +300,12 @@ def test_convert_command_writes_a_window_folder_that_simulates_without_flags(tmp
     assert "window search" not in capsys.readouterr().out
     assert main(["convert", str(net), "--calibration", str(tmp_path / "x.npy"), "--no-search",
                  "--out", str(tmp_path / "dyn")]) == 2
-    assert "--no-search applies to --coding ttfs-window" in capsys.readouterr().err
+    assert "--no-search/--search-samples apply to --coding ttfs-window" in capsys.readouterr().err
+    assert main(["convert", str(net), "--coding", "ttfs-window", "--calibration", str(tmp_path / "x.npy"),
+                 "--search-samples", "0", "--out", str(tmp_path / "w0")]) == 2
+    assert main(["convert", str(net), "--coding", "ttfs-window", "--calibration", str(tmp_path / "x.npy"),
+                 "--max-steps", "48", "--search-samples", "20", "--out", str(tmp_path / "w20")]) == 0
+    assert tn.load_model(tmp_path / "w20").metadata["window_conversion"]["search"]["samples"] == 20
     assert main(["simulate", str(out), "--input", str(tmp_path / "x.npy"), "--backend", "reference",
                  "--out", str(tmp_path / "r.npz")]) == 0
     predictions = np.load(tmp_path / "r.npz")["predictions"]

@@ -36,13 +36,16 @@ from .window import DEFAULT_PERCENTILE as WINDOW_PERCENTILE, convert_window
 def convert(path, x_calibration, labels=None, percentile: float | None = None, softmax_relu: bool = False,
             fold_pooling: bool = False, batch_size: int = 256, max_steps: int = 64,
             holdout: float = DEFAULT_HOLDOUT, backend: str = "auto", num_threads: int | None = None,
-            log=None, progress=None, coding: str = "ttfs-dyn-thresh", mapper=None) -> Model:
+            log=None, progress=None, coding: str = "ttfs-dyn-thresh", mapper=None,
+            search: bool = True) -> Model:
     """Import ``path`` and convert it.
 
     ``coding="ttfs-window"``: the linear coding in per-layer windows
     (docs/WINDOW_SEMANTICS.md): windows sized on ``x_calibration`` at
-    ``percentile`` (default 99.99) within ``max_steps``, the softmax output
-    replaced by ReLU, the settings stored in the Model; no labels needed.
+    ``percentile`` (default 99.99) within ``max_steps``, then (``search``,
+    default) every window's range and steps searched by agreement with the
+    ANN on ``x_calibration`` (no labels needed; ``log`` gets its progress),
+    the softmax output replaced by ReLU, the settings stored in the Model.
     Otherwise (the original coding, ``percentile`` default 99.9):
 
     Without ``labels``: optionally apply ``softmax_to_relu`` and fold average
@@ -58,7 +61,8 @@ def convert(path, x_calibration, labels=None, percentile: float | None = None, s
         model = softmax_to_relu(path if isinstance(path, Model) else import_model(path))
         check_calibration_layout(model, x_calibration)
         return convert_window(model, x_calibration, max_steps=max_steps, batch_size=batch_size,
-                              percentile=WINDOW_PERCENTILE if percentile is None else percentile)
+                              percentile=WINDOW_PERCENTILE if percentile is None else percentile,
+                              search=search, log=log)
     if coding != "ttfs-dyn-thresh":
         raise ValueError(f"coding must be one of {list(CODINGS)}, got {coding!r}")
     if percentile is None:

@@ -347,8 +347,8 @@ def search_windows(model: Model, x, window: dict, rounds: int = 3, log=None) -> 
             local[n] = SEARCH_SCALES[int(np.argmin(errors))]
     trial = est.run(local, steps)
     scales, best = ones, start
-    if score(trial) >= start:
-        scales, base, best = local, trial, score(trial)
+    if (s := score(trial)) >= start:
+        scales, base, best = local, trial, s
     if log:
         log(f"window search: {start[0]}/{len(x)} predictions as the ANN's; local ranges {best[0]}/{len(x)}")
     for r in range(rounds):
@@ -357,8 +357,8 @@ def search_windows(model: Model, x, window: dict, rounds: int = 3, log=None) -> 
             for f in SEARCH_MOVES:
                 trial_scales = dict(scales, **{n: scales[n] * f})
                 state = est.run(trial_scales, steps, base, {n})
-                if score(state) > best:
-                    scales, base, best, improved = trial_scales, state, score(state), True
+                if (s := score(state)) > best:
+                    scales, base, best, improved = trial_scales, state, s, True
         gain = lambda s: s[0] - best[0] + s[1] - best[1]   # noqa: E731  (a move's score change, as one number)
         shorter = {n: gain(score(est.run(scales, dict(steps, **{n: steps[n] - 1}), base, {n})))
                    for n in nodes if steps[n] > 1}
@@ -367,8 +367,8 @@ def search_windows(model: Model, x, window: dict, rounds: int = 3, log=None) -> 
         for _, a, b in pairs[:SEARCH_PAIRS]:
             trial_steps = dict(steps, **{a: steps[a] - 1, b: steps[b] + 1})
             state = est.run(scales, trial_steps, base, {a, b})
-            if score(state) > best:
-                steps, base, best, improved = trial_steps, state, score(state), True
+            if (s := score(state)) > best:
+                steps, base, best, improved = trial_steps, state, s, True
                 break
         if log:
             log(f"window search: round {r + 1}: {best[0]}/{len(x)}")
