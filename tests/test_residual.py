@@ -320,3 +320,50 @@ def test_calibrate_command_searches_shortcut_factors_and_saves_them(tmp_path, ca
     np.testing.assert_array_equal(tn.model.ann.ann_predictions(saved, x), y)
     assert main(args + ["--layer-rounds", "0"]) == 2
     assert "--layer-rounds must be >= 1" in capsys.readouterr().err
+
+
+_KERAS_RESNET = """
+import os, sys
+os.environ["KERAS_BACKEND"] = "torch"
+import numpy as np
+sys.path.insert(0, sys.argv[1])
+from train_resnet_keras import build_net
+import keras
+keras.utils.set_random_seed(1)
+net = build_net()
+rng = np.random.default_rng(1)
+for layer in net.layers:   # batch-norm statistics that fold into something non-trivial
+    if isinstance(layer, keras.layers.BatchNormalization):
+        c = layer.get_weights()[0].shape[0]
+        layer.set_weights([rng.uniform(0.5, 1.5, c), rng.normal(0, 0.2, c), rng.normal(0, 0.2, c),
+                           rng.uniform(0.5, 2.0, c)])
+x = rng.random((6, 28, 28, 1), dtype=np.float32)
+out = sys.argv[2]
+np.save(os.path.join(out, "x.npy"), x)
+np.save(os.path.join(out, "logits.npy"), net.predict(x, verbose=0))
+net.save(os.path.join(out, "resnet.keras"))
+net.save(os.path.join(out, "resnet.h5"))
+"""
+
+
+def test_keras_resnet_of_the_training_script_converts_exactly(tmp_path):
+    """The MNIST ResNet of scripts/train_resnet_keras.py, saved by Keras 3 itself (PyTorch
+    backend), imports from .keras and .h5 with its residual Adds and computes Keras's logits."""
+    import importlib.util
+    import subprocess
+    import sys
+    if importlib.util.find_spec("keras") is None or importlib.util.find_spec("torch") is None:
+        pytest.skip("needs keras and torch (Keras 3 on its PyTorch backend)")
+    scripts = Path(__file__).resolve().parents[1] / "scripts"
+    run = subprocess.run([sys.executable, "-c", _KERAS_RESNET, str(scripts), str(tmp_path)],
+                         capture_output=True, text=True, timeout=300)
+    if run.returncode != 0 and "ModuleNotFoundError" in run.stderr:
+        pytest.skip(f"Keras on its PyTorch backend unavailable: {run.stderr.strip().splitlines()[-1]}")
+    assert run.returncode == 0, run.stderr
+    x, logits = np.load(tmp_path / "x.npy"), np.load(tmp_path / "logits.npy")
+    for name in ("resnet.keras", "resnet.h5"):
+        model = tn.from_keras(tmp_path / name)
+        assert sum(s.is_add for s in model.layers) == 2
+        assert sum(s.is_branch for s in model.layers) == 3        # two main branches, one projection
+        np.testing.assert_allclose(model.ann_forward(x), logits, rtol=1e-4, atol=1e-4)
+        assert np.array_equal(model.ann_forward(x).argmax(1), logits.argmax(1))
