@@ -7,7 +7,8 @@
 # Stages: environment, build for sm_90, full test suite (every CUDA test with
 # both time loops, TTFS_CUDA_SCHEDULE=step and =layer), the benchmark's
 # reference configurations (ttfs-cuda with both time loops, in one run), a
-# per-launch profile of the layer-major loop on VGG,
+# per-launch profile of the layer-major loop on VGG, the ttfs-window coding
+# against the original on lenet, resnet and vgg (checked against the CPU backend),
 # compute-sanitizer (memcheck, racecheck, initcheck) on tiny simulations with
 # both time loops (the layer-major one also in windows), then (time
 # permitting) TTFS_CUDA_SYNAPSES=gather and early stop for comparison. Every stage has a timeout inside one overall budget (BUDGET_S,
@@ -143,6 +144,17 @@ PY
     return $rc
   }
   stage profile 60 run_profile
+  # The ttfs-window coding on the card: both codings at batch 256, each result
+  # checked bit for bit against the CPU backend's (bench/window_speed.py).
+  run_window() {
+    echo "=== ttfs-window (python -m bench.window_speed --backend cuda)" >>"$OUT/bench.log"
+    "$PY" -m bench.window_speed --backend cuda --nets lenet,resnet,vgg --batch 256 --rounds 5 \
+      --threads "$(nproc)" >>"$OUT/bench.log" 2>&1
+    local rc=$?
+    tail -n 12 "$OUT/bench.log"
+    return $rc
+  }
+  stage window 100 run_window
 else
   echo "=== bench/__main__.py not found: benchmark skipped"
   SUMMARY+=("bench: skipped (no bench/__main__.py)")
