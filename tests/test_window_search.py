@@ -57,6 +57,7 @@ def test_search_keeps_the_budget_and_never_loses_agreement(searched):
     assert total(w1) == total(w0)
     assert model.simulation["duration"] <= model.metadata["window_conversion"]["max_steps"]
     record = model.metadata["window_conversion"]["search"]
+    assert record["samples"] == len(x)            # by default, every calibration sample
     assert record["agree_after"] >= record["agree_before"]
     assert all(v > 0 for v in record["range_scales"].values())
     assert plain.metadata["window_conversion"]["search"] is None

@@ -60,10 +60,10 @@ def add_parser(subparsers):
     p.add_argument("--no-search", action="store_true",
                    help="ttfs-window: keep the windows at the percentile and the measured split (default: "
                         "search every window's range and move steps between windows by agreement with the "
-                        "ANN on the first --search-samples calibration samples; same latency)")
-    p.add_argument("--search-samples", type=int, default=1000,
-                   help="ttfs-window: calibration samples the search scores on (default 1000; more fit "
-                        "the calibration set less, and take proportionally longer)")
+                        "ANN on the calibration samples; same latency)")
+    p.add_argument("--search-samples", type=int, default=None,
+                   help="ttfs-window: search on the first N calibration samples only (default: all; more "
+                        "fit the calibration set less, and take proportionally longer)")
     p.add_argument("--softmax-to-relu", action="store_true",
                    help="plain conversion: replace a softmax output by ReLU (deterministic output, first "
                         "spike decides; always done with --labels)")
@@ -83,10 +83,10 @@ def _convert_command(args) -> int:
     if args.coding == "ttfs-window" and (args.labels or args.ray or args.workers):
         raise CliError("--labels/--ray calibrate the ttfs-dyn-thresh coding; ttfs-window needs no labels (its "
                        "conversion is exact up to the time resolution)")
-    if (args.no_search or args.search_samples != 1000) and args.coding != "ttfs-window":
+    if (args.no_search or args.search_samples is not None) and args.coding != "ttfs-window":
         raise CliError("--no-search/--search-samples apply to --coding ttfs-window (its window search); the "
                        "ttfs-dyn-thresh coding searches only when calibrating (--labels)")
-    if args.search_samples < 1:
+    if args.search_samples is not None and args.search_samples < 1:
         raise CliError(f"--search-samples must be >= 1, got {args.search_samples}")
     out = output_model_folder(args.out)   # checked before any work
     if args.max_steps < 1:

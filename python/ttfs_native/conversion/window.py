@@ -383,7 +383,7 @@ def search_windows(model: Model, x, window: dict, rounds: int = 3, log=None) -> 
 def convert_window(model, x_calibration, max_steps: int = 64, percentile: float = DEFAULT_PERCENTILE,
                    fold_pooling: bool = True, split: str = "measured", zero_spikes: bool = True,
                    signed_input: bool | None = None, batch_size: int = 256, search: bool = True,
-                   search_samples: int = 1000, search_rounds: int = 3, log=None) -> Model:
+                   search_samples: int | None = None, search_rounds: int = 3, log=None) -> Model:
     """A Model set up for coding "ttfs-window" with at most ``max_steps`` steps in all.
 
     ``model``: a Model or an ANN file (.onnx, .h5, .keras). ``x_calibration``:
@@ -392,7 +392,8 @@ def convert_window(model, x_calibration, max_steps: int = 64, percentile: float 
     "uniform". ``signed_input``: default True when the calibration data have
     negative values. ``search``: then choose every window's range and move
     steps between windows by agreement with the ANN on the first
-    ``search_samples`` calibration samples (:func:`search_windows`, up to
+    ``search_samples`` calibration samples (default: all; the search's time
+    grows with them) (:func:`search_windows`, up to
     ``search_rounds`` rounds; ``log`` gets its progress lines). The budget
     counts the input's window and every windowed layer as if they were in a
     chain (for branching nets the latency, the longest path, is then at most
@@ -404,7 +405,7 @@ def convert_window(model, x_calibration, max_steps: int = 64, percentile: float 
     if split not in ("measured", "uniform"):
         raise ValueError(f"split must be 'measured' or 'uniform', got {split!r}")
     x = check_input(model, x_calibration, "calibration input", allow_empty=False)
-    search_samples = _check_steps("search_samples", search_samples, 1)
+    search_samples = len(x) if search_samples is None else _check_steps("search_samples", search_samples, 1)
     search_rounds = _check_steps("search_rounds", search_rounds, 0)
     if fold_pooling:
         model = fold_average_pooling(model)
