@@ -24,6 +24,7 @@ _import_error = None
 from ttfs_native.model import connectivity
 from ttfs_native.model.layers import concat_axis
 from ttfs_native.model import INPUT_NAME, Model
+from ttfs_native.model.residual import add_bias, add_groups
 from ttfs_native.simulation.philox import softmax_uniforms
 
 
@@ -247,35 +248,28 @@ class TorchTTFS:
             for s in model.spiking_layers}
 
     def _add_groups(self, model: Model, spec) -> tuple:
-        """An Add's synapse groups (SEMANTICS.md "Add"): (source, branch layer with kernel
-        f32(s_b W_b) or None, identity factor s_b), and its bias f32(sum_b f32(s_b bias_b)) * dt."""
-        groups, bias = [], None
-        for name, scale in zip(spec.inbound, spec.scales):
-            s32 = np.float32(scale)
-            if name != INPUT_NAME and model.layer(name).is_branch:
-                branch, w = model.layer(name), model.weights[name]
-                kernel = w["kernel"] if scale == 1.0 else (w["kernel"] * s32).astype(np.float32)
-                groups.append((branch.inbound[0], _Layer(branch, {"kernel": kernel, "bias": None}, self.dt,
-                                                         self.device), 1.0))
-                if w["bias"] is not None:
-                    b = (w["bias"] * s32).astype(np.float32)
-                    bias = b if bias is None else (bias + b).astype(np.float32)
-            else:
-                groups.append((name, None, float(s32)))
-        if bias is not None:
-            bias = torch.from_numpy((bias * self.dt).astype(np.float32)).to(self.device)
-            bias = bias.reshape((-1, 1, 1)) if len(spec.output_shape) == 3 else bias
-        return groups, bias
+        """An Add's synapse groups as torch operands (model/residual.py, the numbers every backend
+        uses): (source, branch layer with kernel f32(s_b W_b) or None, identity weight per channel),
+        and its bias times dt."""
+        def per_channel(v):
+            t = torch.from_numpy(np.ascontiguousarray(v, np.float32)).to(self.device)
+            return t.reshape((-1, 1, 1)) if len(spec.output_shape) == 3 else t
+
+        groups = [(g.source, _Layer(g.layer, {"kernel": g.kernel, "bias": None}, self.dt, self.device), None)
+                  if g.layer is not None else (g.source, None, per_channel(g.kernel))
+                  for g in add_groups(model, spec)]
+        bias = add_bias(model, spec)
+        return groups, None if bias is None else per_channel(bias * self.dt)
 
     def _add_currents(self, name, sig):
         """(L_abs, L, has_input) of an Add: sums over its groups."""
         groups, bias = self.groups[name]
         missing = current = has_input = 0
-        for source, branch, scale in groups:
+        for source, branch, weight in groups:
             a, p = sig[source]
             n = a.shape[0]
-            missing = missing + (branch.L_abs(p) if branch else abs(scale) * p)
-            current = current + (branch.L(a) if branch else scale * a)
+            missing = missing + (branch.L_abs(p) if branch else weight.abs() * p)
+            current = current + (branch.L(a) if branch else weight * a)
             has_input = has_input | (a.reshape(n, -1) != 0).any(dim=1)
         return missing, current if bias is None else current + bias, has_input
 

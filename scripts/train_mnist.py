@@ -145,19 +145,22 @@ def export(net, path: Path):
                       dynamic_axes={"x": {0: "batch"}, "logits": {0: "batch"}})
 
 
-def check_import(path: Path, logits: np.ndarray, x_nchw: np.ndarray) -> str:
-    """Import with ttfs_native and compare its ANN's predictions with PyTorch's."""
+def check_import(path: Path, logits: np.ndarray, x: np.ndarray, channels_first: bool = True,
+                 framework: str = "PyTorch") -> str:
+    """Import with ttfs_native (by the file's suffix: .onnx, .h5, .keras) and compare
+    its ANN's predictions with the framework's ``logits`` on ``x`` (NCHW if
+    ``channels_first``, else channels-last)."""
     try:
         import ttfs_native as tn
-        model = tn.from_onnx(path)
+        model = tn.import_model(path)
     except ImportError as e:
         return f"not checked ({e})"
-    out = model.ann_forward(np.ascontiguousarray(x_nchw.transpose(0, 2, 3, 1)))
+    out = model.ann_forward(np.ascontiguousarray(x.transpose(0, 2, 3, 1)) if channels_first else x)
     agree = float(np.mean(out.argmax(1) == logits.argmax(1)))
     diff = float(np.max(np.abs(out - logits)))
     if agree < 1.0:
-        raise SystemExit(f"error: {path.name}: ttfs_native's ANN agrees with PyTorch on {agree:.4f} only")
-    return f"ttfs_native import agrees on {len(x_nchw)} test images (max |logit diff| {diff:.2e})"
+        raise SystemExit(f"error: {path.name}: ttfs_native's ANN agrees with {framework} on {agree:.4f} only")
+    return f"ttfs_native import agrees on {len(x)} test images (max |logit diff| {diff:.2e})"
 
 
 def main(argv=None) -> int:

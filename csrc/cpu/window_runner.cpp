@@ -323,8 +323,9 @@ class WindowRunner {
     add.active = true;
   }
 
-  // record() for every neuron in `list`, in its order.
-  void record_all(size_t index, const Node& node, const std::vector<int64_t>& list, int t, double& ops,
+  // The spikes of the neurons in `list` at step t, in its order: counts, synaptic
+  // operations (their fan-out) and first-spike times.
+  void record(size_t index, const Node& node, const std::vector<int64_t>& list, int t, double& ops,
                   int64_t* spikes) {
     const int l = slot_[index];
     spikes[l] += int64_t(list.size());
@@ -334,13 +335,6 @@ class WindowRunner {
     if (!first) return;
     const float tau = mul_rn(float(t), cfg_.dt);  // tau = f32(t) * f32(dt)
     for (const int64_t i : list) first[i] = tau;
-  }
-
-  void record(size_t index, const Node& node, int64_t i, int t, double& ops, int64_t* spikes) {
-    ops += node.fanout[size_t(i)];
-    ++spikes[slot_[index]];
-    float* first = first_[size_t(slot_[index])];
-    if (first) first[i] = mul_rn(float(t), cfg_.dt);  // tau = f32(t) * f32(dt)
   }
 
   // MaxPooling2D: the first input spike of a pooling window is the output spike.
@@ -354,9 +348,9 @@ class WindowRunner {
         if (r.s[size_t(o)] != 0) return;
         r.s[size_t(o)] = t;
         r.on.push_back(o);
-        record(index, node, o, t, ops, spikes);
       });
     }
+    record(index, node, r.on, t, ops, spikes);
   }
 
   // A weighted layer or average pooling: D(t) from this step's arrivals, then
@@ -407,7 +401,7 @@ class WindowRunner {
       found += fired[i];
     }
     r.on.resize(size_t(count));
-    record_all(index, node, r.on, t, ops, spikes);
+    record(index, node, r.on, t, ops, spikes);
   }
 
   const Network& net_;

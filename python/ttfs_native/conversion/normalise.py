@@ -203,9 +203,7 @@ class ActivationStats:
                 out[spec.name] = lam
             else:
                 out[spec.name] = layer
-        for spec in self.model.layers:
-            if spec.is_branch:      # a residual branch lives in its Add's scale
-                out[spec.name] = out[spec.merge]
+        _branches_follow_adds(self.model, out)
         self._cache[key] = out
         return dict(out)
 
@@ -222,10 +220,15 @@ def _scaled(model: Model, factors: dict, range_scales) -> dict:
         if isinstance(r, bool) or not isinstance(r, numbers.Real) or not math.isfinite(r) or r <= 0:
             raise ValueError(f"range_scales['{name}'] must be a positive number, got {r!r}")
         factors[name] = factors[name] * float(r)
+    _branches_follow_adds(model, factors)
+    return factors
+
+
+def _branches_follow_adds(model: Model, factors: dict) -> None:
+    """A residual branch lives in its Add's scale: its lambda becomes the Add's."""
     for spec in model.layers:
         if spec.is_branch:
             factors[spec.name] = factors[spec.merge]
-    return factors
 
 
 def _rescaled_weights(model: Model, factors: dict) -> tuple:

@@ -393,8 +393,8 @@ def convert_window(model, x_calibration, max_steps: int = 64, percentile: float 
     negative values. ``search``: then choose every window's range and move
     steps between windows by agreement with the ANN on the first
     ``search_samples`` calibration samples (default: all; the search's time
-    grows with them) (:func:`search_windows`, up to
-    ``search_rounds`` rounds; ``log`` gets its progress lines). The budget
+    grows with them), up to ``search_rounds`` rounds (:func:`search_windows`;
+    ``log`` gets its progress lines). The budget
     counts the input's window and every windowed layer as if they were in a
     chain (for branching nets the latency, the longest path, is then at most
     ``max_steps``).
@@ -421,9 +421,13 @@ def convert_window(model, x_calibration, max_steps: int = 64, percentile: float 
     if signed_input is None:
         signed_input = bool(np.any(x < 0))
     budget = max_steps - 1
+
+    def settings(steps: dict) -> dict:    # steps of the input and every layer; the current model and range
+        return window_settings(model, {n: steps[n] for n in layers}, steps[INPUT_NAME], input_range,
+                               signed_input, zero_spikes)
+
     uniform = {n: budget // (len(layers) + 1) for n in [INPUT_NAME] + layers}
-    window = window_settings(model, {n: uniform[n] for n in layers}, uniform[INPUT_NAME], input_range,
-                             signed_input, zero_spikes)
+    window = settings(uniform)
     build_window_plan(model, window)     # what the coding cannot map is refused before any search
     sensitivity = None
     if split == "measured":
@@ -431,8 +435,7 @@ def convert_window(model, x_calibration, max_steps: int = 64, percentile: float 
         chosen = split_steps(model, x, window, budget, sensitivity)
     else:
         chosen = _split({n: 1.0 for n in uniform}, budget)
-    window = window_settings(model, {n: chosen[n] for n in layers}, chosen[INPUT_NAME], input_range,
-                             signed_input, zero_spikes)
+    window = settings(chosen)
     searched = None
     if search:
         scales, chosen, searched = search_windows(model, x[:search_samples], window, search_rounds, log)
@@ -440,8 +443,7 @@ def convert_window(model, x_calibration, max_steps: int = 64, percentile: float 
         if moved:
             model = normalise(ann, x, percentile=percentile, stats=stats, range_scales=moved)
         input_range *= scales[INPUT_NAME]
-        window = window_settings(model, {n: chosen[n] for n in layers}, chosen[INPUT_NAME], input_range,
-                                 signed_input, zero_spikes)
+        window = settings(chosen)
     metadata = dict(model.metadata)
     metadata["window_conversion"] = {
         "percentile": percentile, "max_steps": max_steps, "split": split, "fold_pooling": fold_pooling,

@@ -30,15 +30,26 @@ class SynapseGroup:
     kernel: np.ndarray          # float32: the branch's kernel times its scale; identity: (channels,) scales
 
 
+def branch_of(model: Model, inbound: str) -> LayerSpec | None:
+    """The weighted branch an Add's inbound is, or None for an identity inbound."""
+    layer = model.layer(inbound) if inbound != "input" else None
+    return layer if layer is not None and layer.is_branch else None
+
+
+def group_source(model: Model, inbound: str) -> str:
+    """The layer (or "input") whose signal an Add's inbound group reads: a branch's input, else itself."""
+    branch = branch_of(model, inbound)
+    return branch.inbound[0] if branch is not None else inbound
+
+
 def add_groups(model: Model, spec: LayerSpec) -> list:
     """The synapse groups of Add ``spec``, in inbound order."""
     groups = []
     for name, scale in zip(spec.inbound, spec.scales):
-        layer = model.layer(name) if name != "input" else None
-        s = np.float32(scale)
-        if layer is not None and layer.is_branch:
+        branch, s = branch_of(model, name), np.float32(scale)
+        if branch is not None:
             kernel = model.weights[name]["kernel"]
-            groups.append(SynapseGroup(layer.inbound[0], layer, kernel if scale == 1.0 else kernel * s))
+            groups.append(SynapseGroup(group_source(model, name), branch, kernel if scale == 1.0 else kernel * s))
         else:
             groups.append(SynapseGroup(name, None, np.full(spec.output_shape[-1], s, np.float32)))
     return groups
@@ -49,8 +60,7 @@ def add_bias(model: Model, spec: LayerSpec) -> np.ndarray | None:
     branches with a bias, in float32, in inbound order (None when none has one)."""
     total = None
     for name, scale in zip(spec.inbound, spec.scales):
-        layer = model.layer(name) if name != "input" else None
-        if layer is None or not layer.is_branch or model.weights[name]["bias"] is None:
+        if branch_of(model, name) is None or model.weights[name]["bias"] is None:
             continue
         bias = model.weights[name]["bias"]
         bias = bias if scale == 1.0 else bias * np.float32(scale)

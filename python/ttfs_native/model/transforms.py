@@ -21,6 +21,7 @@ import numpy as np
 
 from .connectivity import CONVENTIONS, ann_operations
 from .model import Model
+from .residual import group_source
 
 
 def softmax_to_relu(model: Model) -> Model:
@@ -156,8 +157,7 @@ def shortcut_inbounds(model: Model) -> dict:
     for spec in model.layers:
         if not spec.is_add:
             continue
-        src = [depth[model.layer(n).inbound[0]] if n != "input" and model.layer(n).is_branch else depth[n]
-               for n in spec.inbound]
+        src = [depth[group_source(model, n)] for n in spec.inbound]
         short = tuple(i for i, d in enumerate(src) if d < max(src))
         if short:
             out[spec.name] = short
