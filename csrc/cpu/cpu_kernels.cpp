@@ -1,7 +1,9 @@
 #include "cpu_kernels.h"
+#include "grouped_scatter.h"
 
 #include <algorithm>
 #include <cmath>
+#include <type_traits>
 
 #if defined(__GNUC__) && defined(__x86_64__)
 #define TTFS_X86 1
@@ -81,12 +83,22 @@ TTFS_KERNEL void scatter_kind(const Node& node, const LayerWeights& lw, Source& 
   }
 }
 
-template <typename Source, typename Acc, typename Range>
+// I: the instruction set the caller is compiled for.
+template <Isa I, typename Source, typename Acc, typename Range>
 TTFS_KERNEL void scatter_dispatch(const Node& node, const LayerWeights& lw, Source& events, Acc* cur,
                                   Acc* miss, const Range& range) {
   switch (node.kind) {
-    case NodeKind::Dense: return scatter_kind<NodeKind::Dense>(node, lw, events, cur, miss, range);
-    case NodeKind::Conv2D: return scatter_kind<NodeKind::Conv2D>(node, lw, events, cur, miss, range);
+    case NodeKind::Dense:
+      if constexpr (std::is_same<Acc, double>::value)
+        if (grouped_scatter_pays<I, Acc>(node.geom.multiplier))
+          return scatter_grouped<NodeKind::Dense, I>(node, lw.w, events, cur, miss, range);
+      return scatter_kind<NodeKind::Dense>(node, lw, events, cur, miss, range);
+    case NodeKind::Conv2D:
+      if constexpr (std::is_same<Acc, double>::value)
+        if (lw.rows && grouped_scatter_pays<I, Acc>(int64_t(node.geom.multiplier) *
+                                                    std::max(1, node.geom.kernel_w / node.geom.stride_w)))
+          return scatter_grouped<NodeKind::Conv2D, I>(node, lw.w, events, cur, miss, range);
+      return scatter_kind<NodeKind::Conv2D>(node, lw, events, cur, miss, range);
     case NodeKind::DepthwiseConv2D:
       return scatter_kind<NodeKind::DepthwiseConv2D>(node, lw, events, cur, miss, range);
     case NodeKind::AveragePooling2D:
@@ -103,40 +115,40 @@ template <typename Acc>
 int64_t absorb_generic(const Node& node, const LayerWeights& lw, const InputChanges& c, Acc* cur,
                        Acc* miss) {
   ChangesAsEvents events{c};
-  scatter_dispatch(node, lw, events, cur, miss, AllOutputs{});
+  scatter_dispatch<Isa::Generic>(node, lw, events, cur, miss, AllOutputs{});
   return events.nonzero;
 }
 template <typename Acc>
 void scatter_generic(const Node& node, const LayerWeights& lw, const EventList& events, Acc* cur,
                      Acc* miss, const OutputRange& range) {
-  scatter_dispatch(node, lw, events, cur, miss, range);
+  scatter_dispatch<Isa::Generic>(node, lw, events, cur, miss, range);
 }
 #ifdef TTFS_X86
 template <typename Acc>
 __attribute__((target("avx2"))) int64_t absorb_avx2(const Node& node, const LayerWeights& lw,
                                                     const InputChanges& c, Acc* cur, Acc* miss) {
   ChangesAsEvents events{c};
-  scatter_dispatch(node, lw, events, cur, miss, AllOutputs{});
+  scatter_dispatch<Isa::Avx2>(node, lw, events, cur, miss, AllOutputs{});
   return events.nonzero;
 }
 template <typename Acc>
 __attribute__((target("avx2"))) void scatter_avx2(const Node& node, const LayerWeights& lw,
                                                   const EventList& events, Acc* cur, Acc* miss,
                                                   const OutputRange& range) {
-  scatter_dispatch(node, lw, events, cur, miss, range);
+  scatter_dispatch<Isa::Avx2>(node, lw, events, cur, miss, range);
 }
 template <typename Acc>
 __attribute__((target(TTFS_AVX512))) int64_t absorb_avx512(const Node& node, const LayerWeights& lw,
                                                            const InputChanges& c, Acc* cur, Acc* miss) {
   ChangesAsEvents events{c};
-  scatter_dispatch(node, lw, events, cur, miss, AllOutputs{});
+  scatter_dispatch<Isa::Avx512>(node, lw, events, cur, miss, AllOutputs{});
   return events.nonzero;
 }
 template <typename Acc>
 __attribute__((target(TTFS_AVX512))) void scatter_avx512(const Node& node, const LayerWeights& lw,
                                                          const EventList& events, Acc* cur, Acc* miss,
                                                          const OutputRange& range) {
-  scatter_dispatch(node, lw, events, cur, miss, range);
+  scatter_dispatch<Isa::Avx512>(node, lw, events, cur, miss, range);
 }
 #endif
 

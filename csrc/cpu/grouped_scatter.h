@@ -1,0 +1,154 @@
+// The grouped scatter of the CPU engine's kernels (cpu_kernels.cpp): this
+// step's changes of one input cell scattered together, their blocks of sums
+// held in registers. Included by cpu_kernels.cpp only, inside its kernels.
+#pragma once
+
+#include <algorithm>
+#include <cstdint>
+#include <type_traits>
+
+#include "cpu_kernels.h"
+
+namespace ttfs {
+namespace cpu {
+
+// This step's changes of the channels of one input cell reach the same runs
+// of sums (the same output positions), each with its own weights. The
+// grouped scatter walks a run once for a group of such events: it loads a
+// block of sums into registers, adds every event's term in event order, and
+// stores the block once, so that the sums' memory traffic is divided by the
+// group's size while every sum still receives the same terms in the same
+// order as from scatter_change (results are identical). A group is up to
+// kGroupMax consecutive events of one cell; a cell with more events forms
+// several groups, one after another. A term is one converting load and one
+// fused multiply-add, which equals the multiply and the add of
+// add_weight_run: the product of two floats is exact in double.
+constexpr int kGroupMax = 64;
+
+// The instruction set a kernel set is compiled for.
+enum class Isa { Generic, Avx2, Avx512 };
+
+// One event of a group with the offset of its weights for the run at hand.
+struct GroupTerm {
+  int64_t k;
+  double a, p;
+  bool signal, prospective;
+};
+
+#if defined(__GNUC__) && defined(__x86_64__)
+#define TTFS_GROUPED_X86 1
+// cur[u] += w[k_e + u] * a_e and miss[u] += |w[k_e + u]| * p_e for every
+// event e of the group in turn (only the sums an event's flags select), in
+// blocks of sums held in registers (AVX-512: 64, then 8; AVX2 with FMA: 16),
+// from u on; u is left after the last whole block (grouped_scatter.cpp).
+void add_group_blocks_avx512(double* cur, double* miss, const float* w, const GroupTerm* terms, int count,
+                             int64_t& u, int64_t n, bool any_signal, bool any_prospective);
+void add_group_blocks_avx2_fma(double* cur, double* miss, const float* w, const GroupTerm* terms, int count,
+                               int64_t& u, int64_t n, bool any_signal, bool any_prospective);
+bool cpu_has_fma();
+#endif
+
+// Whether the kernel set of instruction set I scatters a layer with runs of
+// `run` sums (a kernel row of filters, or a Dense layer's units) in groups:
+// where it has the block kernel (float64 sums) and a run fills its blocks a
+// few times; shorter runs take the events one by one.
+template <Isa I, typename Acc>
+TTFS_KERNEL bool grouped_scatter_pays(int64_t run) {
+#ifdef TTFS_GROUPED_X86
+  if (!std::is_same<Acc, double>::value) return false;
+  if (I == Isa::Avx512) return run >= 128;
+  if (I == Isa::Avx2) return cpu_has_fma() && run >= 64;
+#else
+  (void)run;
+#endif
+  return false;
+}
+
+// The terms of a group over a run of n sums: the blocks in registers, the
+// rest (the last sums of a run that fills no whole block) event by event.
+template <Isa I>
+TTFS_KERNEL void add_group_run(double* cur, double* miss, const float* w, const GroupTerm* terms, int count,
+                               int64_t n, bool any_signal, bool any_prospective) {
+  int64_t u = 0;
+#ifdef TTFS_GROUPED_X86
+  if (I == Isa::Avx512) add_group_blocks_avx512(cur, miss, w, terms, count, u, n, any_signal, any_prospective);
+  if (I == Isa::Avx2) add_group_blocks_avx2_fma(cur, miss, w, terms, count, u, n, any_signal, any_prospective);
+#endif
+  if (u == n) return;
+  for (int e = 0; e < count; ++e) {
+    const GroupTerm& t = terms[e];
+    if (t.signal && t.prospective) add_weight_run<true, true>(cur + u, miss + u, w + t.k + u, n - u, t.a, t.p);
+    else if (t.signal) add_weight_run<true, false>(cur + u, miss + u, w + t.k + u, n - u, t.a, t.p);
+    else add_weight_run<false, true>(cur + u, miss + u, w + t.k + u, n - u, t.a, t.p);
+  }
+}
+
+// Scatters a group of events of one input cell: a Dense layer's run of
+// `units` sums at the cell, or a Conv2D's (row layout) runs, one per kernel
+// row, as scatter_conv_rows walks them.
+template <NodeKind Kind, Isa I, typename Range>
+TTFS_KERNEL void scatter_group(const Geometry& g, const float* w, const InputEvent* group, int count, double* cur,
+                               double* miss, const Range& range) {
+  GroupTerm terms[kGroupMax];
+  bool any_signal = false, any_prospective = false;
+  for (int e = 0; e < count; ++e) {
+    terms[e] = GroupTerm{0, double(group[e].da), double(group[e].dp), group[e].signal, group[e].prospective};
+    any_signal |= group[e].signal;
+    any_prospective |= group[e].prospective;
+  }
+  const ElementPosition at = element_position(g, group[0].j);
+  const int64_t filters = g.multiplier;
+  if (Kind == NodeKind::Dense) {
+    int64_t offset = at.cell * filters, shift = 0, n = filters;
+    if (!range.clip(offset, shift, n)) return;
+    for (int e = 0; e < count; ++e) terms[e].k = int64_t(group[e].j - at.cell * g.in_c) * filters + shift;
+    add_group_run<I>(cur + offset, miss + offset, w, terms, count, n, any_signal, any_prospective);
+    return;
+  }
+  int ky0, ky1;
+  tap_range(at.iy + g.pad_top, g.kernel_h, g.dilation_h, g.stride_h, g.out_h, ky0, ky1);
+  const int x = at.ix + g.pad_left, r = x % g.stride_w, q = x / g.stride_w;
+  const RowResidue res = conv_row_residue(g, r);
+  const int m0 = q - (g.out_w - 1) > 0 ? q - (g.out_w - 1) : 0, m1 = q < res.count - 1 ? q : res.count - 1;
+  if (m0 > m1) return;
+  const int64_t n = (m1 - m0 + 1) * filters;
+  const int ox = q - m1;
+  const int position = res.first + res.count - 1 - m1;
+  for (int ky = ky0; ky <= ky1; ++ky) {
+    const int y = at.iy + g.pad_top - ky * g.dilation_h;
+    if (g.stride_h != 1 && y % g.stride_h) continue;
+    const int oy = g.stride_h == 1 ? y : y / g.stride_h;
+    int64_t offset = (int64_t(oy) * g.out_w + ox) * filters, shift = 0, run = n;
+    if (!range.clip(offset, shift, run)) continue;
+    for (int e = 0; e < count; ++e) {
+      const int64_t c = group[e].j - at.cell * g.in_c;
+      terms[e].k = ((c * g.kernel_h + ky) * g.kernel_w + position) * filters + shift;
+    }
+    add_group_run<I>(cur + offset, miss + offset, w, terms, count, run, any_signal, any_prospective);
+  }
+}
+
+// The events in groups of consecutive events of one input cell.
+template <NodeKind Kind, Isa I, typename Source, typename Range>
+TTFS_KERNEL void scatter_grouped(const Node& node, const float* w, Source& events, double* cur, double* miss,
+                                 const Range& range) {
+  const Geometry& g = node.geom;
+  InputEvent group[kGroupMax];
+  int count = 0;
+  uint32_t cell = 0;
+  InputEvent e;
+  for (size_t n = 0; n < events.size(); ++n) {
+    if (!events.get(n, e)) continue;
+    const uint32_t c = uint32_t(e.j) / uint32_t(g.in_c);
+    if (count == kGroupMax || (count > 0 && c != cell)) {
+      scatter_group<Kind, I>(g, w, group, count, cur, miss, range);
+      count = 0;
+    }
+    cell = c;
+    group[count++] = e;
+  }
+  if (count > 0) scatter_group<Kind, I>(g, w, group, count, cur, miss, range);
+}
+
+}  // namespace cpu
+}  // namespace ttfs

@@ -1,0 +1,56 @@
+"""The grouped scatter (csrc/cpu/grouped_scatter.h): wide Conv2D and Dense layers,
+whose changes of one input cell the AVX kernels scatter together with their
+sums in registers, give the portable kernels' results bit for bit, with one
+thread and with threads sharing a layer, and meet the contract against the
+reference."""
+import numpy as np
+import pytest
+
+import netgen
+import ttfs_native as tn
+
+# Runs of 96 * 3 and 64 * 3 sums (a kernel row of filters) and 160, 141 units:
+# long enough for the grouped scatter on AVX-512 (>= 128) and AVX2 (>= 64),
+# with blocks and a remainder. conv_b reads 96 channels, so a cell with more
+# than 64 changes is scattered as several groups; dense_cells is a Dense layer
+# on a 3-D tensor (one group per cell); its stride-2 input tests the row
+# layout's residues.
+WIDE = ((9, 9, 3), [
+    netgen.conv_layer("conv_a", 96, 3),
+    netgen.conv_layer("conv_b", 64, 3, strides=2),
+    {"name": "dense_cells", "type": "Dense", "units": 160},
+    {"name": "flat", "type": "Flatten"},
+    {"name": "dense_flat", "type": "Dense", "units": 141},
+    {"name": "out", "type": "Dense", "units": 10}])
+
+
+@pytest.fixture(scope="module")
+def wide_case():
+    shape, layers = WIDE
+    x = np.random.default_rng(3).random((10,) + shape, dtype=np.float32)
+    model = netgen.normalised_model(shape, layers, x, seed=5)
+    return model, x
+
+
+def _run(model, x, **options):
+    threads = options.pop("threads", 1)
+    return tn.Simulator(model, duration=30, backend="cpu", num_threads=threads,
+                        options=tn.simulation.EngineOptions(**options)).run(x)
+
+
+@pytest.mark.skipif(tn.build_info()["cpu_kernels"] == "generic",
+                    reason="this CPU has no AVX2: only the portable kernels run here")
+def test_grouped_scatter_equals_the_portable_kernels(wide_case):
+    model, x = wide_case
+    generic = _run(model, x, cpu_kernels="generic")
+    assert generic.spikes_per_neuron > 0.1
+    for options in (dict(cpu_kernels="avx2"), dict(cpu_kernels="auto"),
+                    dict(cpu_kernels="auto", cpu_share="all", threads=2)):
+        got = _run(model, x, **options)
+        netgen.assert_identical(got, generic)
+
+
+def test_wide_layers_meet_the_contract_against_the_reference(wide_case):
+    model, x = wide_case
+    ref = tn.Simulator(model, duration=30, backend="reference").run(x)
+    netgen.assert_meets_contract(_run(model, x), ref, "wide")
