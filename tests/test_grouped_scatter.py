@@ -1,6 +1,7 @@
 """The grouped scatter (csrc/cpu/grouped_scatter.h): wide Conv2D and Dense layers,
 whose changes of one input cell the AVX kernels scatter together with their
-sums in registers, give the portable kernels' results bit for bit, with one
+sums in registers, and pooling and depthwise layers with many channels,
+whose cells' windows are found once for all their changes, give the portable kernels' results bit for bit, with one
 thread and with threads sharing a layer, and meet the contract against the
 reference."""
 import numpy as np
@@ -11,12 +12,16 @@ import ttfs_native as tn
 
 # Runs of 96 * 3 and 64 * 3 sums (a kernel row of filters) and 160, 141 units:
 # long enough for the grouped scatter on AVX-512 (>= 128) and AVX2 (>= 64),
-# with blocks and a remainder. conv_b reads 96 channels, so a cell with more
-# than 64 changes is scattered as several groups; dense_cells is a Dense layer
-# on a 3-D tensor (one group per cell); its stride-2 input tests the row
-# layout's residues.
+# with blocks and a remainder. pool_a (overlapping windows, same padding) and
+# dw (depth multiplier 2) read 96 channels: their cells' events are scattered
+# in groups too. conv_b reads 192 channels, so a cell with more than 64
+# changes is scattered as several groups, and its stride 2 tests the row
+# layout's residues; dense_cells is a Dense layer on a 3-D tensor (one group
+# per cell).
 WIDE = ((9, 9, 3), [
     netgen.conv_layer("conv_a", 96, 3),
+    {"name": "pool_a", "type": "AveragePooling2D", "pool_size": 3, "strides": 2, "padding": "same"},
+    {"name": "dw", "type": "DepthwiseConv2D", "kernel_size": 3, "depth_multiplier": 2, "padding": "same"},
     netgen.conv_layer("conv_b", 64, 3, strides=2),
     {"name": "dense_cells", "type": "Dense", "units": 160},
     {"name": "flat", "type": "Flatten"},

@@ -99,9 +99,13 @@ TTFS_KERNEL void scatter_dispatch(const Node& node, const LayerWeights& lw, Sour
                                                     std::max(1, node.geom.kernel_w / node.geom.stride_w)))
           return scatter_grouped<NodeKind::Conv2D, I>(node, lw.w, events, cur, miss, range);
       return scatter_kind<NodeKind::Conv2D>(node, lw, events, cur, miss, range);
-    case NodeKind::DepthwiseConv2D:
+    case NodeKind::DepthwiseConv2D:  // grouped where cells have channels to share their windows
+      if (node.geom.in_c >= kChannelGroupMin)
+        return scatter_grouped<NodeKind::DepthwiseConv2D, I>(node, lw.w, events, cur, miss, range);
       return scatter_kind<NodeKind::DepthwiseConv2D>(node, lw, events, cur, miss, range);
     case NodeKind::AveragePooling2D:
+      if (node.geom.in_c >= kChannelGroupMin)
+        return scatter_grouped<NodeKind::AveragePooling2D, I>(node, lw.w, events, cur, miss, range);
       return scatter_kind<NodeKind::AveragePooling2D>(node, lw, events, cur, miss, range);
     default: return;  // not an integrating layer
   }

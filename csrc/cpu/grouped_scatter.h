@@ -128,26 +128,67 @@ TTFS_KERNEL void scatter_group(const Geometry& g, const float* w, const InputEve
   }
 }
 
-// The events in groups of consecutive events of one input cell.
-template <NodeKind Kind, Isa I, typename Source, typename Range>
-TTFS_KERNEL void scatter_grouped(const Node& node, const float* w, Source& events, double* cur, double* miss,
+// Input channels from which an AveragePooling2D or DepthwiseConv2D scatters
+// in groups (fewer: the events one by one).
+constexpr int kChannelGroupMin = 32;
+
+// Scatters a group of events of one input cell into an AveragePooling2D's or
+// a DepthwiseConv2D's sums: the windows that cover the cell are found once,
+// then each event's channel is added in each window. A sum takes at most one
+// term of a group (its channel's), so it still receives its terms in event order.
+template <NodeKind Kind, typename Acc, typename Range>
+TTFS_KERNEL void scatter_channel_group(const Geometry& g, const float* w, const InputEvent* group, int count,
+                                       Acc* cur, Acc* miss, const Range& range) {
+  const ElementPosition at = element_position(g, group[0].j);
+  const int64_t first = at.cell * g.in_c;
+  for_each_window(g, at.iy, at.ix, [&](int64_t pos, int tap) {
+    for (int e = 0; e < count; ++e) {
+      const InputEvent& ev = group[e];
+      const int64_t c = ev.j - first;
+      if (Kind == NodeKind::AveragePooling2D) {
+        const int64_t o = pos * g.out_c + c;
+        if (!range.contains(o)) continue;
+        if (ev.signal) cur[o] += Acc(ev.da);
+        if (ev.prospective) miss[o] += Acc(ev.dp);
+      } else {
+        const int mult = g.multiplier;
+        int64_t offset = pos * g.out_c + c * mult, k = (int64_t(tap) * g.in_c + c) * mult, n = mult;
+        if (!range.clip(offset, k, n)) continue;
+        const Acc a = Acc(ev.da), p = Acc(ev.dp);
+        if (ev.signal && ev.prospective) add_weight_run<true, true>(cur + offset, miss + offset, w + k, n, a, p);
+        else if (ev.signal) add_weight_run<true, false>(cur + offset, miss + offset, w + k, n, a, p);
+        else add_weight_run<false, true>(cur + offset, miss + offset, w + k, n, a, p);
+      }
+    }
+  });
+}
+
+// The events in groups of consecutive events of one input cell (Dense and
+// Conv2D: float64 sums only, where grouped_scatter_pays).
+template <NodeKind Kind, Isa I, typename Source, typename Acc, typename Range>
+TTFS_KERNEL void scatter_grouped(const Node& node, const float* w, Source& events, Acc* cur, Acc* miss,
                                  const Range& range) {
   const Geometry& g = node.geom;
   InputEvent group[kGroupMax];
   int count = 0;
   uint32_t cell = 0;
+  auto flush = [&]() {
+    if (Kind == NodeKind::AveragePooling2D || Kind == NodeKind::DepthwiseConv2D) {
+      scatter_channel_group<Kind>(g, w, group, count, cur, miss, range);
+    } else if constexpr (std::is_same<Acc, double>::value) {
+      scatter_group<Kind, I>(g, w, group, count, cur, miss, range);
+    }
+    count = 0;
+  };
   InputEvent e;
   for (size_t n = 0; n < events.size(); ++n) {
     if (!events.get(n, e)) continue;
     const uint32_t c = uint32_t(e.j) / uint32_t(g.in_c);
-    if (count == kGroupMax || (count > 0 && c != cell)) {
-      scatter_group<Kind, I>(g, w, group, count, cur, miss, range);
-      count = 0;
-    }
+    if (count == kGroupMax || (count > 0 && c != cell)) flush();
     cell = c;
     group[count++] = e;
   }
-  if (count > 0) scatter_group<Kind, I>(g, w, group, count, cur, miss, range);
+  if (count > 0) flush();
 }
 
 }  // namespace cpu
