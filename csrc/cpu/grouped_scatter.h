@@ -171,7 +171,7 @@ TTFS_KERNEL void scatter_grouped(const Node& node, const float* w, Source& event
   const Geometry& g = node.geom;
   InputEvent group[kGroupMax];
   int count = 0;
-  uint32_t cell = 0;
+  int64_t cell_begin = 0, cell_end = 0;  // the current cell's elements (none yet)
   auto flush = [&]() {
     if (Kind == NodeKind::AveragePooling2D || Kind == NodeKind::DepthwiseConv2D) {
       scatter_channel_group<Kind>(g, w, group, count, cur, miss, range);
@@ -183,9 +183,13 @@ TTFS_KERNEL void scatter_grouped(const Node& node, const float* w, Source& event
   InputEvent e;
   for (size_t n = 0; n < events.size(); ++n) {
     if (!events.get(n, e)) continue;
-    const uint32_t c = uint32_t(e.j) / uint32_t(g.in_c);
-    if (count == kGroupMax || (count > 0 && c != cell)) flush();
-    cell = c;
+    if (e.j < cell_begin || e.j >= cell_end) {  // another cell (one division per cell, not per event)
+      if (count > 0) flush();
+      cell_begin = int64_t(uint32_t(e.j) / uint32_t(g.in_c)) * g.in_c;
+      cell_end = cell_begin + g.in_c;
+    } else if (count == kGroupMax) {
+      flush();
+    }
     group[count++] = e;
   }
   if (count > 0) flush();
