@@ -89,15 +89,13 @@ TTFS_KERNEL void scatter_dispatch(const Node& node, const LayerWeights& lw, Sour
                                   Acc* miss, const Range& range) {
   switch (node.kind) {
     case NodeKind::Dense:
-      if constexpr (std::is_same<Acc, double>::value)
-        if (grouped_scatter_pays<I, Acc>(node.geom.multiplier))
-          return scatter_grouped<NodeKind::Dense, I>(node, lw.w, events, cur, miss, range);
+      if (grouped_scatter_pays<I, Acc>(node.geom.multiplier))
+        return scatter_grouped<NodeKind::Dense, I>(node, lw.w, events, cur, miss, range);
       return scatter_kind<NodeKind::Dense>(node, lw, events, cur, miss, range);
     case NodeKind::Conv2D:
-      if constexpr (std::is_same<Acc, double>::value)
-        if (lw.rows && grouped_scatter_pays<I, Acc>(int64_t(node.geom.multiplier) *
-                                                    std::max(1, node.geom.kernel_w / node.geom.stride_w)))
-          return scatter_grouped<NodeKind::Conv2D, I>(node, lw.w, events, cur, miss, range);
+      if (lw.rows && grouped_scatter_pays<I, Acc>(int64_t(node.geom.multiplier) *
+                                                  std::max(1, node.geom.kernel_w / node.geom.stride_w)))
+        return scatter_grouped<NodeKind::Conv2D, I>(node, lw.w, events, cur, miss, range);
       return scatter_kind<NodeKind::Conv2D>(node, lw, events, cur, miss, range);
     case NodeKind::DepthwiseConv2D:  // grouped where cells have channels to share their windows
       if (node.geom.in_c >= kChannelGroupMin)

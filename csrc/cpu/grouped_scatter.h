@@ -28,10 +28,12 @@ constexpr int kGroupMax = 64;
 // The instruction set a kernel set is compiled for.
 enum class Isa { Generic, Avx2, Avx512 };
 
-// One event of a group with the offset of its weights for the run at hand.
+// One event of a group with the offset of its weights for the run at hand
+// (Acc: the running sums' type).
+template <typename Acc>
 struct GroupTerm {
   int64_t k;
-  double a, p;
+  Acc a, p;
   bool signal, prospective;
 };
 
@@ -39,25 +41,31 @@ struct GroupTerm {
 #define TTFS_GROUPED_X86 1
 // cur[u] += w[k_e + u] * a_e and miss[u] += |w[k_e + u]| * p_e for every
 // event e of the group in turn (only the sums an event's flags select), in
-// blocks of sums held in registers (AVX-512: 64, then 8; AVX2 with FMA: 16),
-// from u on; u is left after the last whole block (grouped_scatter.cpp).
-void add_group_blocks_avx512(double* cur, double* miss, const float* w, const GroupTerm* terms, int count,
+// blocks of sums held in registers (float64 sums: AVX-512 64, then 8; AVX2
+// with FMA 16; float32 sums, multiply then add as add_weight_run rounds them:
+// AVX-512 128, then 16; AVX2 32), from u on; u is left after the last whole
+// block (grouped_scatter.cpp).
+void add_group_blocks_avx512(double* cur, double* miss, const float* w, const GroupTerm<double>* terms, int count,
                              int64_t& u, int64_t n, bool any_signal, bool any_prospective);
-void add_group_blocks_avx2_fma(double* cur, double* miss, const float* w, const GroupTerm* terms, int count,
-                               int64_t& u, int64_t n, bool any_signal, bool any_prospective);
+void add_group_blocks_avx2(double* cur, double* miss, const float* w, const GroupTerm<double>* terms, int count,
+                           int64_t& u, int64_t n, bool any_signal, bool any_prospective);
+void add_group_blocks_avx512(float* cur, float* miss, const float* w, const GroupTerm<float>* terms, int count,
+                             int64_t& u, int64_t n, bool any_signal, bool any_prospective);
+void add_group_blocks_avx2(float* cur, float* miss, const float* w, const GroupTerm<float>* terms, int count,
+                           int64_t& u, int64_t n, bool any_signal, bool any_prospective);
 bool cpu_has_fma();
 #endif
 
 // Whether the kernel set of instruction set I scatters a layer with runs of
 // `run` sums (a kernel row of filters, or a Dense layer's units) in groups:
-// where it has the block kernel (float64 sums) and a run fills its blocks a
-// few times; shorter runs take the events one by one.
+// where it has the block kernel and a run fills its blocks a few times;
+// shorter runs take the events one by one.
 template <Isa I, typename Acc>
 TTFS_KERNEL bool grouped_scatter_pays(int64_t run) {
 #ifdef TTFS_GROUPED_X86
-  if (!std::is_same<Acc, double>::value) return false;
-  if (I == Isa::Avx512) return run >= 128;
-  if (I == Isa::Avx2) return cpu_has_fma() && run >= 64;
+  const bool f64 = std::is_same<Acc, double>::value;
+  if (I == Isa::Avx512) return run >= (f64 ? 128 : 256);
+  if (I == Isa::Avx2) return run >= 64 && (!f64 || cpu_has_fma());  // float64: fused multiply-add
 #else
   (void)run;
 #endif
@@ -66,17 +74,17 @@ TTFS_KERNEL bool grouped_scatter_pays(int64_t run) {
 
 // The terms of a group over a run of n sums: the blocks in registers, the
 // rest (the last sums of a run that fills no whole block) event by event.
-template <Isa I>
-TTFS_KERNEL void add_group_run(double* cur, double* miss, const float* w, const GroupTerm* terms, int count,
+template <Isa I, typename Acc>
+TTFS_KERNEL void add_group_run(Acc* cur, Acc* miss, const float* w, const GroupTerm<Acc>* terms, int count,
                                int64_t n, bool any_signal, bool any_prospective) {
   int64_t u = 0;
 #ifdef TTFS_GROUPED_X86
   if (I == Isa::Avx512) add_group_blocks_avx512(cur, miss, w, terms, count, u, n, any_signal, any_prospective);
-  if (I == Isa::Avx2) add_group_blocks_avx2_fma(cur, miss, w, terms, count, u, n, any_signal, any_prospective);
+  if (I == Isa::Avx2) add_group_blocks_avx2(cur, miss, w, terms, count, u, n, any_signal, any_prospective);
 #endif
   if (u == n) return;
   for (int e = 0; e < count; ++e) {
-    const GroupTerm& t = terms[e];
+    const GroupTerm<Acc>& t = terms[e];
     if (t.signal && t.prospective) add_weight_run<true, true>(cur + u, miss + u, w + t.k + u, n - u, t.a, t.p);
     else if (t.signal) add_weight_run<true, false>(cur + u, miss + u, w + t.k + u, n - u, t.a, t.p);
     else add_weight_run<false, true>(cur + u, miss + u, w + t.k + u, n - u, t.a, t.p);
@@ -86,13 +94,13 @@ TTFS_KERNEL void add_group_run(double* cur, double* miss, const float* w, const 
 // Scatters a group of events of one input cell: a Dense layer's run of
 // `units` sums at the cell, or a Conv2D's (row layout) runs, one per kernel
 // row, as scatter_conv_rows walks them.
-template <NodeKind Kind, Isa I, typename Range>
-TTFS_KERNEL void scatter_group(const Geometry& g, const float* w, const InputEvent* group, int count, double* cur,
-                               double* miss, const Range& range) {
-  GroupTerm terms[kGroupMax];
+template <NodeKind Kind, Isa I, typename Acc, typename Range>
+TTFS_KERNEL void scatter_group(const Geometry& g, const float* w, const InputEvent* group, int count, Acc* cur,
+                               Acc* miss, const Range& range) {
+  GroupTerm<Acc> terms[kGroupMax];
   bool any_signal = false, any_prospective = false;
   for (int e = 0; e < count; ++e) {
-    terms[e] = GroupTerm{0, double(group[e].da), double(group[e].dp), group[e].signal, group[e].prospective};
+    terms[e] = GroupTerm<Acc>{0, Acc(group[e].da), Acc(group[e].dp), group[e].signal, group[e].prospective};
     any_signal |= group[e].signal;
     any_prospective |= group[e].prospective;
   }
@@ -164,7 +172,7 @@ TTFS_KERNEL void scatter_channel_group(const Geometry& g, const float* w, const 
 }
 
 // The events in groups of consecutive events of one input cell (Dense and
-// Conv2D: float64 sums only, where grouped_scatter_pays).
+// Conv2D where grouped_scatter_pays).
 template <NodeKind Kind, Isa I, typename Source, typename Acc, typename Range>
 TTFS_KERNEL void scatter_grouped(const Node& node, const float* w, Source& events, Acc* cur, Acc* miss,
                                  const Range& range) {
@@ -173,11 +181,10 @@ TTFS_KERNEL void scatter_grouped(const Node& node, const float* w, Source& event
   int count = 0;
   int64_t cell_begin = 0, cell_end = 0;  // the current cell's elements (none yet)
   auto flush = [&]() {
-    if (Kind == NodeKind::AveragePooling2D || Kind == NodeKind::DepthwiseConv2D) {
+    if (Kind == NodeKind::AveragePooling2D || Kind == NodeKind::DepthwiseConv2D)
       scatter_channel_group<Kind>(g, w, group, count, cur, miss, range);
-    } else if constexpr (std::is_same<Acc, double>::value) {
+    else
       scatter_group<Kind, I>(g, w, group, count, cur, miss, range);
-    }
     count = 0;
   };
   InputEvent e;
