@@ -10,17 +10,18 @@ import pytest
 import netgen
 import ttfs_native as tn
 
-# Runs of 96 * 3 and 64 * 3 sums (a kernel row of filters) and 160, 141 units:
-# long enough for the grouped scatter on AVX-512 (>= 128) and AVX2 (>= 64),
-# with blocks and a remainder. pool_a (overlapping windows, same padding) and
-# dw (depth multiplier 2) read 96 channels: their cells' events are scattered
-# in groups too. conv_b reads 192 channels, so a cell with more than 64
-# changes is scattered as several groups, and its stride 2 tests the row
-# layout's residues; dense_cells is a Dense layer on a 3-D tensor (one group
-# per cell).
+# Runs of 96 * 3, 80 * 3 and 64 * 3 sums (a kernel row of filters) and 160,
+# 141 units: long enough for the grouped scatter on AVX-512 (>= 128) and AVX2
+# (>= 64), with blocks and a remainder. pool_a (overlapping windows, same
+# padding) and dw (depth multiplier 2) read 96 and 80 channels: their cells'
+# events are scattered in groups too. conv_c (vertical dilation) reads 96
+# channels and conv_b 160, so a cell with more than 64 changes is scattered
+# as several groups; conv_b's stride 2 tests the row layout's residues;
+# dense_cells is a Dense layer on a 3-D tensor (one group per cell).
 WIDE = ((9, 9, 3), [
     netgen.conv_layer("conv_a", 96, 3),
     {"name": "pool_a", "type": "AveragePooling2D", "pool_size": 3, "strides": 2, "padding": "same"},
+    netgen.conv_layer("conv_c", 80, 3, dilation=[2, 1]),
     {"name": "dw", "type": "DepthwiseConv2D", "kernel_size": 3, "depth_multiplier": 2, "padding": "same"},
     netgen.conv_layer("conv_b", 64, 3, strides=2),
     {"name": "dense_cells", "type": "Dense", "units": 160},
