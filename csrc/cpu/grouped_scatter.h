@@ -81,6 +81,9 @@ TTFS_KERNEL void add_group_run(Acc* cur, Acc* miss, const float* w, const GroupT
 #ifdef TTFS_GROUPED_X86
   if (I == Isa::Avx512) add_group_blocks_avx512(cur, miss, w, terms, count, u, n, any_signal, any_prospective);
   if (I == Isa::Avx2) add_group_blocks_avx2(cur, miss, w, terms, count, u, n, any_signal, any_prospective);
+#else
+  (void)any_signal;
+  (void)any_prospective;
 #endif
   if (u == n) return;
   for (int e = 0; e < count; ++e) {
